@@ -4,7 +4,8 @@ Every model here is a ``Classifier``: an ``nn.Module`` that maps images in [0, 1
 (``N x C x H x W``) to logits, and carries its class names and input size. Attacks therefore
 work in pixel space and never see the normalisation.
 
-Registry names: ``lenet-mnist``, ``fc500-150-10-mnist``, ``lenet-cifar``, ``nin-cifar``,
+Registry names: ``lenet-mnist``, ``fc500-150-10-mnist``, ``mlp-mnist``, ``nin-mnist``,
+``allconv-mnist`` (five MNIST architectures for transfer studies), ``lenet-cifar``, ``nin-cifar``,
 ``gtsrb-cnn``, and the torchvision ``resnet18``/``resnet50``/``vgg16``/``googlenet``/
 ``inception-v3`` (weights only from a local file).
 """
@@ -45,6 +46,24 @@ class Classifier(nn.Module):
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations: the input of the last linear layer (for FID, KID, nearest neighbours).
+
+        For torchvision nets that is the global-pool output (Inception-v3: the 2048-d pool3 features).
+        """
+        last = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
+        pool = False
+        if not last:  # all-convolutional nets: the spatially averaged input of the last convolution
+            last, pool = [m for m in self.net.modules() if isinstance(m, nn.Conv2d)], True
+        captured: list[torch.Tensor] = []
+        handle = last[-1].register_forward_hook(lambda mod, inp, out: captured.append(inp[0]))
+        try:
+            self(images)
+        finally:
+            handle.remove()
+        feats = captured[0]
+        return feats.mean(dim=(2, 3)) if pool and feats.ndim == 4 else feats.flatten(1)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -88,22 +107,39 @@ def _mlpconv(cin: int, cout: int, k: int, pad: int) -> list[nn.Module]:
 
 
 class NIN(nn.Module):
-    """Network in Network (Lin et al. 2014) for 32x32 colour inputs: three mlpconv blocks and global pooling.
+    """Network in Network (Lin et al. 2014): three mlpconv blocks and global average pooling.
 
     ``width`` scales the 192-channel layers (1.0 is the paper's CIFAR-10 model).
     """
 
-    def __init__(self, num_classes: int = 10, width: float = 1.0):
+    def __init__(self, num_classes: int = 10, width: float = 1.0, in_channels: int = 3):
         super().__init__()
         w = max(8, int(192 * width))
         w2 = max(8, int(160 * width))
         w3 = max(8, int(96 * width))
         self.net = nn.Sequential(
-            nn.Conv2d(3, w, 5, padding=2), nn.ReLU(), nn.Conv2d(w, w2, 1), nn.ReLU(), nn.Conv2d(w2, w3, 1), nn.ReLU(),
+            nn.Conv2d(in_channels, w, 5, padding=2), nn.ReLU(), nn.Conv2d(w, w2, 1), nn.ReLU(), nn.Conv2d(w2, w3, 1), nn.ReLU(),
             nn.MaxPool2d(3, 2, padding=1), nn.Dropout(0.5),
             *_mlpconv(w3, w, 5, 2), nn.Conv2d(w, w, 1), nn.ReLU(),
             nn.AvgPool2d(3, 2, padding=1), nn.Dropout(0.5),
             nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 1), nn.ReLU(), nn.Conv2d(w, num_classes, 1),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class AllConv(nn.Module):
+    """A small all-convolutional net (Springenberg et al. 2015 style): strided convs, no pooling, no FC."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, num_classes, 1),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
 
@@ -172,6 +208,13 @@ RGB_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 ARCHITECTURES: dict[str, ArchSpec] = {
     "lenet-mnist": ArchSpec(lambda num_classes=10, **k: LeNet(1, 28, num_classes), (1, 28, 28), *MNIST_NORM, "mnist"),
     "fc500-150-10-mnist": ArchSpec(lambda num_classes=10, **k: FC500_150(784, num_classes), (1, 28, 28), *MNIST_NORM, "mnist"),
+    "mlp-mnist": ArchSpec(lambda num_classes=10, **k: nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(),
+                                                                     nn.Linear(300, num_classes)),
+                          (1, 28, 28), *MNIST_NORM, "mnist"),
+    "nin-mnist": ArchSpec(lambda num_classes=10, width=0.25, **k: NIN(num_classes, width, in_channels=1), (1, 28, 28),
+                          *MNIST_NORM, "mnist"),
+    "allconv-mnist": ArchSpec(lambda num_classes=10, width=32, **k: AllConv(1, num_classes, width), (1, 28, 28),
+                              *MNIST_NORM, "mnist"),
     "lenet-cifar": ArchSpec(lambda num_classes=10, **k: LeNet(3, 32, num_classes), (3, 32, 32), *RGB_HALF, None),
     "nin-cifar": ArchSpec(lambda num_classes=10, width=1.0, **k: NIN(num_classes, width), (3, 32, 32), *RGB_HALF, None),
     "gtsrb-cnn": ArchSpec(lambda num_classes=43, width=1.0, hidden=512, **k: GTSRBCNN(num_classes, 32, width, hidden),
