@@ -14,7 +14,7 @@ import traceback
 from core.errors import PhysadvError
 
 # in the order `physadv --help` lists them
-JOB_MODULES = ["physical.demo", "core.cli", "attacks.cli", "gans.cli", "rendering.cli", "physical.design_cli",
+JOB_MODULES = ["physical.demo", "core.cli", "attacks.cli", "gans.cli", "rendering.cli", "rendering.signs.cli", "physical.design_cli",
                "printing.cli", "capture.cli"]
 
 
