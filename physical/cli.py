@@ -27,7 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="job", metavar="JOB", required=True)
     for name in JOB_MODULES:
-        if importlib.util.find_spec(name) is None:  # a package whose jobs are not written yet
+        try:
+            if importlib.util.find_spec(name) is None:  # a package whose jobs are not written yet
+                continue
+        except ModuleNotFoundError:
             continue
         importlib.import_module(name).register(sub)
     return parser
