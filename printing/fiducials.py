@@ -75,7 +75,9 @@ def page_homography(found: dict[int, np.ndarray], layout: PrintLayout, min_marke
     if len(used) < max(1, min_markers):
         raise PhysadvError(
             f"{source}: found {len(used)} of the layout's {len(expected)} fiducials ({layout.dictionary}, ids "
-            f"{sorted(expected)}); seen ids {sorted(found) or 'none'}. Is the whole print in the frame, sharp and lit?")
+            f"{sorted(expected)}); seen ids {sorted(found) or 'none'}. " + (
+                "Is this a photo of a different print (wrong layout.json)?" if found else
+                "Is the whole print in the frame, large, sharp and lit?"))
     src = np.concatenate([expected[i] for i in used]).astype(np.float64)
     dst = np.concatenate([found[i] for i in used]).astype(np.float64)
     method = cv2.RANSAC if len(used) >= 2 else 0
