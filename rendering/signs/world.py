@@ -1,0 +1,420 @@
+"""The synthetic sign world: signs placed in front of a camera at random pose and light, photographed,
+and cropped GTSRB-style (sign plus a ~10% margin, resized to 32 x 32).
+
+The camera is a real one (default: a 1920 x 1080 frame with a 50 degree horizontal field of view),
+so distance fixes how many camera pixels the sign covers. Only the crop window around the sign is
+rendered, on a working grid of ``work_px`` pixels: when the camera window is larger than that grid
+the render is the camera image box-filtered down to it (supersampled), and the camera's blur and
+noise, given per camera pixel, are scaled to the grid (a blur of sigma px becomes ``sigma * scale``;
+noise averaged over ``1 / scale**2`` pixels falls by ``scale``); when the window is smaller, the
+render is pixelated to the camera's resolution first. Either way resolution and blur fall with
+distance as they would in a photo, without rendering 2 megapixel frames.
+
+Order of effects (colour spaces noted): sign texture (sRGB) -> linear light x (exposure gain x
+colour temperature x linear shading gradient) -> sRGB; warp onto a photo background (sRGB);
+camera defocus blur, pixelation, sensor noise, contrast/brightness, JPEG; resize to the crop size.
+
+    cfg = WorldConfig()
+    data = generate_signs(cfg, per_class=100, seed=1)      # ImageSet of 32 x 32 crops
+    load_dataset("signs", "train")                          # cached in cache_dir("signs")
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.config import config_hash, load_config, to_dict
+from core.data import ImageSet
+from core.errors import PhysadvError
+from core.io import cache_dir, load_checkpoint, save_checkpoint
+from rendering.camera import Intrinsics, Pose, plane_homography
+from rendering.planar import apply_homography, bbox_of, render_planar
+from rendering.signs.textures import all_textures, sign_classes, sign_spec
+
+Range = tuple[float, float]
+
+
+def _check_range(name: str, r: Range, lo: float | None = None, hi: float | None = None) -> None:
+    if r[0] > r[1]:
+        raise ValueError(f"{name}: min {r[0]} is greater than max {r[1]}")
+    if lo is not None and r[0] < lo:
+        raise ValueError(f"{name}: {r[0]} is below {lo}")
+    if hi is not None and r[1] > hi:
+        raise ValueError(f"{name}: {r[1]} is above {hi}")
+
+
+@dataclass
+class CameraConfig:
+    """The simulated camera: frame size in pixels and horizontal field of view in degrees."""
+
+    width: int = 1920
+    height: int = 1080
+    fov_deg: float = 50.0
+
+    def intrinsics(self) -> Intrinsics:
+        return Intrinsics.from_fov(self.fov_deg, self.width, self.height)
+
+
+@dataclass
+class PoseRanges:
+    """Where the camera stands. ``angle_deg``: how far the sign is turned from facing the camera
+    (azimuth about the sign's vertical axis, either side, as in RP2's angle); distances in metres."""
+
+    distance_m: Range = (1.5, 12.0)
+    angle_deg: Range = (0.0, 60.0)
+    elevation_deg: Range = (-8.0, 8.0)
+    roll_deg: Range = (-5.0, 5.0)
+    look_at_jitter_m: float = 0.2  # the camera aims up to this far from the sign's centre
+
+    def validate(self) -> None:
+        _check_range("pose.distance_m", self.distance_m, lo=0.05)
+        _check_range("pose.angle_deg", self.angle_deg, lo=0.0, hi=85.0)
+        _check_range("pose.elevation_deg", self.elevation_deg, lo=-85.0, hi=85.0)
+        _check_range("pose.roll_deg", self.roll_deg)
+        if self.look_at_jitter_m < 0:
+            raise ValueError(f"pose.look_at_jitter_m must be >= 0, got {self.look_at_jitter_m}")
+
+
+@dataclass
+class LightConfig:
+    """Light on the sign (linear-light gain, colour temperature in kelvin, brightness gradient across it)."""
+
+    gain: Range = (0.45, 1.5)
+    temperature_k: Range = (4000.0, 9000.0)
+    shading: float = 0.3  # the brightness changes by up to this fraction across the sign
+
+    def validate(self) -> None:
+        _check_range("light.gain", self.gain, lo=0.0)
+        _check_range("light.temperature_k", self.temperature_k, lo=1000.0, hi=40000.0)
+
+
+@dataclass
+class CameraEffects:
+    """Camera imperfections, per camera pixel: defocus blur sigma, sensor noise std, JPEG quality."""
+
+    blur_px: Range = (0.0, 2.5)
+    noise_std: Range = (0.0, 0.04)
+    contrast: Range = (0.7, 1.2)
+    brightness: Range = (-0.1, 0.1)
+    jpeg_quality: Range = (40.0, 95.0)
+
+    def validate(self) -> None:
+        _check_range("effects.blur_px", self.blur_px, lo=0.0)
+        _check_range("effects.noise_std", self.noise_std, lo=0.0)
+        _check_range("effects.contrast", self.contrast, lo=0.0)
+        _check_range("effects.brightness", self.brightness)
+        _check_range("effects.jpeg_quality", self.jpeg_quality, lo=1.0, hi=100.0)
+
+
+@dataclass
+class WorldConfig:
+    """Everything that decides the synthetic sign set (its hash names the cached data)."""
+
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    pose: PoseRanges = field(default_factory=PoseRanges)
+    light: LightConfig = field(default_factory=LightConfig)
+    effects: CameraEffects = field(default_factory=CameraEffects)
+    backgrounds: tuple[str, ...] = ("photo", "solid", "noise")
+    crop_px: int = 32  # classifier input size
+    margin: float = 0.1  # GTSRB: the crop holds the sign plus 10% on each side
+    box_jitter: float = 0.05  # the crop box is off by up to this fraction of its size (detector error)
+    work_px: int = 64  # rendering grid of the crop window (>= crop_px)
+    supersample: int = 2
+    texture_px: int = 128
+    train_per_class: int = 300
+    test_per_class: int = 80
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.crop_px < 8 or self.work_px < self.crop_px:
+            raise ValueError(f"need 8 <= crop_px <= work_px, got crop_px={self.crop_px}, work_px={self.work_px}")
+        if not 0 <= self.margin < 1:
+            raise ValueError(f"margin must be in [0, 1), got {self.margin}")
+        if self.train_per_class < 1 or self.test_per_class < 1:
+            raise ValueError("train_per_class and test_per_class must be at least 1")
+        if self.supersample < 1:
+            raise ValueError(f"supersample must be at least 1, got {self.supersample}")
+
+
+# --------------------------------------------------------------------------- the crop, public for capture/
+def crop_window(bbox, margin: float = 0.1) -> tuple[float, float, float, float]:
+    """The GTSRB crop box: ``bbox = (x0, y0, x1, y1)`` grown by ``margin`` of its width/height on each side."""
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    if not (x1 > x0 and y1 > y0):
+        raise PhysadvError(f"bounding box {tuple(bbox)} is empty (need x1 > x0 and y1 > y0)")
+    mx, my = margin * (x1 - x0), margin * (y1 - y0)
+    return x0 - mx, y0 - my, x1 + mx, y1 + my
+
+
+def gtsrb_crop(image: torch.Tensor, bbox, size: int = 32, margin: float = 0.1) -> torch.Tensor:
+    """Crop ``image`` (``C x H x W`` or ``1 x C x H x W``) around ``bbox`` (pixel-edge ``x0, y0, x1, y1``)
+    plus ``margin`` on each side and resize to ``size x size`` (anti-aliased; aspect not kept, as GTSRB).
+
+    Parts of the box outside the image repeat the border pixels. Differentiable with respect to ``image``.
+    """
+    img = image[0] if image.ndim == 4 and image.shape[0] == 1 else image
+    if img.ndim != 3:
+        raise PhysadvError(f"gtsrb_crop wants one C x H x W image, got {tuple(image.shape)}")
+    _, H, W = img.shape
+    x0, y0, x1, y1 = crop_window(bbox, margin)
+    # whole pixels whose centres fall inside the box (at least one)
+    c0, c1 = int(math.floor(x0 + 0.5)), max(int(math.floor(x0 + 0.5)) + 1, int(math.ceil(x1 - 0.5)))
+    r0, r1 = int(math.floor(y0 + 0.5)), max(int(math.floor(y0 + 0.5)) + 1, int(math.ceil(y1 - 0.5)))
+    if c1 <= 0 or r1 <= 0 or c0 >= W or r0 >= H:
+        raise PhysadvError(f"bounding box {tuple(float(v) for v in bbox)} lies outside the {W} x {H} image")
+    pad = (max(0, -c0), max(0, c1 - W), max(0, -r0), max(0, r1 - H))
+    if any(pad):
+        img = F.pad(img[None], pad, mode="replicate")[0]
+        c0, c1, r0, r1 = c0 + pad[0], c1 + pad[0], r0 + pad[2], r1 + pad[2]
+    patch = img[:, r0:r1, c0:c1][None]
+    return F.interpolate(patch, size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0].clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- colour
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp(min=0) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
+
+
+def temperature_rgb(kelvin: torch.Tensor) -> torch.Tensor:
+    """Linear RGB gains of black-body light at ``kelvin`` (Planck's law at 610/550/465 nm), 6500 K = (1, 1, 1)."""
+    lam = torch.tensor([610e-9, 550e-9, 465e-9], dtype=torch.float64)
+    c2 = 1.4388e-2  # h c / k_B, metre kelvin
+
+    def planck(t):
+        return lam ** -5 / torch.expm1(c2 / (lam * t.reshape(-1, 1).double()))
+
+    return (planck(kelvin) / planck(torch.tensor([6500.0]))).float()
+
+
+def linear_textures(size_px: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All sign textures with RGB converted to linear light, and their alpha."""
+    rgb, alpha = all_textures(size_px)
+    return srgb_to_linear(rgb), alpha
+
+
+# --------------------------------------------------------------------------- sampling
+def _uniform(r: Range, n: int, g: torch.Generator) -> torch.Tensor:
+    return r[0] + (r[1] - r[0]) * torch.rand(n, generator=g, dtype=torch.float64)
+
+
+def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator) -> list[Pose]:
+    """``n`` camera poses: distance and angle uniform in their ranges, the side (left/right) at random."""
+    ranges.validate() if isinstance(ranges, PoseRanges) else None
+    d = _uniform(ranges.distance_m, n, g)
+    a = _uniform(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    e = _uniform(ranges.elevation_deg, n, g)
+    r = _uniform(ranges.roll_deg, n, g)
+    j = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * ranges.look_at_jitter_m
+    return [Pose(float(d[i]), float(a[i]), float(e[i]), float(r[i]), (float(j[i, 0]), float(j[i, 1]), 0.0))
+            for i in range(n)]
+
+
+def _jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    out = torch.empty_like(images)
+    for i, img in enumerate(images):
+        arr = (img.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)[:, :, ::-1]
+        ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
+        out[i] = torch.from_numpy(np.ascontiguousarray(dec)).permute(2, 0, 1).float() / 255
+    return out
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image isotropic Gaussian blur (sigma in pixels; 0 leaves the image unchanged)."""
+    radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
+    if radius == 0:
+        return images
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    s = sigma.to(images.dtype).clamp(min=1e-3).view(-1, 1)
+    k = torch.exp(-0.5 * (x / s) ** 2)
+    k = k / k.sum(1, keepdim=True)  # n x K
+    n, c, h, w = images.shape
+    pad = F.pad(images, (radius,) * 4, mode="reflect").reshape(1, n * c, h + 2 * radius, w + 2 * radius)
+    kk = k.repeat_interleave(c, 0)
+    out = F.conv2d(pad, kk.view(n * c, 1, 1, -1), groups=n * c)
+    out = F.conv2d(out, kk.view(n * c, 1, -1, 1), groups=n * c)
+    return out.view(n, c, h, w)
+
+
+class _BackgroundPool:
+    """Random crops and flips from a pool drawn once with ``rendering.backgrounds.sample_backgrounds``."""
+
+    def __init__(self, kinds: tuple[str, ...], size: int, g: torch.Generator, pool: int = 256):
+        from rendering.backgrounds import sample_backgrounds
+
+        self.size = size
+        self.pool = sample_backgrounds(pool, 2 * size, 2 * size, tuple(kinds), generator=g)
+
+    def sample(self, n: int, g: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(len(self.pool), (n,), generator=g)
+        off = torch.randint(self.size + 1, (n, 2), generator=g)
+        flip = torch.rand(n, generator=g) < 0.5
+        out = torch.stack([self.pool[i, :, y : y + self.size, x : x + self.size] for i, (y, x) in zip(idx.tolist(), off.tolist())])
+        out[flip] = out[flip].flip(-1)
+        return out
+
+
+# --------------------------------------------------------------------------- rendering a batch of crops
+@dataclass
+class SignBatch:
+    images: torch.Tensor  # N x 3 x crop x crop
+    labels: torch.Tensor
+    distance_m: torch.Tensor
+    angle_deg: torch.Tensor  # off-axis angle of the pose
+    footprint_px: torch.Tensor  # width of the sign's bounding box in camera pixels
+
+
+def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: torch.Generator,
+                 textures: tuple[torch.Tensor, torch.Tensor] | None = None, backgrounds: _BackgroundPool | None = None) -> SignBatch:
+    """Photograph sign ``labels[i]`` from ``poses[i]`` and return the GTSRB-style crops.
+
+    ``textures``: the sign textures in *linear* RGB plus alpha (``linear_textures``), to reuse across batches.
+    """
+    n = len(labels)
+    lin_all, alpha_all = textures or linear_textures(cfg.texture_px)
+    classes = sign_classes()
+    intr = cfg.camera.intrinsics()
+    G = cfg.work_px
+    bgs = (backgrounds or _BackgroundPool(cfg.backgrounds, G, g)).sample(n, g)
+    # light on the sign, in linear light
+    gain = _uniform(cfg.light.gain, n, g).float().view(n, 1, 1, 1)
+    tint = temperature_rgb(_uniform(cfg.light.temperature_k, n, g)).view(n, 3, 1, 1)
+    theta = torch.rand(n, generator=g) * 2 * math.pi
+    S = lin_all.shape[-1]
+    ramp = torch.linspace(-0.5, 0.5, S)
+    grad = (torch.cos(theta).view(n, 1, 1) * ramp.view(1, 1, S) + torch.sin(theta).view(n, 1, 1) * ramp.view(1, S, 1))
+    shade = (1 + cfg.light.shading * torch.rand(n, generator=g).view(n, 1, 1) * grad).unsqueeze(1)
+    lit = linear_to_srgb(lin_all[labels] * (gain * tint * shade))
+    texture = torch.cat([lit, alpha_all[labels]], 1)
+
+    # the crop window (in camera pixels) around each sign's projected outline, with detector-like jitter
+    windows, widths = [], []
+    jit = (torch.rand(n, 4, generator=g, dtype=torch.float64) * 2 - 1) * cfg.box_jitter
+    for i, (lab, pose) in enumerate(zip(labels.tolist(), poses)):
+        spec = sign_spec(classes[lab])
+        box = bbox_of(apply_homography(plane_homography(pose, intr), spec.outline()))
+        w, h = box[2] - box[0], box[3] - box[1]
+        box = box + jit[i].numpy() * np.array([w, h, w, h])
+        windows.append(crop_window(box, cfg.margin))
+        widths.append(w)
+    # one batched warp per class (each has its own physical size and outline)
+    image = torch.empty(n, 3, G, G)
+    for lab in labels.unique().tolist():
+        idx = torch.nonzero(labels == lab).flatten().tolist()
+        spec = sign_spec(classes[lab])
+        out = render_planar(texture[idx], [poses[i] for i in idx], intr, spec.size_m, backgrounds=bgs[idx],
+                            supersample=cfg.supersample, windows=[windows[i] for i in idx], out_hw=(G, G),
+                            outline_m=spec.outline())
+        image[idx] = out.image
+
+    # camera: scale between camera pixels and the working grid
+    win_px = torch.tensor([math.sqrt((w[2] - w[0]) * (w[3] - w[1])) for w in windows])
+    scale = G / win_px  # working pixels per camera pixel
+    e = cfg.effects
+    image = _gaussian_blur(image, _uniform(e.blur_px, n, g).float() * scale)
+    for i in torch.nonzero(scale > 1).flatten().tolist():  # camera coarser than the grid: pixelate
+        cam = max(1, int(round(float(win_px[i]))))
+        small = F.interpolate(image[i : i + 1], size=(cam, cam), mode="area")
+        image[i] = F.interpolate(small, size=(G, G), mode="bilinear", align_corners=False)[0]
+    noise_std = _uniform(e.noise_std, n, g).float() * scale.clamp(max=1)
+    image = image + noise_std.view(n, 1, 1, 1) * torch.randn(image.shape, generator=g)
+    contrast = _uniform(e.contrast, n, g).float().view(n, 1, 1, 1)
+    bright = _uniform(e.brightness, n, g).float().view(n, 1, 1, 1)
+    image = ((image - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
+    image = _jpeg(image, _uniform(e.jpeg_quality, n, g))
+    crops = F.interpolate(image, size=(cfg.crop_px, cfg.crop_px), mode="bilinear", align_corners=False, antialias=True)
+    return SignBatch(crops.clamp(0, 1), labels, torch.tensor([p.distance for p in poses]),
+                     torch.tensor([p.off_axis for p in poses]), torch.tensor(widths))
+
+
+# --------------------------------------------------------------------------- data sets
+def generate_signs(cfg: WorldConfig, per_class: int, seed: int, poses: list[Pose] | None = None,
+                   labels: torch.Tensor | None = None, batch: int = 256, progress: bool = True) -> ImageSet:
+    """A class-balanced set of ``per_class`` crops per sign (or the given ``labels``/``poses``), deterministic in ``seed``."""
+    from core.progress import progress as bar
+
+    with _one_thread():
+        return _generate(cfg, per_class, seed, poses, labels, batch, progress, bar)
+
+
+@contextmanager
+def _one_thread():
+    """Rendering is many small tensor ops: on a busy machine one thread is several times faster than two."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _generate(cfg, per_class, seed, poses, labels, batch, progress, bar) -> ImageSet:
+    g = torch.Generator().manual_seed(seed)
+    k = len(sign_classes())
+    if labels is None:
+        labels = torch.arange(per_class * k) % k
+        labels = labels[torch.randperm(len(labels), generator=g)]
+    if poses is None:
+        poses = sample_poses(len(labels), cfg.pose, g)
+    if len(poses) != len(labels):
+        raise PhysadvError(f"{len(poses)} poses for {len(labels)} labels")
+    textures = linear_textures(cfg.texture_px)
+    pool = _BackgroundPool(cfg.backgrounds, cfg.work_px, g)
+    parts = []
+    for start in bar(range(0, len(labels), batch), desc="render signs", disable=not progress or len(labels) <= batch):
+        parts.append(render_signs(labels[start : start + batch], poses[start : start + batch], cfg, g, textures, pool))
+    cat = {f: torch.cat([getattr(p, f) for p in parts]) for f in ("images", "labels", "distance_m", "angle_deg", "footprint_px")}
+    info = {k_: cat[k_] for k_ in ("distance_m", "angle_deg", "footprint_px")}
+    return ImageSet(cat["images"], cat["labels"], sign_classes(), f"signs-seed{seed}", info)
+
+
+def world_hash(cfg: WorldConfig) -> str:
+    return config_hash(to_dict(cfg))
+
+
+def load_signs(split: str, cfg: WorldConfig | None = None, progress: bool = True) -> ImageSet:
+    """The train or test split of the world ``cfg``, generated once and cached as safetensors (uint8)."""
+    cfg = cfg or WorldConfig()
+    cfg.validate()
+    per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
+    seed = 2 * cfg.seed + (0 if split == "train" else 1)  # the test split never shares a seed with training
+    path = cache_dir("signs") / f"{split}-{world_hash(cfg)}.safetensors"
+    if path.is_file():
+        t, meta = load_checkpoint(path)
+        if meta.get("classes") != sign_classes():
+            raise PhysadvError(f"{path}: cached sign set has other classes; delete it to regenerate")
+        info = {k: t[k] for k in ("distance_m", "angle_deg", "footprint_px")}
+        return ImageSet(t["images"].float() / 255, t["labels"].long(), sign_classes(), f"signs-{split}", info)
+    data = generate_signs(cfg, per_class, seed, progress=progress)
+    q = (data.images * 255).round().to(torch.uint8)
+    save_checkpoint(path, {"images": q, "labels": data.labels, **{k: v.float() for k, v in data.info.items()}},
+                    {"classes": sign_classes(), "world": to_dict(cfg), "split": split})
+    return ImageSet(q.float() / 255, data.labels, sign_classes(), f"signs-{split}", data.info)
+
+
+def world_from(root: str | Path | None) -> WorldConfig:
+    """The default world, or the ``WorldConfig`` in a YAML file (``data.root`` of the ``signs`` dataset)."""
+    return WorldConfig() if root is None else load_config(WorldConfig, root)
+
+
+def _dataset_loader(split: str, root: str | Path | None = None, size: int | None = None) -> ImageSet:
+    """``load_dataset("signs", split, root=<world YAML or None>, size=<crop size>)``."""
+    cfg = world_from(root)
+    if size is not None and size != cfg.crop_px:
+        from dataclasses import replace
+
+        cfg = replace(cfg, crop_px=int(size), work_px=max(cfg.work_px, 2 * int(size)))
+    return load_signs(split, cfg)
