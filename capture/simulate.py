@@ -207,7 +207,8 @@ def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, backgro
 
 
 def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
-    """Render the grid into ``out_dir/photos/*.jpg`` with ``out_dir/manifest.csv``; returns the manifest rows."""
+    """Render the grid into ``out_dir/photos/*.jpg`` with ``out_dir/manifest.csv`` (files relative to it),
+    ``truth.json`` (exact poses) and ``camera.json`` (the simulated camera); returns the manifest rows."""
     from capture.photos import UNITS_M, ManifestRow, write_manifest
     from core.io import write_image
     from core.progress import progress
@@ -233,9 +234,9 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
         photo = camera_effects(photo, rng, cfg.effects)
         name = f"d{d:g}{cfg.distance_unit}_a{a:g}_{light}" + (f"_{k}" if cfg.repeats > 1 else "") + ".jpg"
         write_image(out_dir / "photos" / name, photo, quality=cfg.effects.jpeg_quality)
-        rows.append(ManifestRow(i + 2, name, d, cfg.distance_unit, float(abs(pose.off_axis)), light,
+        rows.append(ManifestRow(i + 2, f"photos/{name}", d, cfg.distance_unit, float(abs(pose.off_axis)), light,
                                 f"simulated az={pose.azimuth:.2f} el={pose.elevation:.2f} roll={roll:.2f}"))
-        truth.append({"file": name, "distance_m": pose.distance, "angle": pose.off_axis, "azimuth": pose.azimuth,
+        truth.append({"file": f"photos/{name}", "distance_m": pose.distance, "angle": pose.off_axis, "azimuth": pose.azimuth,
                       "elevation": pose.elevation, "roll": roll, "turn": turn.tolist(), "light": light})
     write_manifest(out_dir / "manifest.csv", rows)
     write_json(out_dir / "truth.json", {"intrinsics": intr.__dict__, "photos": truth})

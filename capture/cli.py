@@ -1,0 +1,222 @@
+"""``physadv capture calibrate-camera|eval|video|simulate``: from photos of a print back to a verdict.
+
+    physadv capture simulate --print runs/print-export/X/print.png --out runs/sim
+    physadv capture calibrate-camera --images "board/*.jpg" --board 9x6 --square-mm 25 --out runs/cam
+    physadv capture eval --photos runs/sim/photos --manifest runs/sim/manifest.csv \\
+        --layout runs/print-export/X/layout.json --camera runs/sim/camera.json --weights clf.safetensors \\
+        --set judge.true_class=stop --out runs/eval
+    physadv capture video --source walk.avi --layout .../layout.json --weights clf.safetensors --every 5
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capture.judge import JudgeConfig
+from core.cli import add_config_args, finish_run, resolve_config, start_run
+from core.errors import PhysadvError
+
+
+@dataclass
+class CalibrateCameraConfig:
+    images: str = ""  # a folder or a glob of checkerboard photos
+    board: str = "9x6"  # inner corners across x down
+    square_mm: float = 25.0
+    max_pixels: int = 24_000_000
+
+    def validate(self) -> None:
+        parse_board(self.board)
+        if not self.square_mm > 0:
+            raise ValueError(f"square_mm must be positive, got {self.square_mm}")
+
+
+@dataclass
+class EvalConfig:
+    photos: str = ""  # folder of the adversarial photos (default: beside the manifest)
+    manifest: str = ""
+    clean_photos: str = ""
+    clean_manifest: str = ""  # optional clean set, judged the same way
+    layout: str = ""  # layout.json of the print (fiducials); blank: manifest corners or full frames only
+    camera: str = ""  # camera.json (calibrate-camera); blank: no solvePnP
+    weights: str = ""  # a physadv classifier file (.safetensors)
+    model: str = ""  # or a registry name trained/cached by core (e.g. lenet-cifar with a config), or torchvision arch
+    device: str = "cpu"
+    title: str = "Capture report"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+@dataclass
+class VideoConfig:
+    source: str = ""  # a video file or a camera index ("0")
+    every: int = 5  # judge every k-th frame
+    max_frames: int = 0  # stop after this many judged frames (0: all; set it for a live camera)
+    layout: str = ""
+    camera: str = ""
+    weights: str = ""
+    model: str = ""
+    device: str = "cpu"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    def validate(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every must be >= 1, got {self.every}")
+
+
+def parse_board(text: str) -> tuple[int, int]:
+    try:
+        cols, rows = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"board {text!r} must be COLSxROWS inner corners, e.g. 9x6") from None
+    if cols < 2 or rows < 2:
+        raise ValueError(f"board {text!r} needs at least 2x2 inner corners")
+    return cols, rows
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("capture", help="judge photos or video of a print by distance and angle; simulate photos")
+    jobs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    c = jobs.add_parser("calibrate-camera", help="camera intrinsics from checkerboard photos (cv2.calibrateCamera)")
+    add_config_args(c, "configs/capture/calibrate_camera.yaml")
+    c.add_argument("--images", default=None, help="folder or glob of checkerboard photos")
+    c.add_argument("--board", default=None, help="inner corners, e.g. 9x6")
+    c.add_argument("--square-mm", dest="square_mm", type=float, default=None)
+    c.set_defaults(func=_calibrate_camera)
+
+    e = jobs.add_parser("eval", help="judge a photo set (and its clean counterpart): CSV, JSON, Markdown, HTML")
+    add_config_args(e, "configs/capture/eval.yaml")
+    for name in ("photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model"):
+        e.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+    e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    e.set_defaults(func=_eval)
+
+    v = jobs.add_parser("video", help="judge a video file or camera frame by frame")
+    add_config_args(v, "configs/capture/video.yaml")
+    for name in ("source", "layout", "camera", "weights", "model"):
+        v.add_argument("--" + name, dest=name, default=None)
+    v.add_argument("--every", type=int, default=None)
+    v.add_argument("--max-frames", dest="max_frames", type=int, default=None)
+    v.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    v.set_defaults(func=_video)
+
+    s = jobs.add_parser("simulate", help="simulated photos of an exported print on a distance x angle grid")
+    add_config_args(s, "configs/capture/simulate.yaml")
+    s.add_argument("--print", dest="print_file", default=None, help="exported PNG or PDF (layout.json beside it)")
+    s.set_defaults(func=_simulate)
+
+
+def _prepare(args: argparse.Namespace, names: list[str]) -> None:
+    """Default config optional outside the repo; explicit flags become overrides (``--set`` still wins)."""
+    if args.config and not Path(args.config).is_file():
+        args.config = None
+    flags = [f"{n}={getattr(args, n)}" for n in names if getattr(args, n, None) is not None]
+    args.overrides = flags + list(args.overrides)
+
+
+def _model(cfg):
+    from core.train import get_classifier, load_classifier, resolve_device
+
+    device = resolve_device(cfg.device)
+    if cfg.weights:
+        if cfg.model:
+            from core.models import load_pretrained
+
+            return load_pretrained(cfg.model, cfg.weights).to(device).eval()
+        return load_classifier(cfg.weights, device)
+    if cfg.model:
+        return get_classifier(cfg.model).to(device).eval()
+    raise PhysadvError("no classifier: give --weights FILE (a physadv .safetensors) or --model NAME")
+
+
+def _layout_camera(cfg):
+    from capture.calibrate import CameraModel
+    from printing.layout import PrintLayout
+
+    layout = PrintLayout.from_json(cfg.layout) if cfg.layout else None
+    camera = CameraModel.load(cfg.camera) if cfg.camera else None
+    return layout, camera
+
+
+def _calibrate_camera(args: argparse.Namespace) -> int:
+    from capture.calibrate import calibrate_camera
+    from core.io import IMAGE_SUFFIXES
+
+    _prepare(args, ["images", "board", "square_mm"])
+    cfg = resolve_config(CalibrateCameraConfig, args)
+    if not cfg.images:
+        raise PhysadvError("calibrate-camera needs --images (a folder or a glob of checkerboard photos)")
+    p = Path(cfg.images)
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else sorted(
+        Path(f) for f in glob.glob(cfg.images))
+    if not files:
+        raise PhysadvError(f"--images {cfg.images}: no photos found")
+    cam, rep = calibrate_camera(files, parse_board(cfg.board), cfg.square_mm, cfg.max_pixels)
+    run = start_run("capture-calibrate-camera", cfg, args)
+    cam.save(run / "camera.json", {"rms_px": rep.rms_px, "views": len(rep.used)})
+    for f, st in rep.status.items():
+        print(f"  {f}: {st}")
+    i = cam.intrinsics
+    print(f"fx={i.fx:.1f} fy={i.fy:.1f} cx={i.cx:.1f} cy={i.cy:.1f} at {i.width}x{i.height}; RMS reprojection "
+          f"{rep.rms_px:.3f} px from {len(rep.used)} of {len(files)} photos -> {run / 'camera.json'}")
+    finish_run(run, {"rms_px": rep.rms_px, "used": rep.used, "status": rep.status, **cam.to_dict()})
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from capture.judge import evaluate_photos
+    from capture.report import write_reports
+
+    _prepare(args, ["photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model",
+                    "device"])
+    cfg = resolve_config(EvalConfig, args)
+    if not cfg.manifest:
+        raise PhysadvError("eval needs --manifest photos.csv (and --photos DIR if the photos are not beside it)")
+    model = _model(cfg)
+    layout, camera = _layout_camera(cfg)
+    run = start_run("capture-eval", cfg, args)
+    results, report = evaluate_photos(model, cfg.judge, cfg.photos or Path(cfg.manifest).parent, cfg.manifest, layout,
+                                      camera, cfg.clean_photos or None, cfg.clean_manifest or None)
+    files = write_reports(run, results, report, cfg.title)
+    s = report["summary"]
+    print(f"{s['photos']} photos: " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
+    for k in ("untargeted_success", "targeted_success", "clean_accuracy", "rp2_success"):
+        if s.get(k) is not None:
+            print(f"  {k.replace('_', ' ')}: {s[k]:.1%}")
+    print(f"report: {files['html']}")
+    finish_run(run, s)
+    return 0
+
+
+def _video(args: argparse.Namespace) -> int:
+    from capture.video import judge_video, write_video_report
+
+    _prepare(args, ["source", "layout", "camera", "weights", "model", "every", "max_frames", "device"])
+    cfg = resolve_config(VideoConfig, args)
+    if cfg.source == "":
+        raise PhysadvError("video needs --source FILE or a camera index such as 0")
+    model = _model(cfg)
+    layout, camera = _layout_camera(cfg)
+    run = start_run("capture-video", cfg, args)
+    results, summary = judge_video(cfg.source, model, cfg.judge, layout, camera, cfg.every, cfg.max_frames)
+    write_video_report(run, results, summary)
+    print(f"{summary['frames_read']} frames read, {summary['frames_judged']} judged, object found in "
+          f"{summary['object_found']}; top classes {summary['top1_counts']}")
+    finish_run(run, summary)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from capture.simulate import SimulateConfig, simulate
+
+    _prepare(args, ["print_file"])
+    cfg = resolve_config(SimulateConfig, args)
+    run = start_run("capture-simulate", cfg, args)
+    rows = simulate(cfg, run)
+    print(f"{len(rows)} photos in {run / 'photos'}, manifest {run / 'manifest.csv'}, camera {run / 'camera.json'}")
+    finish_run(run, {"photos": len(rows), "manifest": str(run / "manifest.csv"), "camera": str(run / "camera.json")})
+    return 0
+
+
+__all__ = ["register", "EvalConfig", "VideoConfig", "CalibrateCameraConfig", "parse_board"]
