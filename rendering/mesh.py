@@ -172,7 +172,7 @@ def _prism(b: _Builder, outline: np.ndarray, z0: float, z1: float, uv_box: tuple
     uvs = None
     if uv_box is not None:
         w, h = uv_box
-        uvs = np.stack([cap[:, 0] / w + 0.5, cap[:, 1] / h + 0.5], 1)
+        uvs = np.stack([cap[:, 0] / w + 0.5, cap[:, 1] / h + 0.5], 1).clip(0, 1)
     b.add(np.column_stack([cap, np.full(K + 1, z1)]), fan, uvs, textured_front)
     b.add(np.column_stack([cap, np.full(K + 1, z0)]), fan[:, ::-1])
     for i in range(K):
@@ -197,7 +197,7 @@ def sign_plate(shape: str = "octagon", size: float = 0.75, thickness: float = 0.
         K = len(outline)
         cap = np.concatenate([outline.mean(0)[None], outline])
         b.add(np.column_stack([cap, np.zeros(K + 1)]), np.array([[0, 1 + i, 1 + (i + 1) % K] for i in range(K)]),
-              np.stack([cap[:, 0] / w + 0.5, cap[:, 1] / h + 0.5], 1), True)
+              np.stack([cap[:, 0] / w + 0.5, cap[:, 1] / h + 0.5], 1).clip(0, 1), True)
     if post_length > 0:
         top = h / 2 * 0.8
         bottom = outline[:, 1].min() - post_length

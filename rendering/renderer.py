@@ -63,16 +63,18 @@ def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | li
     texels = torch.where(pool.textured[ids, None], texels, base)
     which = batch if len(lights) == n else torch.zeros_like(batch)
     colour = shade(texels, pool.normal[ids], pool.to_camera[ids], lights, which)
-    # box filter of the supersampled samples into output pixels: premultiplied colour, then composite
-    target = batch * (H * W) + pool.pixel[ids]
-    flat = torch.zeros(n * H * W, 3, dtype=colour.dtype, device=colour.device)
-    flat = flat.index_add(0, target, colour / pool.supersample**2)
-    image = flat.reshape(n, H, W, 3).permute(0, 3, 1, 2)
-    alpha = pool.alpha[idx]
-    if backgrounds is not None:
+    # composite: start from the background times (1 - coverage), then box-filter the supersampled
+    # samples into their output pixels (premultiplied colour), all in an N x H x W x 3 buffer
+    alpha = pool.alpha[idx].permute(0, 2, 3, 1)
+    if backgrounds is None:
+        canvas = torch.zeros(n, H, W, 3, dtype=colour.dtype, device=colour.device)
+    else:
         bg = backgrounds if backgrounds.ndim == 4 else backgrounds[None]
         if bg.shape[-3:] != (3, H, W) or bg.shape[0] not in (1, n):
             raise PhysadvError(f"backgrounds must be N x 3 x {H} x {W} (N = {n} or 1), got {tuple(backgrounds.shape)}")
-        image = image + (1 - alpha) * bg
+        canvas = ((1 - alpha) * bg.permute(0, 2, 3, 1)).expand(n, H, W, 3).contiguous()
+    target = batch * (H * W) + pool.pixel[ids]
+    canvas = canvas.reshape(n * H * W, 3).index_add(0, target, colour, alpha=1.0 / pool.supersample**2)
+    image = canvas.reshape(n, H, W, 3).permute(0, 3, 1, 2)
     return image.clamp(0, 1) if clamp else image
 
