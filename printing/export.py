@@ -288,6 +288,22 @@ def render_tile(sheet: np.ndarray, t: dict, ppm: float) -> np.ndarray:
     return page
 
 
+def assemble_tiles(pages: list[np.ndarray], layout: PrintLayout, dpi: float | None = None) -> np.ndarray:
+    """Put printed tile pages (rasters at ``dpi``, default the layout's) back together into the sheet, as a person would."""
+    if not layout.tiles:
+        raise PhysadvError("assemble_tiles: the layout has no tiles (export with tile=A4 or Letter)")
+    if len(pages) != len(layout.tiles):
+        raise PhysadvError(f"assemble_tiles: {len(pages)} pages for {len(layout.tiles)} tiles")
+    ppm = (dpi or layout.dpi) / MM_PER_INCH
+    sheet = np.full((round(layout.page_height_mm * ppm), round(layout.page_width_mm * ppm), 3), 255, np.uint8)
+    for page, t in zip(pages, layout.tiles):
+        x, y = round(t.region.x * ppm), round(t.region.y * ppm)
+        w, h = min(round(t.region.width * ppm), sheet.shape[1] - x), min(round(t.region.height * ppm), sheet.shape[0] - y)
+        ox, oy = round(t.offset_mm[0] * ppm), round(t.offset_mm[1] * ppm)
+        sheet[y:y + h, x:x + w] = page[oy:oy + h, ox:ox + w, :3]
+    return sheet
+
+
 # --------------------------------------------------------------------------- files
 def _write_raster(path: Path, page: np.ndarray, dpi: float) -> None:
     from PIL import Image
@@ -341,5 +357,5 @@ def export_print(texture: torch.Tensor | np.ndarray, out_dir: str | Path, cfg: E
     return layout
 
 
-__all__ = ["ExportConfig", "export_print", "compose_page", "parse_length", "plan_tiles", "render_tile", "as_rgb_alpha",
+__all__ = ["ExportConfig", "export_print", "compose_page", "parse_length", "plan_tiles", "render_tile", "assemble_tiles", "as_rgb_alpha",
            "PAPER_MM"]

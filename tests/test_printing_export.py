@@ -92,6 +92,42 @@ def test_tiling_a4(tmp_path):
     assert a.region.x + a.region.width - b.region.x == pytest.approx(15, abs=0.6)
 
 
+def _octagon_sign(n=200):
+    """A stop-sign-like RGBA texture: a red octagon, transparent corners."""
+    import cv2
+
+    tex = np.zeros((n, n, 4), np.float32)
+    r, c = n / 2, n / 2
+    pts = np.array([[c + r * np.cos(np.pi / 8 + k * np.pi / 4), c + r * np.sin(np.pi / 8 + k * np.pi / 4)] for k in range(8)])
+    alpha = cv2.fillPoly(np.zeros((n, n), np.uint8), [np.round(pts).astype(np.int32)], 1).astype(np.float32)
+    tex[..., 0], tex[..., 1], tex[..., 2], tex[..., 3] = 0.8, 0.05, 0.1, alpha
+    return tex
+
+
+def _assembled_tiled_pdf(tmp_path, dpi, render_dpi):
+    from printing.export import assemble_tiles
+
+    layout = export_print(_octagon_sign(), tmp_path, ExportConfig(width="75cm", tile="A4", dpi=dpi, formats=["pdf"]))
+    doc = pdfium.PdfDocument(str(tmp_path / "print_tiles.pdf"))
+    pages = [np.asarray(doc[i].render(scale=render_dpi / 72).to_pil().convert("RGB")) for i in range(len(doc))]
+    return layout, assemble_tiles(pages, layout, render_dpi)
+
+
+@pytest.mark.parametrize("dpi", [40, pytest.param(300, marks=pytest.mark.slow)])
+def test_tiled_stop_sign_reassembles_at_75cm(tmp_path, dpi):
+    import cv2
+
+    layout, sheet = _assembled_tiled_pdf(tmp_path, dpi, dpi)
+    ppm = dpi / 25.4
+    x0, x1, y0, y1 = _red_bbox(sheet)
+    # the octagon's flat sides span the 75 cm width less the polygon's corner inset (cos(pi/8))
+    assert (x1 - x0) == pytest.approx(750 * np.cos(np.pi / 8) * ppm, rel=0.01)
+    assert (y1 - y0) == pytest.approx(750 * np.cos(np.pi / 8) * ppm, rel=0.01)
+    small = cv2.resize(sheet, None, fx=min(1.0, 2000 / sheet.shape[1]), fy=min(1.0, 2000 / sheet.shape[1]),
+                       interpolation=cv2.INTER_AREA)
+    assert set(detect_markers(small, layout.dictionary)) == {0, 1, 2, 3}
+
+
 def test_plan_tiles_counts():
     ppm = 300 / 25.4
     plan = plan_tiles(round(900 * ppm), round(950 * ppm), "A4", 300, 8, 15)
