@@ -1,0 +1,21 @@
+"""``python -m gans ACTION ...`` == ``physadv gan ACTION ...`` (handy under ``torchrun -m gans train ...``)."""
+import argparse
+import sys
+
+from core.errors import PhysadvError
+from gans.cli import register
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gans")
+    register(parser.add_subparsers(dest="job", required=True))
+    args = parser.parse_args(["gan", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except PhysadvError as exc:
+        print(f"gans: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
