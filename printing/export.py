@@ -59,7 +59,7 @@ class ExportConfig:
     fiducials: bool = True
     dictionary: str = "DICT_4X4_50"
     marker_ids: list[int] = field(default_factory=lambda: [0, 1, 2, 3])  # TL, TR, BR, BL
-    marker_mm: float = 0.0  # 0: 12% of the object's shorter side, within [10, 80] mm
+    marker_mm: float = 0.0  # 0: 15% of the object's shorter side, within [10, 80] mm
     margin_mm: float = 10.0  # white border around everything
     scale_bar: bool = True
     cut_lines: bool = False  # dashed outlines of the sticker regions (needs a mask or alpha)
@@ -178,7 +178,7 @@ def compose_page(texture: torch.Tensor | np.ndarray, cfg: ExportConfig, mask: np
     width_mm = parse_length(cfg.width, "width")
     height_mm = parse_length(cfg.height, "height") if cfg.height else width_mm * rgb.shape[0] / rgb.shape[1]
     ow, oh = max(1, px(width_mm)), max(1, px(height_mm))
-    s = px(cfg.marker_mm if cfg.marker_mm > 0 else float(np.clip(0.12 * min(width_mm, height_mm), 10, 80))) if cfg.fiducials else 0
+    s = px(cfg.marker_mm if cfg.marker_mm > 0 else float(np.clip(0.15 * min(width_mm, height_mm), 10, 80))) if cfg.fiducials else 0
     g = max(px(3), round(s / 4)) if cfg.fiducials else 0  # quiet zone: 1.5 marker modules
     m = px(cfg.margin_mm)
     band = s + g
