@@ -1,0 +1,174 @@
+"""Distance x angle reports in the layout of RP2's Table 5: per cell the top class and its confidence,
+the second class and its confidence, for the clean and the adversarial object, plus success rates.
+
+Input is a list of per-view records (one per rendered or photographed view); output is CSV, Markdown
+and a heatmap PNG of targeted success by distance and angle.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.io import atomic_path, atomic_write_text
+
+
+@dataclass
+class ViewRecord:
+    """One classified view of an object."""
+
+    variant: str  # "clean" or "adversarial"
+    distance_ft: float
+    angle_deg: float
+    light: str
+    top1: str
+    conf1: float
+    top2: str
+    conf2: float
+    true_class: str
+    target_class: str | None = None
+
+    @property
+    def correct(self) -> bool:
+        return self.top1 == self.true_class
+
+    @property
+    def targeted(self) -> bool:
+        return self.target_class is not None and self.top1 == self.target_class
+
+
+def summarise(records: list[ViewRecord]) -> dict:
+    """Overall and per-angle / per-distance rates for each variant."""
+    out: dict = {}
+    for variant in sorted({r.variant for r in records}):
+        rs = [r for r in records if r.variant == variant]
+        entry = {"views": len(rs), "accuracy": _mean(r.correct for r in rs),
+                 "untargeted_success": _mean(not r.correct for r in rs),
+                 "targeted_success": _mean(r.targeted for r in rs) if rs and rs[0].target_class else None}
+        for key, attr in (("by_angle", "angle_deg"), ("by_distance_ft", "distance_ft")):
+            groups = defaultdict(list)
+            for r in rs:
+                groups[getattr(r, attr)].append(r)
+            entry[key] = {f"{k:g}": {"accuracy": _mean(x.correct for x in g),
+                                     "targeted_success": _mean(x.targeted for x in g) if g[0].target_class else None}
+                          for k, g in sorted(groups.items())}
+        out[variant] = entry
+    return out
+
+
+def _mean(values) -> float:
+    v = list(values)
+    return float(np.mean(v)) if v else float("nan")
+
+
+def cells(records: list[ViewRecord]) -> list[dict]:
+    """One row per (distance, angle): the most common top-1/top-2 classes with mean confidences, per variant."""
+    groups: dict = defaultdict(list)
+    for r in records:
+        groups[(r.distance_ft, r.angle_deg, r.variant)].append(r)
+    rows: dict = {}
+    for (d, a, variant), rs in sorted(groups.items()):
+        row = rows.setdefault((d, a), {"distance_ft": d, "angle_deg": a})
+        top1 = max(sorted({r.top1 for r in rs}), key=lambda c: sum(r.top1 == c for r in rs))  # ties: first by name
+        top2 = max(sorted({r.top2 for r in rs}), key=lambda c: sum(r.top2 == c for r in rs))
+        row[f"{variant}_top1"] = top1
+        row[f"{variant}_conf1"] = round(float(np.mean([r.conf1 for r in rs if r.top1 == top1])), 3)
+        row[f"{variant}_top2"] = top2
+        row[f"{variant}_conf2"] = round(float(np.mean([r.conf2 for r in rs if r.top2 == top2])), 3)
+        row[f"{variant}_accuracy"] = round(_mean(r.correct for r in rs), 3)
+        if rs[0].target_class:
+            row[f"{variant}_targeted"] = round(_mean(r.targeted for r in rs), 3)
+    return list(rows.values())
+
+
+def write_csv(path: str | Path, records: list[ViewRecord]) -> Path:
+    buf = io.StringIO()
+    fields = list(asdict(records[0]).keys()) + ["correct", "targeted"] if records else []
+    w = csv.DictWriter(buf, fieldnames=fields)
+    w.writeheader()
+    for r in records:
+        w.writerow({**asdict(r), "correct": r.correct, "targeted": r.targeted})
+    return atomic_write_text(path, buf.getvalue())
+
+
+def markdown_table(records: list[ViewRecord]) -> str:
+    """RP2 Table 5: distance/angle, then top class (confidence) and second class (confidence) per variant."""
+    rows = cells(records)
+    variants = [v for v in ("clean", "adversarial") if any(f"{v}_top1" in r for r in rows)]
+    head = "| distance (ft) | angle (deg) | " + " | ".join(f"{v}: top class (conf.) | {v}: second class (conf.)" for v in variants)
+    if any("adversarial_targeted" in r for r in rows):
+        head += " | targeted success"
+    lines = [head + " |", "|" + "---|" * (head.count("|") - 1 + 1)]
+    for r in rows:
+        parts = [f"{r['distance_ft']:g}", f"{r['angle_deg']:g}"]
+        for v in variants:
+            if f"{v}_top1" not in r:
+                parts += ["–", "–"]
+                continue
+            parts += [f"{r[f'{v}_top1']} ({r[f'{v}_conf1']:.2f})", f"{r[f'{v}_top2']} ({r[f'{v}_conf2']:.2f})"]
+        if "adversarial_targeted" in r:
+            parts.append(f"{r['adversarial_targeted']:.0%}")
+        lines.append("| " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def heatmap(path: str | Path, records: list[ViewRecord], variant: str = "adversarial", metric: str = "targeted",
+            title: str | None = None) -> Path:
+    """Success (or accuracy) by distance (rows) and angle (columns) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rs = [r for r in records if r.variant == variant]
+    ds = sorted({r.distance_ft for r in rs})
+    angs = sorted({r.angle_deg for r in rs})
+    grid = np.full((len(ds), len(angs)), np.nan)
+    for i, d in enumerate(ds):
+        for j, a in enumerate(angs):
+            cell = [getattr(r, metric) for r in rs if r.distance_ft == d and r.angle_deg == a]
+            if cell:
+                grid[i, j] = np.mean(cell)
+    fig, ax = plt.subplots(figsize=(1.1 * len(angs) + 2, 0.5 * len(ds) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+    ax.set_xticks(range(len(angs)), [f"{a:g}°" for a in angs])
+    ax.set_yticks(range(len(ds)), [f"{d:g} ft" for d in ds])
+    ax.set_xlabel("viewing angle")
+    ax.set_ylabel("distance")
+    for i in range(len(ds)):
+        for j in range(len(angs)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
+    ax.set_title(title or f"{variant}: {'targeted success' if metric == 'targeted' else metric}")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def loss_curve(path: str | Path, history: dict[str, list[float]], title: str = "optimisation") -> Path:
+    """Loss terms against step as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, values in history.items():
+        if values:
+            ax.plot(values, label=name)
+    ax.set_xlabel("step")
+    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)

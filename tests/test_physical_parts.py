@@ -1,0 +1,107 @@
+"""physical/: masks, transforms, patch placement and reports, each against an independent definition."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from core.errors import PhysadvError
+from physical import masks as M
+from physical import report, transforms as T
+from physical.patch import PatchConfig, patch_mask, place
+
+
+def test_rectangle_mask_area_is_exact():
+    m = M.rectangles_mask((200, 100), [(0.1, 0.2, 0.5, 0.3), (0.6, 0.6, 0.9, 0.9)])
+    assert float(m.sum()) == 40 * 20 + 30 * 60
+
+
+def test_mask_checks_name_the_problem():
+    alpha = torch.zeros(1, 64, 64)
+    alpha[:, 8:56, 8:56] = 1
+    face = float((alpha > 0.5).sum())
+    ok = M.rectangles_mask((64, 64), [(0.25, 0.25, 0.5, 0.5)])
+    assert M.check_mask(ok, alpha) == pytest.approx(float(ok.sum()) / face)
+    with pytest.raises(PhysadvError, match="32, 32"):
+        M.check_mask(torch.ones(32, 32), alpha)
+    with pytest.raises(PhysadvError, match="off the object"):
+        M.check_mask(M.rectangles_mask((64, 64), [(0.0, 0.0, 0.1, 0.1)]), alpha)
+    with pytest.raises(PhysadvError, match="more than the allowed 15%"):
+        M.check_mask(M.full_mask(alpha), alpha, max_coverage=0.15)
+    with pytest.raises(PhysadvError, match="x0 < x1"):
+        M.rectangles_mask((64, 64), [(0.5, 0.1, 0.4, 0.2)])
+
+
+def test_text_mask_draws_the_words_inside():
+    m = M.text_mask((128, 128), ["LOVE", "HATE"], [0.25, 0.75])
+    rows = m.sum(1)
+    assert rows[20:44].sum() > 0 and rows[84:108].sum() > 0 and rows[56:72].sum() == 0
+    assert 0.02 < float(m.mean()) < 0.2
+
+
+def test_mask_search_keeps_the_strongest_region():
+    face = torch.ones(64, 64)
+    delta = 0.01 * torch.rand(3, 64, 64)
+    delta[:, 10:20, 30:50] = 0.8  # the effective region
+    m = M.search_mask(delta, face, coverage=200 / 4096)
+    assert float(m.sum()) == pytest.approx(200, abs=2)
+    assert float(m[10:20, 30:50].sum()) / float(m.sum()) > 0.9
+
+
+def test_identity_transform_is_identity_and_rotation_matches_rot90():
+    x = torch.rand(2, 3, 17, 17)
+    n = 2
+    ident = T.Params(torch.zeros(n), torch.ones(n), torch.zeros(n, 2), torch.zeros(n), torch.ones(n), torch.zeros_like(x))
+    assert torch.allclose(T.apply(x, ident), x, atol=1e-5)
+    rot = T.Params(torch.full((n,), 90.0), torch.ones(n), torch.zeros(n, 2), torch.zeros(n), torch.ones(n), torch.zeros_like(x))
+    # Kornia rotates counter-clockwise for positive angles (image y axis down): compare with OpenCV's definition
+    ref = np.stack([cv2.warpAffine(img.permute(1, 2, 0).numpy(), cv2.getRotationMatrix2D((8.0, 8.0), 90, 1.0), (17, 17))
+                    for img in x]).transpose(0, 3, 1, 2)
+    assert torch.allclose(T.apply(x, rot), torch.from_numpy(ref), atol=1e-4)
+
+
+def test_transform_replay_gives_the_same_warp_to_two_images():
+    g = torch.Generator().manual_seed(0)
+    ranges = T.TransformRanges(noise_std=(0.0, 0.0))
+    a, b = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
+    p = T.sample_params(ranges, a.shape, g)
+    # warping is linear: T(a) + T(b) == T(a + b) (before clamping) when brightness/contrast are identity
+    p.brightness.zero_()
+    p.contrast.fill_(1.0)
+    lhs = T.apply(a / 2, p) + T.apply(b / 2, p)
+    rhs = T.apply((a + b) / 2, p) + T.apply(torch.zeros_like(a), p)
+    assert torch.allclose(lhs, rhs, atol=1e-4)
+
+
+def test_patch_covers_the_requested_area():
+    cfg = PatchConfig(shape="square", patch_px=16, area=(0.1, 0.1), rotation_deg=(0.0, 0.0))
+    images = torch.zeros(8, 3, 64, 64)
+    patch = torch.ones(3, 16, 16)
+    out = place(images, patch, patch_mask("square", 16), cfg, torch.Generator().manual_seed(0))
+    frac = out.mean((1, 2, 3))
+    assert torch.allclose(frac, torch.full((8,), 0.1), atol=0.01)
+    circle = patch_mask("circle", 64)
+    assert float(circle.mean()) == pytest.approx(math.pi / 4, abs=0.01)
+
+
+def _records():
+    R = report.ViewRecord
+    return [R("clean", 5, 0, "a", "stop", 0.9, "yield", 0.04, "stop", "speed_limit_80"),
+            R("clean", 5, 0, "b", "stop", 0.8, "yield", 0.08, "stop", "speed_limit_80"),
+            R("adversarial", 5, 0, "a", "speed_limit_80", 0.7, "stop", 0.2, "stop", "speed_limit_80"),
+            R("adversarial", 5, 0, "b", "stop", 0.6, "speed_limit_80", 0.3, "stop", "speed_limit_80"),
+            R("adversarial", 10, 15, "a", "speed_limit_80", 0.9, "stop", 0.05, "stop", "speed_limit_80")]
+
+
+def test_summary_rates_by_hand(tmp_path):
+    s = report.summarise(_records())
+    assert s["clean"]["accuracy"] == 1.0
+    assert s["adversarial"]["targeted_success"] == pytest.approx(2 / 3)
+    assert s["adversarial"]["by_angle"]["0"]["targeted_success"] == 0.5
+    assert s["adversarial"]["by_distance_ft"]["10"]["targeted_success"] == 1.0
+    md = report.markdown_table(_records())
+    assert "| 5 | 0 | stop (0.85) | yield (0.06) |" in md  # mean confidence of the majority class
+    assert "| 10 | 15 | – | – | speed_limit_80 (0.90) | stop (0.05) | 100% |" in md
+    report.heatmap(tmp_path / "h.png", _records())
+    assert cv2.imread(str(tmp_path / "h.png")) is not None
