@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pypdfium2 as pdfium
 import pytest
+import torch
 from PIL import Image
 
 from core.errors import PhysadvError
@@ -54,6 +55,16 @@ def test_chart_then_calibrate_cli(tmp_path):
     model, meta = load_colour_transform(out / "colour_poly2.safetensors")
     assert model.kind == "poly2" and meta["direction"] == "intended -> captured"
     assert load_palette(out / "palette.json").shape == (30, 3)
+    # the fitted print model predicts what the "printer + camera" does to colours it has not seen
+    from printing.colour import delta_e2000, rgb_to_lab
+    from printing.printability import PrintModelConfig, build_print_model
+
+    pm = build_print_model(PrintModelConfig(transform=str(out / "colour_poly2.safetensors"), palette=str(out / "palette.json"),
+                                            gamut="hull"))
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    pred = pm(x)[0].permute(1, 2, 0).double()
+    truth = torch.from_numpy(distort(x[0].permute(1, 2, 0).double().numpy()))
+    assert delta_e2000(rgb_to_lab(pred), rgb_to_lab(truth)).mean() < 3.0
     with pytest.raises(PhysadvError, match="config.yaml: invalid JSON"):
         run(["print", "calibrate", "--photo", str(tmp_path / "photo.jpg"), "--layout",
              str(tmp_path / "calib" / "config.yaml"), "--out", str(tmp_path / "bad")])

@@ -50,6 +50,11 @@ def test_pdf_object_size_and_fiducials(tmp_path):
     assert (y1 - y0) == pytest.approx(60 * px_per_mm, rel=0.01)  # aspect 60:90 -> 6 cm tall
     assert x0 == pytest.approx(layout.object_rect.x * px_per_mm, abs=1.5)
 
+    # scale bar: the longest dark horizontal run below the bottom markers is 10 cm
+    below = raster[int((layout.marker_corners_mm()[3][2, 1] + 1) * px_per_mm):] < 80
+    runs = [max((len(s) for s in "".join("1" if v else "0" for v in row.all(1)).split("0")), default=0) for row in below]
+    assert max(runs) == pytest.approx(100 * px_per_mm, rel=0.01)
+
     found = detect_markers(raster, layout.dictionary)
     assert set(found) == {0, 1, 2, 3}
     for mid, corners_mm in layout.marker_corners_mm().items():
