@@ -144,7 +144,9 @@ def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConf
     folder = Path(folder)
     out = []
     for r in progress(rows, desc=f"judge {set_name}"):
-        res = PhotoResult(set_name, r.file, OK, light=r.light, unit=r.distance_unit)
+        res = PhotoResult(set_name, r.file, OK, light=r.light, unit=r.distance_unit, distance=r.distance,
+                          angle=r.angle, distance_source="manifest" if r.distance is not None else "",
+                          angle_source="manifest" if r.angle is not None else "")
         path = folder / r.file
         if not path.is_file():
             res.status, res.message = MISSING, f"{path} does not exist (manifest line {r.line})"
@@ -165,10 +167,8 @@ def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConf
             continue
         res.located_by = loc.method
         res.pnp_distance_m, res.pnp_angle = loc.distance_m, loc.angle
-        res.distance, res.distance_source = r.distance, "manifest"
         if r.distance is None and loc.distance_m is not None:
             res.distance, res.distance_source = loc.distance_m / UNITS_M[r.distance_unit], "pnp"
-        res.angle, res.angle_source = r.angle, "manifest"
         if r.angle is None and loc.angle is not None:
             res.angle, res.angle_source = loc.angle, "pnp"
         if probs is None:
