@@ -20,7 +20,8 @@ from core.errors import PhysadvError
 class CalibrateConfig:
     kinds: list[str] = field(default_factory=lambda: ["affine", "poly2"])
     inner: float = 0.5  # central fraction of each patch that is sampled
-    palette_size: int = 30  # printable palette for the non-printability score (k-means of the captured patches)
+    palette_size: int = 30  # palette.json for the non-printability score (k-means of the captured patches);
+    # gamut.json keeps every captured patch, for PrintModel's gamut "hull"
     seed: int = 0
 
     def validate(self) -> None:
@@ -153,6 +154,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     metrics["best"] = best.kind
     save_palette(run / "palette.json", palette_from_colours(reading.captured, cfg.palette_size, cfg.seed),
                  source=f"captured chart patches of {args.photo}, k-means to {cfg.palette_size}")
+    save_palette(run / "gamut.json", reading.captured,
+                 source=f"all captured chart patches of {args.photo} (PrintModel gamut 'hull')")
     write_image(run / "chart_rectified.png", reading.rectified / 255.0)
     write_image(run / f"patches_{best.kind}.png", patch_comparison_image(reading, best) / 255.0)
     np.savetxt(run / "patches.csv", np.concatenate([reading.intended.numpy(), reading.captured.numpy()], 1),

@@ -59,7 +59,7 @@ def test_chart_then_calibrate_cli(tmp_path):
     from printing.colour import delta_e2000, rgb_to_lab
     from printing.printability import PrintModelConfig, build_print_model
 
-    pm = build_print_model(PrintModelConfig(transform=str(out / "colour_poly2.safetensors"), palette=str(out / "palette.json"),
+    pm = build_print_model(PrintModelConfig(transform=str(out / "colour_poly2.safetensors"), palette=str(out / "gamut.json"),
                                             gamut="hull"))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     pred = pm(x)[0].permute(1, 2, 0).double()

@@ -34,10 +34,12 @@ def test_parse_length_units():
 
 
 def test_pdf_object_size_and_fiducials(tmp_path):
-    cfg = ExportConfig(width="9cm", label="run-42", formats=["png", "pdf"])
+    cfg = ExportConfig(width="9cm", label="run-42")
     layout = export_print(_red_texture(), tmp_path, cfg)
     assert PrintLayout.from_json(tmp_path / "layout.json") == layout
     assert Image.open(tmp_path / "print.png").info["dpi"][0] == pytest.approx(300, abs=0.01)
+    with Image.open(tmp_path / "print.tiff") as tif:
+        assert float(tif.info["dpi"][0]) == pytest.approx(300) and tif.size == Image.open(tmp_path / "print.png").size
 
     doc = pdfium.PdfDocument(str(tmp_path / "print.pdf"))
     page = doc[0]
