@@ -166,6 +166,20 @@ def draw_scale_bar(page: np.ndarray, x: int, y: int, length_mm: float, ppm: floa
     return x1
 
 
+def _resized_strips(src: np.ndarray, ow: int, oh: int, interp: int, rows: tuple[int, int] | None = None,
+                    strip: int = 512):
+    """``src`` resized to ``ow x oh`` as cv2.resize maps pixel centres, yielded as (y0, y1, rows y0:y1)."""
+    sx, sy = src.shape[1] / ow, src.shape[0] / oh
+    map_x = ((np.arange(ow, dtype=np.float32) + 0.5) * sx - 0.5).astype(np.float32)
+    y_start, y_stop = rows if rows else (0, oh)
+    for y0 in range(y_start, y_stop, strip):
+        y1 = min(y0 + strip, y_stop)
+        map_y = ((np.arange(y0, y1, dtype=np.float32) + 0.5) * sy - 0.5).astype(np.float32)
+        mx, my = np.broadcast_to(map_x, (y1 - y0, ow)), np.broadcast_to(map_y[:, None], (y1 - y0, ow))
+        out = cv2.remap(src, np.ascontiguousarray(mx), np.ascontiguousarray(my), interp, borderMode=cv2.BORDER_REPLICATE)
+        yield y0, y1, out
+
+
 # --------------------------------------------------------------------------- page composition
 def compose_page(texture: torch.Tensor | np.ndarray, cfg: ExportConfig, mask: np.ndarray | None = None,
                  kind: str | None = None) -> tuple[np.ndarray, PrintLayout]:
@@ -188,24 +202,28 @@ def compose_page(texture: torch.Tensor | np.ndarray, cfg: ExportConfig, mask: np
     page_h = oh + 2 * band + 2 * m + footer
     page = np.full((page_h, page_w, 3), 255, np.uint8)
 
-    # the object: texture resized to its pixel rectangle; transparent = white paper
-    obj = cv2.resize(rgb, (ow, oh), interpolation=_RESAMPLE[cfg.resample]) if rgb.shape[:2] != (oh, ow) else rgb
+    # the object: texture resized to its pixel rectangle (strip by strip: a 75 cm sign at 300 DPI is
+    # 8858 x 8858 px); transparent = white paper
     if mask is None and alpha is not None:
         mask = alpha
-    if alpha is not None or mask is not None:
-        a = alpha if alpha is not None else np.asarray(mask, np.float32)
-        a = cv2.resize(a.astype(np.float32), (ow, oh), interpolation=cv2.INTER_LINEAR) if a.shape != (oh, ow) else a
-        obj = obj * a[:, :, None] + (1 - a[:, :, None])
-    page[oy:oy + oh, ox:ox + ow] = (np.clip(obj, 0, 1) * 255 + 0.5).astype(np.uint8)
+    if mask is not None:
+        mask = np.asarray(mask, np.float32)
+        if mask.ndim == 3:
+            mask = mask[..., 0] if mask.shape[-1] == 1 else mask[0]
+    a_src = alpha if alpha is not None else mask
+    cut = np.zeros((oh, ow), np.uint8) if cfg.cut_lines else None
+    for y0, y1, strip in _resized_strips(rgb, ow, oh, _RESAMPLE[cfg.resample]):
+        if a_src is not None:
+            a = next(_resized_strips(a_src, ow, oh, cv2.INTER_LINEAR, rows=(y0, y1)))[2][..., None]
+            strip = strip * a + (1 - a)
+        page[oy + y0:oy + y1, ox:ox + ow] = (np.clip(strip, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if cut is not None and mask is not None:
+            cut[y0:y1] = next(_resized_strips(mask, ow, oh, cv2.INTER_LINEAR, rows=(y0, y1)))[2] > 0.5
 
     if cfg.cut_lines:
         if mask is None:
             raise PhysadvError("cut_lines: needs a sticker mask (or a texture with an alpha channel)")
-        mk = np.asarray(mask, np.float32)
-        if mk.ndim == 3:
-            mk = mk[..., 0] if mk.shape[-1] == 1 else mk[0]
-        mk = cv2.resize(mk, (ow, oh), interpolation=cv2.INTER_LINEAR) if mk.shape != (oh, ow) else mk
-        contours, _ = cv2.findContours((mk > 0.5).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        contours, _ = cv2.findContours(cut, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         contours = [c + np.array([ox, oy]) for c in contours if len(c) >= 3]
         draw_dashed_contours(page, contours, dash_px=3 * ppm, gap_px=2 * ppm, thickness=max(1, px(0.25)),
                              color=(90, 90, 90))
