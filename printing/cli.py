@@ -40,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = jobs.add_parser("export", help="a texture or sticker sheet as PNG/TIFF/PDF at its physical size")
     add_config_args(e, "configs/printing/export.yaml")
-    e.add_argument("--texture", required=True, help="image file (PNG with alpha: transparent = white paper)")
+    e.add_argument("--texture", required=True, help="image file (PNG with alpha: transparent = white paper), or a .safetensors "
+                   "holding a 3|4 x H x W 'texture' tensor in [0, 1]")
     e.add_argument("--mask", default=None, help="sticker mask image (white = sticker); implies cut lines")
     e.add_argument("--width", default=None, help="physical width, e.g. 75cm, 300mm, 8.5in")
     e.add_argument("--height", default=None, help="physical height (default: from the texture's aspect ratio)")
@@ -87,12 +88,20 @@ def _export(args: argparse.Namespace) -> int:
     path = Path(args.texture)
     if not path.is_file():
         raise PhysadvError(f"--texture: file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    except OSError as exc:
-        raise PhysadvError(f"--texture {path}: unreadable image ({exc})") from None
-    texture = read_image_array(path, "RGBA" if has_alpha else "RGB")
+    if path.suffix == ".safetensors":  # a texture tensor saved by an attack: key "texture" or the only tensor
+        from core.io import load_checkpoint
+
+        tensors, _ = load_checkpoint(path)
+        if "texture" not in tensors and len(tensors) != 1:
+            raise PhysadvError(f"--texture {path}: holds {sorted(tensors)}; expected a 'texture' tensor")
+        texture = tensors.get("texture", next(iter(tensors.values())))
+    else:
+        try:
+            with Image.open(path) as im:
+                has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+        except OSError as exc:
+            raise PhysadvError(f"--texture {path}: unreadable image ({exc})") from None
+        texture = read_image_array(path, "RGBA" if has_alpha else "RGB")
     mask = read_image_array(args.mask, "L")[:, :, 0] if args.mask else None
     run = start_run("print-export", cfg, args)
     if not cfg.label:

@@ -41,6 +41,24 @@ def test_export_cli(tmp_path):
         run(["print", "export", "--texture", str(tmp_path / "tex.png"), "--width", "wide", "--out", str(tmp_path / "y")])
 
 
+def test_export_cli_tensor_and_mask(tmp_path):
+    from core.io import save_checkpoint
+
+    save_checkpoint(tmp_path / "adv.safetensors", {"texture": torch.rand(3, 40, 40)}, {"attack": "test"})
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5:20, 5:30] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "out"
+    assert run(["print", "export", "--texture", str(tmp_path / "adv.safetensors"), "--mask", str(tmp_path / "mask.png"),
+                "--width", "4cm", "--no-fiducials", "--set", "formats=[png]", "--out", str(out)]) == 0
+    layout = PrintLayout.from_json(out / "layout.json")
+    assert layout.kind == "stickers" and layout.markers == []
+    img = np.asarray(Image.open(out / "print.png").convert("RGB"))
+    ppm = 300 / 25.4
+    r = layout.object_rect
+    assert (img[round((r.y + 35) * ppm), round((r.x + 35) * ppm)] == 255).all()  # outside the sticker: paper
+
+
 def test_chart_then_calibrate_cli(tmp_path):
     from test_printing_chart import distort, photograph
 
