@@ -358,3 +358,47 @@ def export_mesh(mesh: TexturedMesh, path: str | Path, texture: torch.Tensor | No
     path.parent.mkdir(parents=True, exist_ok=True)
     tm.export(str(path))
     return path
+
+
+# --------------------------------------------------------------------------- from a config
+@dataclass
+class MeshConfig:
+    """Which mesh to render: a procedural one, or a file (OBJ/GLB/PLY with UVs)."""
+
+    kind: str = "sign"  # sign, sphere, box, cylinder, file
+    shape: str = "octagon"  # sign shape: octagon, circle, triangle, triangle_down, diamond, rectangle
+    size: float = 0.75  # metres: sign width (octagon across the flats), sphere/cylinder diameter, box edge
+    thickness: float = 0.004  # metres, sign plate
+    aspect: float = 1.0  # rectangle height / width; cylinder height / diameter
+    post_length: float = 0.0  # metres of post below the sign (0: no post)
+    path: str | None = None  # mesh file, for kind: file
+    scale: float = 1.0  # file units to metres
+    auto_uv: bool = False  # spherical UV projection for a file without UVs
+    texture: str | None = None  # image file for the texture (default: the file's own, or a test pattern)
+
+    def validate(self) -> None:
+        if self.kind not in ("sign", "sphere", "box", "cylinder", "file"):
+            raise ValueError(f"kind: unknown mesh kind '{self.kind}' (use sign, sphere, box, cylinder, file)")
+        if self.kind == "file" and not self.path:
+            raise ValueError("path: kind 'file' needs a mesh file path")
+        if self.kind == "sign" and self.shape not in SIGN_SHAPES:
+            raise ValueError(f"shape: unknown sign shape '{self.shape}'; known: {', '.join(SIGN_SHAPES)}")
+        if not self.size > 0 or not self.scale > 0:
+            raise ValueError(f"size {self.size} and scale {self.scale} must be positive")
+
+
+def build_mesh(cfg: MeshConfig) -> TexturedMesh:
+    texture = None
+    if cfg.texture:
+        from core.io import read_image
+
+        texture = read_image(cfg.texture).permute(1, 2, 0)
+    if cfg.kind == "file":
+        return load_mesh(cfg.path, texture, auto_uv=cfg.auto_uv, scale=cfg.scale)
+    if cfg.kind == "sign":
+        return sign_plate(cfg.shape, cfg.size, cfg.thickness, cfg.aspect, cfg.post_length, texture=texture)
+    if cfg.kind == "sphere":
+        return sphere(cfg.size / 2, texture=texture)
+    if cfg.kind == "box":
+        return box((cfg.size,) * 3, texture=texture)
+    return cylinder(cfg.size / 2, cfg.size * cfg.aspect, texture=texture)

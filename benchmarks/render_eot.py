@@ -1,0 +1,155 @@
+"""One EOT step from the cached fragment pool vs the same step re-rasterizing with PyTorch3D's MeshRenderer.
+
+A step: render a batch of views of a textured mesh (about 5,000 faces) at 224 x 224 with sampled
+lights and backgrounds, apply the Kornia EOT stack, resize to the classifier's 32 x 32 input, run a
+GTSRB-CNN-style classifier (untrained: only its cost matters) forward and backward to the texture.
+The peer does the same with PyTorch3D's ``MeshRenderer`` (``HardPhongShader``, the shader our
+renderer reproduces) rasterizing every view in every step. Prints JSON: median seconds per step for
+both, their ratio, and the classifier's share of the cached step (the rest is rendering + augmentation).
+
+    python benchmarks/render_eot.py                       # 32 views, pool of 32, 5 cached steps, 1 peer step
+    python benchmarks/render_eot.py --supersample 2       # anti-aliased pool (4x the rasterization, once)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.models import build_classifier  # noqa: E402
+from rendering.augment import AugmentConfig, EOTAugment  # noqa: E402
+from rendering.backgrounds import sample_backgrounds  # noqa: E402
+from rendering.camera import to_pytorch3d  # noqa: E402
+from rendering.fragments import rasterize_pool  # noqa: E402
+from rendering.lights import LightConfig, sample_lights  # noqa: E402
+from rendering.mesh import sphere  # noqa: E402
+from rendering.poses import PoseConfig, sample_poses  # noqa: E402
+from rendering.renderer import render  # noqa: E402
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--views", type=int, default=32, help="views per step")
+    ap.add_argument("--pool", type=int, default=32, help="poses rasterized once into the pool")
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--supersample", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5, help="cached steps timed")
+    ap.add_argument("--peer-steps", type=int, default=1, help="PyTorch3D steps timed")
+    ap.add_argument("--augment", choices=["default", "none"], default="default")
+    ap.add_argument("--augment-at", choices=["camera", "classifier"], default="camera",
+                    help="apply the EOT stack to the 224 x 224 views (camera) or to the 32 x 32 classifier input")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    g = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    mesh = sphere(0.4, rings=40, segments=64)  # 4,992 faces
+    pose_cfg = PoseConfig(distance=(1.2, 3.0), azimuth=(-180, 180), elevation=(-30, 45), image_size=(args.size, args.size), fov=40)
+    camera = pose_cfg.camera()
+    poses = sample_poses(pose_cfg, args.pool, g)
+    pool, t_pool = timed(lambda: rasterize_pool(mesh, poses, camera, args.supersample, progress=False))
+    backgrounds = sample_backgrounds(64, args.size, args.size, generator=g)
+    aug = EOTAugment(AugmentConfig() if args.augment == "default" else AugmentConfig.none())
+    clf = build_classifier("gtsrb-cnn").eval()  # eval: no dropout randomness; the cost is the same
+    labels = torch.zeros(args.views, dtype=torch.long)
+    texture = mesh.texture.clone().requires_grad_()
+
+    def resize(images):
+        return F.interpolate(images, size=clf.input_size[1:], mode="bilinear", antialias=True, align_corners=False)
+
+    def augment(images):  # returns what the classifier gets
+        return resize(aug(images)) if args.augment_at == "camera" else aug(resize(images))
+
+    def cached_step():
+        idx = torch.randint(0, len(pool), (args.views,), generator=g)
+        lights = sample_lights(LightConfig(), args.views, g)
+        bg = backgrounds[torch.randint(0, len(backgrounds), (args.views,), generator=g)]
+        t = time.perf_counter()
+        images = render(texture, pool, idx, lights, bg)
+        t_render = time.perf_counter() - t
+        seen = augment(images)
+        t_aug = time.perf_counter() - t - t_render
+        F.cross_entropy(clf(seen), labels).backward()
+        texture.grad = None
+        return t_render, t_aug
+
+    def classifier_only():
+        x = torch.rand(args.views, *clf.input_size, generator=g).requires_grad_()
+        t = time.perf_counter()
+        F.cross_entropy(clf(x), labels).backward()
+        return time.perf_counter() - t
+
+    def peer_step():
+        from pytorch3d.renderer import BlendParams, HardPhongShader, MeshRasterizer, MeshRenderer, RasterizationSettings
+
+        step_poses = [poses[int(i)] for i in torch.randint(0, len(poses), (args.views,), generator=g)]
+        lights = sample_lights(LightConfig(), args.views, g)
+        l3, mat = lights.to_pytorch3d()
+        cams = to_pytorch3d(step_poses, camera)
+        settings = RasterizationSettings(image_size=(args.size, args.size), faces_per_pixel=1, bin_size=0)
+        renderer = MeshRenderer(MeshRasterizer(cameras=cams, raster_settings=settings),
+                                HardPhongShader(cameras=cams, lights=l3, materials=mat, blend_params=BlendParams(background_color=(0, 0, 0))))
+        bg = backgrounds[torch.randint(0, len(backgrounds), (args.views,), generator=g)]
+        rgba = renderer(mesh.to_pytorch3d(texture).extend(args.views))
+        images = rgba[..., :3].permute(0, 3, 1, 2)
+        alpha = rgba[..., 3:].permute(0, 3, 1, 2)
+        images = (images * alpha + (1 - alpha) * bg).clamp(0, 1)
+        F.cross_entropy(clf(augment(images)), labels).backward()
+        texture.grad = None
+
+    cached_step()  # warm-up
+    classifier_only()
+    cached, parts, clf_times = [], [], []
+    for _ in range(args.steps):  # interleaved, so load from other processes hits both alike
+        (tr, ta), t = timed(cached_step)
+        cached.append(t)
+        parts.append((tr, ta))
+        clf_times.append(classifier_only())
+    peer = [timed(peer_step)[1] for _ in range(args.peer_steps)]
+    step, peer_step_s, clf_s = statistics.median(cached), statistics.median(peer), statistics.median(clf_times)
+    result = {
+        "benchmark": "render_eot",
+        "mesh_faces": mesh.num_faces,
+        "views_per_step": args.views,
+        "image_size": args.size,
+        "supersample": args.supersample,
+        "augment": args.augment,
+        "augment_at": args.augment_at,
+        "pool_views": args.pool,
+        "pool_rasterize_seconds": round(t_pool, 3),
+        "pool_seconds_per_view": round(t_pool / args.pool, 3),
+        "pool_samples_per_view": int(pool.offsets[-1]) // args.pool,
+        "cached_step_seconds": round(step, 4),
+        "cached_render_forward_seconds": round(statistics.median(p[0] for p in parts), 4),
+        "cached_augment_forward_seconds": round(statistics.median(p[1] for p in parts), 4),
+        "classifier_seconds": round(clf_s, 4),
+        "classifier_share_of_cached_step": round(clf_s / step, 3),
+        "rendering_share_of_cached_step": round(1 - clf_s / step, 3),
+        "pytorch3d_step_seconds": round(peer_step_s, 3),
+        "speedup_vs_pytorch3d": round(peer_step_s / step, 1),
+        "bar_speedup_20x": peer_step_s / step >= 20,
+        "bar_rendering_at_most_half": clf_s / step >= 0.5,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "threads": torch.get_num_threads(),
+        "note": "CPU, 2 cores shared with other jobs; medians of interleaved runs",
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
