@@ -80,6 +80,41 @@ def find_markers(image: np.ndarray, dictionary: str = "DICT_4X4_50", ids: set[in
     return found
 
 
+def find_markers_near(image: np.ndarray, found: dict[int, np.ndarray], layout, target_px: float = 48.0,
+                      max_zoom: float = 4.0) -> dict[int, np.ndarray]:
+    """Look again for the layout's missing markers where the ones found say the print is, zoomed in.
+
+    Far or oblique prints have markers of a few pixels: the homography of the markers found predicts
+    the page's region; that region is enlarged (up to ``max_zoom``) so the smallest marker spans about
+    ``target_px`` and searched again. Returns ``found`` plus whatever else turned up.
+    """
+    from printing.fiducials import aruco_dictionary, page_homography
+
+    expected = layout.marker_corners_mm()
+    if not found or set(expected) <= set(found):
+        return found
+    H, _ = page_homography(found, layout)
+    pts = cv2.perspectiveTransform(np.concatenate(list(expected.values()))[None], H)[0].reshape(-1, 4, 2)
+    side = min(float(np.sqrt(cv2.contourArea(q.astype(np.float32)))) for q in pts)
+    zoom = float(np.clip(target_px / max(side, 1.0), 1.0, max_zoom))
+    pad = 1.5 * side
+    h, w = image.shape[:2]
+    x0, y0 = np.maximum(np.floor(pts.reshape(-1, 2).min(axis=0) - pad).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(pts.reshape(-1, 2).max(axis=0) + pad).astype(int), [w, h])
+    if x1 - x0 < 8 or y1 - y0 < 8 or (x1 - x0) * (y1 - y0) * zoom ** 2 > 40_000_000:
+        return found
+    roi = image[y0:y1, x0:x1]
+    gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY)
+    big = cv2.resize(gray, (round(gray.shape[1] * zoom), round(gray.shape[0] * zoom)), interpolation=cv2.INTER_CUBIC)
+    detector = cv2.aruco.ArucoDetector(aruco_dictionary(layout.dictionary), detector_parameters())
+    fx, fy = big.shape[1] / gray.shape[1], big.shape[0] / gray.shape[0]
+    out = dict(found)
+    for k, c in _detect(detector, big, set(expected)).items():
+        if k not in out:
+            out[k] = np.stack([(c[:, 0] + 0.5) / fx - 0.5 + x0, (c[:, 1] + 0.5) / fy - 0.5 + y0], axis=1)
+    return out
+
+
 def _detect(detector, gray: np.ndarray, ids: set[int] | None) -> dict[int, np.ndarray]:
     corners, found_ids, _ = detector.detectMarkers(gray)
     out: dict[int, np.ndarray] = {}
@@ -145,6 +180,7 @@ def locate(image: np.ndarray, layout, camera=None, corners: np.ndarray | None = 
 
     expected = layout.marker_corners_mm() if layout is not None else {}
     found = find_markers(image, layout.dictionary, set(expected)) if expected else {}
+    found = find_markers_near(image, found, layout) if found else found
     if len(found) >= max(1, min_markers):
         H, used = page_homography(found, layout, min_markers)
         quad = cv2.perspectiveTransform(layout.object_corners_mm()[None], H)[0]
@@ -217,5 +253,5 @@ def crop_rectified(image: np.ndarray, H_mm_to_px: np.ndarray, layout, size: tupl
                                borderMode=cv2.BORDER_REPLICATE)
 
 
-__all__ = ["Location", "find_markers", "detector_parameters", "plane_points", "solve_pose", "locate", "crop_box",
+__all__ = ["Location", "find_markers", "find_markers_near", "detector_parameters", "plane_points", "solve_pose", "locate", "crop_box",
            "crop_rectified"]
