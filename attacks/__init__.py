@@ -2,3 +2,13 @@
 iterative sign-gradient family, DeepFool, universal adversarial perturbations, rotation/translation
 attacks, and transferability across networks (ensembles, transfer matrices).
 """
+from attacks.base import Attack, AttackResult
+from attacks.deepfool import DeepFool
+from attacks.gradient import BIM, FGSM, PGD, MinimalFGSM, fgsm_set_eps
+from attacks.metrics import attack_metrics, fooling_rate
+from attacks.registry import ATTACKS, attack_names, get_attack, register_attack
+from attacks.universal import UAPFit, UniversalPerturbation
+
+__all__ = ["Attack", "AttackResult", "FGSM", "BIM", "PGD", "MinimalFGSM", "fgsm_set_eps", "DeepFool",
+           "UniversalPerturbation", "UAPFit", "attack_metrics", "fooling_rate", "ATTACKS", "attack_names",
+           "get_attack", "register_attack"]

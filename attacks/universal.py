@@ -1,0 +1,113 @@
+"""Universal adversarial perturbations (Moosavi-Dezfooli, Fawzi, Fawzi and Frossard, CVPR 2017, Algorithm 1).
+
+One perturbation ``v`` for all images: pass over the training images in random order; wherever ``x + v`` is
+still classified as ``x`` is, DeepFool finds the minimal extra ``dv`` sending ``x + v`` across a boundary, and
+``v <- P_{p, xi}(v + dv)`` (projection onto the L2 or L-inf ball of radius xi), the update kept only when
+DeepFool converged within ``max_iter_df`` (as the reference code does). Stop when the fooling rate on the
+training images reaches ``1 - delta`` or after ``max_passes`` passes.
+
+The loop is exactly sequential; only the label checks are batched: predictions for the next chunk of images
+under the current ``v`` come from one forward, recomputed after each update of ``v``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from attacks.base import Attack, check_images, check_nonneg, check_positive_int, predict
+from attacks.deepfool import DeepFool
+from attacks.gradient import project
+from core.errors import PhysadvError
+from core.progress import progress
+
+
+@dataclass
+class UAPFit:
+    """The universal perturbation and how it was found."""
+
+    perturbation: torch.Tensor          # 1 x C x H x W
+    fooling_rate_train: float
+    passes: int
+    deepfool_calls: int
+    updates: int
+    seconds: float
+    history: list[float] = field(default_factory=list)  # training fooling rate after each pass
+
+
+def random_noise_like(v: torch.Tensor, n: int, norm: str, generator: torch.Generator) -> torch.Tensor:
+    """``n`` random perturbations with the same L2 (Gaussian direction) or L-inf (random signs) norm as ``v``."""
+    shape = (n, *v.shape[1:])
+    if norm == "linf":
+        return torch.randint(0, 2, shape, generator=generator).float().mul(2).sub(1) * v.abs().max()
+    d = torch.randn(shape, generator=generator)
+    return d / d.flatten(1).norm(dim=1).view(-1, *[1] * (d.ndim - 1)) * v.norm()
+
+
+class UniversalPerturbation(Attack):
+    """``uap = UniversalPerturbation(model, xi=0.2, norm="linf")``; ``uap.fit(train_images)``; ``adv = uap(images)``."""
+
+    name = "uap"
+
+    def __init__(self, model: nn.Module, xi: float = 4.0, norm: str = "l2", delta: float = 0.2, max_passes: int = 5,
+                 overshoot: float = 0.02, max_iter_df: int = 10, candidates: int = 10, seed: int = 0,
+                 chunk: int = 64, batch_size: int = 256):
+        check_nonneg(xi=xi, delta=delta, overshoot=overshoot)
+        check_positive_int(max_passes=max_passes, max_iter_df=max_iter_df, chunk=chunk)
+        if norm not in ("l2", "linf"):
+            raise PhysadvError(f"norm must be 'l2' or 'linf', got '{norm}'")
+        super().__init__(model, batch_size)
+        self.xi, self.norm, self.delta, self.max_passes = xi, norm, delta, max_passes
+        self.max_iter_df, self.seed, self.chunk = max_iter_df, seed, chunk
+        self.deepfool = DeepFool(model, overshoot=overshoot, max_iter=max_iter_df, candidates=candidates)
+        self.perturbation: torch.Tensor | None = None
+
+    def fit(self, images: torch.Tensor, show_progress: bool = True) -> UAPFit:
+        check_images(images, "training images")
+        start = time.perf_counter()
+        dev = self.device
+        x_all = images.to(dev, torch.float32)
+        clean = predict(self.model, x_all).to(dev)
+        v = torch.zeros((1, *images.shape[1:]), device=dev)
+        gen = torch.Generator().manual_seed(self.seed)
+        history: list[float] = []
+        calls = updates = 0
+        fooling = 0.0
+        for p in range(self.max_passes):
+            order = torch.randperm(len(images), generator=gen).to(dev)
+            i = 0
+            bar = progress(total=len(order), desc=f"uap pass {p + 1}", disable=not show_progress)
+            while i < len(order):
+                idx = order[i:i + self.chunk]
+                with torch.no_grad():
+                    same = self.model((x_all[idx] + v).clamp(0, 1)).argmax(1) == clean[idx]
+                if not same.any():
+                    bar.update(len(idx))
+                    i += len(idx)
+                    continue
+                j = int(same.nonzero()[0])  # the first image of the chunk that v does not fool yet
+                k = idx[j:j + 1]
+                xv = (x_all[k] + v).clamp(0, 1)
+                adv, iters = self.deepfool._attack(xv, clean[k], None)
+                calls += 1
+                if int(iters[0]) < self.max_iter_df:  # DeepFool converged: keep its update
+                    v = project(v + (adv - xv), self.xi, self.norm)
+                    updates += 1
+                bar.update(j + 1)
+                i += j + 1
+            bar.close()
+            fooling = float((predict(self.model, (x_all + v).clamp(0, 1)).to(dev) != clean).float().mean())
+            history.append(round(fooling, 4))
+            if fooling >= 1 - self.delta:
+                break
+        self.perturbation = v.detach().cpu()
+        return UAPFit(self.perturbation, fooling, len(history), calls, updates, time.perf_counter() - start, history)
+
+    def _attack(self, x, y, target):
+        if self.perturbation is None:
+            raise PhysadvError("the universal perturbation is not fitted: call fit(train_images) first")
+        if tuple(self.perturbation.shape[1:]) != tuple(x.shape[1:]):
+            raise PhysadvError(f"the universal perturbation is {tuple(self.perturbation.shape[1:])}, images are {tuple(x.shape[1:])}")
+        return (x + self.perturbation.to(x.device)).clamp(0, 1), 0
