@@ -99,7 +99,11 @@ def load_print(path: str | Path) -> tuple[np.ndarray, "PrintLayout"]:  # noqa: F
     if not path.is_file():
         raise PhysadvError(f"print file not found: {path}")
     if path.suffix.lower() == ".pdf":
-        import pypdfium2 as pdfium
+        try:
+            import pypdfium2 as pdfium
+        except ImportError:
+            raise PhysadvError(f"{path}: rasterising a PDF needs pypdfium2 (pip install pypdfium2); "
+                               "or pass the exported PNG") from None
 
         try:
             pdf = pdfium.PdfDocument(str(path))

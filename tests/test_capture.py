@@ -203,6 +203,13 @@ def test_calibrate_camera_on_rendered_boards(tmp_path):
     assert rep.status[str(tmp_path / "blank.png")].startswith("unreadable")
     assert len(rep.used) == 6 and rep.rms_px < 0.5
     assert abs(cam.intrinsics.fx - 820) / 820 < 0.02 and abs(cam.intrinsics.cx - 330) < 8
+    # the same through the command line, which writes camera.json
+    from physical.cli import main
+
+    assert main(["capture", "calibrate-camera", "--images", str(tmp_path / "b*.png"), "--board", "7x5", "--square-mm",
+                 "30", "--out", str(tmp_path / "run")]) == 0
+    assert CameraModel.load(tmp_path / "run" / "camera.json").intrinsics.fx == pytest.approx(cam.intrinsics.fx, rel=1e-6)
+    assert main(["capture", "calibrate-camera", "--images", str(tmp_path / "b*.png"), "--board", "9x6"]) == 2
 
 
 # --------------------------------------------------------------------------- judging and reports
@@ -321,6 +328,13 @@ def test_video_every_kth_frame(printed, model, tmp_path):
     assert summary["object_found"] == 3 and sum(summary["top1_counts"].values()) == 3
     files = write_video_report(tmp_path / "rep", results, summary)
     assert files["csv"].read_text().count("\n") == 6
+    from core.train import save_classifier
+    from physical.cli import main
+
+    save_classifier(tmp_path / "clf.safetensors", model)
+    assert main(["capture", "video", "--source", str(path), "--layout", str(out / "layout.json"), "--weights",
+                 str(tmp_path / "clf.safetensors"), "--every", "3", "--out", str(tmp_path / "cli")]) == 0
+    assert json.loads((tmp_path / "cli" / "summary.json").read_text())["frames_judged"] == 3
     with pytest.raises(PhysadvError, match="video not found"):
         judge_video(tmp_path / "nope.avi", model, JudgeConfig(), lay)
 
