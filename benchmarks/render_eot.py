@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.models import build_classifier  # noqa: E402
 from rendering.augment import AugmentConfig, EOTAugment  # noqa: E402
 from rendering.backgrounds import sample_backgrounds  # noqa: E402
-from rendering.camera import to_pytorch3d  # noqa: E402
-from rendering.fragments import rasterize_pool  # noqa: E402
+from rendering.fragments import pytorch3d_cameras, rasterize_pool  # noqa: E402
 from rendering.lights import LightConfig, sample_lights  # noqa: E402
 from rendering.mesh import sphere  # noqa: E402
 from rendering.poses import PoseConfig, sample_poses  # noqa: E402
@@ -100,7 +99,7 @@ def main() -> None:
         step_poses = [poses[int(i)] for i in torch.randint(0, len(poses), (args.views,), generator=g)]
         lights = sample_lights(LightConfig(), args.views, g)
         l3, mat = lights.to_pytorch3d()
-        cams = to_pytorch3d(step_poses, camera)
+        cams = pytorch3d_cameras(step_poses, camera)
         settings = RasterizationSettings(image_size=(args.size, args.size), faces_per_pixel=1, bin_size=0)
         renderer = MeshRenderer(MeshRasterizer(cameras=cams, raster_settings=settings),
                                 HardPhongShader(cameras=cams, lights=l3, materials=mat, blend_params=BlendParams(background_color=(0, 0, 0))))

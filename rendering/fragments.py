@@ -71,6 +71,16 @@ class FragmentPool:
             raise PhysadvError(f"{path}: not a fragment pool ({exc})") from None
 
 
+def pytorch3d_cameras(poses: list[Pose], camera: Intrinsics, supersample: int = 1, device: str | torch.device = "cpu"):
+    """PyTorch3D cameras whose pixel ``(u, v)`` (at ``supersample`` times the resolution, box-filtered back)
+    is centred on OpenCV's pixel ``(u, v)`` of ``camera``, as ``cv2.projectPoints`` and the planar renderer
+    have it. ``to_pytorch3d`` alone puts PyTorch3D's pixel centres half a pixel off (at ``u + 0.5``)."""
+    s = supersample
+    hi = Intrinsics(camera.fx * s, camera.fy * s, (camera.cx + 0.5) * s, (camera.cy + 0.5) * s,
+                    camera.width * s, camera.height * s)
+    return to_pytorch3d(poses, hi, device)
+
+
 def rasterize_pool(mesh: TexturedMesh, poses: list[Pose], camera: Intrinsics, supersample: int = 2,
                    chunk: int = 4, device: str | torch.device = "cpu", progress: bool = True) -> FragmentPool:
     """Rasterize ``mesh`` from every pose once (PyTorch3D ``MeshRasterizer``, one face per pixel)."""
@@ -85,7 +95,6 @@ def rasterize_pool(mesh: TexturedMesh, poses: list[Pose], camera: Intrinsics, su
         raise PhysadvError(f"supersample must be >= 1, got {supersample}")
     s = int(supersample)
     H, W = camera.height, camera.width
-    hi = camera.scaled(W * s, H * s)
     mesh = mesh.to(device)
     meshes = mesh.to_pytorch3d()
     faces = mesh.faces
@@ -102,7 +111,7 @@ def rasterize_pool(mesh: TexturedMesh, poses: list[Pose], camera: Intrinsics, su
     chunks = range(0, len(poses), chunk)
     for start in bar(chunks, desc="rasterize", total=len(chunks), disable=not progress):
         batch = poses[start : start + chunk]
-        cams = to_pytorch3d(batch, hi, device)
+        cams = pytorch3d_cameras(batch, camera, s, device)
         frags = MeshRasterizer(cameras=cams, raster_settings=settings)(meshes.extend(len(batch)))
         p2f = frags.pix_to_face[..., :1]  # n x sH x sW x 1, packed face index
         covered = p2f[..., 0] >= 0

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from core.config import load_config
 from core.errors import PhysadvError
-from rendering.camera import Intrinsics, Pose, project, to_pytorch3d
-from rendering.fragments import FragmentPool, rasterize_pool
+from rendering.camera import Intrinsics, Pose, project
+from rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool
 from rendering.lights import LightConfig, Lights, kelvin_to_rgb, sample_lights
 from rendering.mesh import SIGN_SHAPES, box, cylinder, export_mesh, load_mesh, shape_outline, sign_plate, sphere
 from rendering.poses import PoseConfig, sample_poses
@@ -20,13 +20,13 @@ CAM = Intrinsics.from_fov(30, 64, 48)
 POSES = [Pose(3.0, 30, 10, 5), Pose(2.5, -50, -5, 0), Pose(3.5, 160, 20, -10)]
 
 
-def pytorch3d_render(mesh, poses, cam, lights, bg):
+def pytorch3d_render(mesh, poses, cam, lights, bg, supersample=1):
     """PyTorch3D's own MeshRenderer with the shader ours reproduces (hard Phong, one directional light)."""
     from pytorch3d.renderer import BlendParams, HardPhongShader, MeshRasterizer, MeshRenderer, RasterizationSettings
 
-    cams = to_pytorch3d(poses, cam)
+    cams = pytorch3d_cameras(poses, cam, supersample)
     l3, mat = lights.to_pytorch3d()
-    settings = RasterizationSettings(image_size=(cam.height, cam.width), faces_per_pixel=1, bin_size=0)
+    settings = RasterizationSettings(image_size=(cam.height * supersample, cam.width * supersample), faces_per_pixel=1, bin_size=0)
     r = MeshRenderer(MeshRasterizer(cameras=cams, raster_settings=settings),
                      HardPhongShader(cameras=cams, lights=l3, materials=mat, blend_params=BlendParams(background_color=bg)))
     return r(mesh.to_pytorch3d().extend(len(poses)))[..., :3].permute(0, 3, 1, 2)
@@ -49,7 +49,7 @@ def test_supersampled_render_is_box_filtered_pytorch3d_render():
     bg = (0.9, 0.5, 0.1)
     pool = rasterize_pool(mesh, POSES[:2], CAM, supersample=2, progress=False)
     ours = render(mesh.texture, pool, [0, 1], lights, torch.tensor(bg)[:, None, None].expand(3, 48, 64), clamp=False)
-    ref = F.avg_pool2d(pytorch3d_render(mesh, POSES[:2], CAM.scaled(128, 96), lights, bg), 2)
+    ref = F.avg_pool2d(pytorch3d_render(mesh, POSES[:2], CAM, lights, bg, supersample=2), 2)
     assert (ours - ref).abs().max() < 1e-4
     edge = (pool.alpha > 0) & (pool.alpha < 1)
     assert edge.sum() > 20  # partially covered pixels exist: the silhouette is anti-aliased
@@ -81,24 +81,30 @@ def test_gradient_reaches_texels_finite_difference():
             assert grad[i, j, c] != 0
 
 
-def test_silhouette_matches_opencv_projection():
-    """The coverage of a flat octagon equals the polygon OpenCV's projectPoints draws for the same camera."""
+@pytest.mark.parametrize("supersample", [1, 2])
+def test_silhouette_matches_opencv_projection(supersample):
+    """The coverage of a flat octagon is the polygon OpenCV's projectPoints gives for the same camera, with
+    OpenCV's pixel convention (pixel (u, v) centred on integer (u, v)): same area, same centroid."""
     mesh = sign_plate("octagon", thickness=0.0)
     cam = Intrinsics.from_fov(25, 160, 120)
     pose = Pose(3.0, 35, 15, 10)
-    pool = rasterize_pool(mesh, [pose], cam, supersample=2, progress=False)
+    alpha = rasterize_pool(mesh, [pose], cam, supersample=supersample, progress=False).alpha[0, 0].double().numpy()
     outline, _, _ = shape_outline("octagon", 0.75)
     R, t = pose.extrinsics()
     pts, _ = cv2.projectPoints(np.column_stack([outline, np.zeros(8)]), cv2.Rodrigues(R)[0], t, cam.K, None)
-    assert np.allclose(pts[:, 0], project(np.column_stack([outline, np.zeros(8)]), pose, cam), atol=1e-6)
-    # OpenCV pixel centres are at integer coordinates; draw at 8x with sub-pixel shift, then box-filter
+    x, y = pts[:, 0, 0], pts[:, 0, 1]
+    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+    area = cross.sum() / 2
+    centroid = np.array([((x + np.roll(x, -1)) * cross).sum(), ((y + np.roll(y, -1)) * cross).sum()]) / (6 * area)
+    rows, cols = np.mgrid[0:120, 0:160]
+    ours = np.array([(alpha * cols).sum(), (alpha * rows).sum()]) / alpha.sum()
+    assert abs(alpha.sum() - abs(area)) < 0.002 * abs(area)
+    assert np.abs(ours - centroid).max() < 0.05  # pixels
+    # and pixel by pixel against OpenCV's own polygon fill (drawn at 8x with sub-pixel precision, box-filtered)
     mask = np.zeros((120 * 8, 160 * 8), np.uint8)
-    cv2.fillPoly(mask, [np.round((pts[:, 0] * 8 - 0.5) * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
-    ref = cv2.resize(mask.astype(np.float32) / 255, (160, 120), interpolation=cv2.INTER_AREA)
-    ours = pool.alpha[0, 0].numpy()
-    iou = np.minimum(ours, ref).sum() / np.maximum(ours, ref).sum()
-    assert iou > 0.97
-    assert np.abs(ours - ref).max() < 0.6  # at most about half a pixel off anywhere on the edge
+    cv2.fillPoly(mask, [np.round(((pts[:, 0] + 0.5) * 8 - 0.5) * 16).astype(np.int32)], 255, lineType=cv2.LINE_8, shift=4)
+    ref = cv2.resize(mask.astype(np.float64) / 255, (160, 120), interpolation=cv2.INTER_AREA)
+    assert np.minimum(alpha, ref).sum() / np.maximum(alpha, ref).sum() > 0.98
 
 
 def test_pool_save_load_roundtrip(tmp_path):
