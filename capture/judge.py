@@ -72,6 +72,7 @@ class PhotoResult:
     untargeted: bool | None = None
     targeted: bool | None = None
     thumb: np.ndarray | None = field(default=None, repr=False)  # small uint8 RGB crop for the report
+    preview: np.ndarray | None = field(default=None, repr=False)  # the photo, small, with the object outlined
 
     def row(self) -> dict:
         keys = ["set", "file", "status", "message", "located_by", "distance", "unit", "angle", "distance_source",
@@ -175,11 +176,12 @@ def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConf
             res.status = NOT_FOUND
             res.message = (f"no fiducials of the layout found and no corners in the manifest (line {r.line})"
                            if layout is not None else f"no layout and no corners in the manifest (line {r.line})")
-            res.thumb = _thumb(photo.image, cfg.thumb)
+            res.preview = preview(photo.image, None, 2 * cfg.thumb)
             out.append(res)
             continue
         _fill_prediction(res, probs, model, cfg)
         res.thumb = _thumb(crop if crop.shape[2] == 3 else np.repeat(crop, 3, axis=2), cfg.thumb)
+        res.preview = preview(photo.image, loc.quad, 2 * cfg.thumb, (40, 220, 40) if loc.method == "markers" else (255, 150, 0))
         out.append(res)
     return out
 
@@ -204,6 +206,18 @@ def _thumb(image: np.ndarray, side: int) -> np.ndarray:
     f = side / max(h, w)
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_NEAREST
     return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
+
+
+def preview(image: np.ndarray, quad: np.ndarray | None, side: int, colour=(40, 220, 40)) -> np.ndarray:
+    """The photo reduced to ``side`` pixels with the located object outlined (green: fiducials, orange: manifest)."""
+    import cv2
+
+    small = _thumb(image, side).copy()
+    if quad is not None:
+        f = small.shape[1] / image.shape[1]
+        pts = np.round((np.asarray(quad) + 0.5) * f - 0.5).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(small, [pts], True, colour, 1, cv2.LINE_AA)
+    return small
 
 
 # --------------------------------------------------------------------------- cells and summary

@@ -115,7 +115,8 @@ def markdown(summary: dict, cells: list[dict], results: list[dict], title: str) 
 _CSS = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;text-align:left}th{background:#f0f0f0}
 .ok{color:#176117}.bad{color:#a11;font-weight:bold}.gallery{display:flex;flex-wrap:wrap;gap:8px}
-figure{margin:0;width:130px;font-size:11px}figure img{max-width:120px;max-height:120px;image-rendering:pixelated}
+figure{margin:0;width:300px;font-size:11px}figure img{max-height:144px;margin-right:4px;vertical-align:top}
+img.thumb:nth-of-type(2){width:96px;image-rendering:pixelated}
 .yes{background:#fdd}.no{background:#dfd}"""
 
 
@@ -146,7 +147,8 @@ def html_page(summary: dict, cells: list[dict], results: list, title: str, heatm
     parts.append("</table><h2>Photos</h2><div class='gallery'>")
     for r in results:
         ok = r.status == "ok"
-        img = f"<img class='thumb' alt='{e(r.file)}' src='{_data_uri(_png_bytes(r.thumb))}'>" if r.thumb is not None else ""
+        img = "".join(f"<img class='thumb' alt='{e(r.file)}' src='{_data_uri(_png_bytes(im))}'>"
+                      for im in (r.preview, r.thumb) if im is not None)
         verdict = (f"{e(r.top1)} {r.top1_conf:.2f}<br>{e(r.top2)} {_fmt(r.top2_conf)}" if ok else
                    f"<span class='bad' title='{e(r.message)}'>{e(r.status)}</span>")
         cls = "" if r.untargeted is None else (" class='yes'" if r.untargeted else " class='no'")

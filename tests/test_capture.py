@@ -386,7 +386,8 @@ def test_report_renders_in_headless_chromium(printed, sim_set, model, tmp_path):
 
     m = re.search(r'data-decoded="(\d+)" data-total="(\d+)"', dom)
     assert m, dom[:500]
-    assert int(m.group(1)) == int(m.group(2)) == len(results) + 1  # thumbnails + heatmap
+    # every <img> of the page decoded: photo preview + classifier crop per photo, and the heatmap
+    assert int(m.group(1)) == int(m.group(2)) == page.read_text().count("<img") == 2 * len(results) + 1
     shot = tmp_path / "shot.png"
     subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1000,900", page.as_uri()],
                    capture_output=True, timeout=120)
