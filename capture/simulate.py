@@ -81,7 +81,8 @@ class SimulateConfig:
 def load_print(path: str | Path) -> tuple[np.ndarray, "PrintLayout"]:  # noqa: F821
     """The page raster (``H x W x 3`` uint8) and its layout, from an exported PNG/TIFF, PDF or folder.
 
-    A PDF is rasterised with pypdfium2 at the layout's DPI.
+    A PDF is rasterised with pypdfium2 at the layout's DPI. For a tiled export the page is the
+    assembled sheet: its ``*_sheet.png``, or the tile pages of the PDF put back together.
     """
     from printing.layout import PrintLayout
 
@@ -94,28 +95,36 @@ def load_print(path: str | Path) -> tuple[np.ndarray, "PrintLayout"]:  # noqa: F
         path = path / name
     else:
         layout = PrintLayout.from_json(path.parent / "layout.json")
-    if layout.tiles:
-        raise PhysadvError(f"{path}: a tiled print; simulate the untiled export of the same object")
     if not path.is_file():
         raise PhysadvError(f"print file not found: {path}")
+    if layout.tiles and path.name in {t.file for t in layout.tiles}:
+        raise PhysadvError(f"{path}: one tile of a tiled print; pass the sheet PNG ({layout.files.get('png')}) or the PDF")
     if path.suffix.lower() == ".pdf":
-        try:
-            import pypdfium2 as pdfium
-        except ImportError:
-            raise PhysadvError(f"{path}: rasterising a PDF needs pypdfium2 (pip install pypdfium2); "
-                               "or pass the exported PNG") from None
+        pages = _rasterise_pdf(path, layout.dpi)
+        if layout.tiles:
+            from printing.export import assemble_tiles
 
-        try:
-            pdf = pdfium.PdfDocument(str(path))
-            page = pdf[0].render(scale=layout.dpi / 72.0).to_pil().convert("RGB")
-        except Exception as exc:  # pypdfium2 raises its own PdfiumError
-            raise PhysadvError(f"{path}: cannot rasterise the PDF ({exc})") from None
-        raster = np.asarray(page, dtype=np.uint8)
+            raster = assemble_tiles(pages, layout)
+        else:
+            raster = pages[0]
     else:
         from capture.photos import load_photo
 
         raster = load_photo(path, max_pixels=400_000_000).image
     return np.ascontiguousarray(raster), layout
+
+
+def _rasterise_pdf(path: Path, dpi: float) -> list[np.ndarray]:
+    try:
+        import pypdfium2 as pdfium
+    except ImportError:
+        raise PhysadvError(f"{path}: rasterising a PDF needs pypdfium2 (pip install pypdfium2); "
+                           "or pass the exported PNG") from None
+    try:
+        pdf = pdfium.PdfDocument(str(path))
+        return [np.asarray(page.render(scale=dpi / 72.0).to_pil().convert("RGB"), dtype=np.uint8) for page in pdf]
+    except Exception as exc:  # pypdfium2 raises its own PdfiumError
+        raise PhysadvError(f"{path}: cannot rasterise the PDF ({exc})") from None
 
 
 def page_to_plane(layout, raster_size: tuple[int, int]) -> np.ndarray:

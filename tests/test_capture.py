@@ -416,3 +416,17 @@ def test_capture_bar_small_grid(tmp_path):
         errs.append(abs(loc.angle - truth[row.file]["angle"]))
     assert max(errs) <= 5.0, errs
     assert math.isfinite(sum(errs))
+
+
+def test_tiled_print_pdf_is_assembled(tmp_path):
+    """A print tiled across A4 pages: the PDF's pages put back together give the sheet PNG."""
+    from printing.export import ExportConfig, export_print
+
+    export_print(_texture(), tmp_path, from_dict(ExportConfig, {"width": "30cm", "dpi": 40, "tile": "A4",
+                                                                "formats": ["png", "pdf"]}))
+    sheet, lay = load_print(tmp_path / "print_sheet.png")
+    assembled, _ = load_print(tmp_path / "print_tiles.pdf")
+    assert len(lay.tiles) > 1 and assembled.shape == sheet.shape
+    assert np.abs(assembled.astype(float) - sheet).mean() < 4
+    with pytest.raises(PhysadvError, match="one tile"):
+        load_print(tmp_path / lay.tiles[0].file)
