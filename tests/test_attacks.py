@@ -1,0 +1,200 @@
+"""Digital attacks against closed forms (affine classifiers) and the papers' definitions."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from attacks import BIM, FGSM, PGD, DeepFool, MinimalFGSM, UniversalPerturbation, get_attack
+from attacks.base import predict
+from core.errors import PhysadvError
+
+
+def affine(d: int, k: int, seed: int = 0, scale: float = 0.05) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(d, k)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(k, d, generator=g) * scale)
+        lin.bias.copy_(torch.randn(k, generator=g) * 0.1)
+    return nn.Sequential(nn.Flatten(), lin).eval()
+
+
+def interior_images(n: int, seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 + 0.4 * torch.rand(n, 1, 6, 6, generator=g)  # far from 0 and 1: the box never binds
+
+
+def test_deepfool_binary_affine_matches_closed_form():
+    model = affine(36, 2)
+    x = interior_images(16)
+    res = DeepFool(model, overshoot=0.0).run(x)
+    w = model[1].weight.detach()
+    f = model(x).detach()
+    y = f.argmax(1)
+    other = 1 - y
+    fd = f[torch.arange(16), other] - f[torch.arange(16), y]           # f(x) of the binary classifier, < 0
+    wd = w[other] - w[y]                                              # its gradient
+    r = -fd[:, None] * wd / wd.norm(dim=1, keepdim=True) ** 2         # closed form: onto the boundary
+    got = res.perturbation.flatten(1)
+    # DeepFool adds 1e-4 along the unit normal to cross the boundary
+    assert torch.allclose(got, r + 1e-4 * wd / wd.norm(dim=1, keepdim=True), atol=1e-5)
+    assert res.success.all() and (res.iterations == 1).all()
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_deepfool_multiclass_affine_matches_closed_form(norm):
+    model = affine(36, 6, seed=3)
+    x = interior_images(32, seed=4)
+    res = DeepFool(model, overshoot=0.02, norm=norm).run(x)
+    w = model[1].weight.detach()
+    f = model(x).detach()
+    y = f.argmax(1)
+    q = 2 if norm == "l2" else 1
+    expect = []
+    for i in range(len(x)):
+        best = None
+        for k in range(6):
+            if k == y[i]:
+                continue
+            wk, fk = w[k] - w[y[i]], f[i, k] - f[i, y[i]]
+            d = fk.abs() / wk.norm(p=q)
+            if best is None or d < best[0]:
+                best = (d, wk)
+        d, wk = best
+        step = (d + 1e-4) * (wk / wk.norm() if norm == "l2" else wk.sign())
+        expect.append(1.02 * step)  # overshoot on the accumulated perturbation
+    expect = torch.stack(expect)
+    assert torch.allclose(res.perturbation.flatten(1), expect, atol=1e-5)
+    assert res.success.all() and (res.iterations == 1).all()
+
+
+def test_deepfool_batched_equals_one_by_one(lenet_mnist, mnist_test):
+    x = mnist_test.subset(6).images
+    batched = DeepFool(lenet_mnist).run(x)
+    single = [DeepFool(lenet_mnist).run(x[i:i + 1]) for i in range(len(x))]
+    assert torch.allclose(batched.adversarial, torch.cat([s.adversarial for s in single]), atol=1e-5)
+    assert batched.iterations.tolist() == [int(s.iterations[0]) for s in single]
+
+
+def test_deepfool_lenet_small_subset(lenet_mnist, mnist_test):
+    data = mnist_test.subset(50)
+    res = DeepFool(lenet_mnist).run(data.images)
+    m = res.metrics()
+    assert m["success_rate"] >= 0.98
+    assert 0.1 < m["rho_adv_l2"] < 0.3        # the paper: 0.20 on LeNet
+    assert m["mean_iterations"] < 4
+    assert res.adversarial.min() >= 0 and res.adversarial.max() <= 1
+    # DeepFool is (near) minimal: FGSM with each image's smallest eps needs a much larger L2 perturbation
+    fg = MinimalFGSM(lenet_mnist).run(data.images)
+    assert fg.metrics()["rho_adv_l2"] > 1.5 * m["rho_adv_l2"]
+
+
+def test_fgsm_affine_closed_form():
+    model = affine(36, 4, seed=5)
+    x = interior_images(8, seed=6)
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    w = model[1].weight.detach()
+    p = torch.softmax(model(x), 1).detach()
+    grad = (p - torch.eye(4)[y]) @ w                    # d CE / dx for a linear model
+    adv = FGSM(model, eps=0.05)(x, y)
+    assert torch.allclose(adv.flatten(1), (x.flatten(1) + 0.05 * grad.sign()).clamp(0, 1), atol=1e-6)
+    # targeted FGSM descends the cross-entropy of the target
+    t = (y + 1) % 4
+    grad_t = (p - torch.eye(4)[t]) @ w
+    adv_t = FGSM(model, eps=0.05).run(x, y, target=t).adversarial
+    assert torch.allclose(adv_t.flatten(1), (x.flatten(1) - 0.05 * grad_t.sign()).clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_stays_in_ball_and_beats_fgsm(lenet_mnist, mnist_test, norm):
+    data = mnist_test.subset(40)
+    eps = 0.15 if norm == "linf" else 2.0
+    res = PGD(lenet_mnist, eps=eps, alpha=eps / 8, steps=20, norm=norm).run(data.images, data.labels)
+    p = float("inf") if norm == "linf" else 2
+    assert (res.norms(p) <= eps + 1e-5).all()
+    assert res.adversarial.min() >= 0 and res.adversarial.max() <= 1
+    if norm == "linf":
+        fg = FGSM(lenet_mnist, eps=eps).run(data.images, data.labels)
+        assert res.metrics()["accuracy_adversarial"] < fg.metrics()["accuracy_adversarial"]
+    bim = BIM(lenet_mnist, eps=0.1).run(data.images, data.labels)
+    assert bim.iterations[0] == 30 and (bim.norms(float("inf")) <= 0.1 + 1e-5).all()  # min(25.5+4, 31.9) -> 30
+
+
+def test_minimal_fgsm_eps_is_minimal(lenet_mnist, mnist_test):
+    data = mnist_test.subset(30)
+    y = predict(lenet_mnist, data.images)
+    res = MinimalFGSM(lenet_mnist).run(data.images, y)
+    eps = res.extras["eps"]
+    ok = res.success
+    assert ok.float().mean() > 0.9
+    g = FGSM(lenet_mnist, eps=0.0)  # direction: sign of the loss gradient
+    from attacks.gradient import loss_gradient
+
+    s = loss_gradient(lenet_mnist, data.images, y).sign()
+    fooled_at = predict(lenet_mnist, (data.images + eps.view(-1, 1, 1, 1) * s).clamp(0, 1)) != y
+    below = predict(lenet_mnist, (data.images + (eps - 1e-3).clamp_min(0).view(-1, 1, 1, 1) * s).clamp(0, 1)) != y
+    assert fooled_at[ok].all()
+    assert (~below[ok]).float().mean() > 0.9
+    del g
+
+
+def test_uap_fools_more_than_noise(fc_mnist, mnist_test):
+    from core.data import load_dataset
+    from attacks.universal import random_noise_like
+
+    train = load_dataset("mnist", "train").subset(120).images
+    uap = UniversalPerturbation(fc_mnist, xi=4.0, norm="l2", max_passes=1)
+    fit = uap.fit(train, show_progress=False)
+    assert fit.perturbation.norm() <= 4.0 + 1e-4 and fit.updates > 0
+    test = mnist_test.subset(200).images
+    res = uap.run(test)
+    noise = random_noise_like(fit.perturbation, len(test), "l2", torch.Generator().manual_seed(0))
+    assert torch.allclose(noise.flatten(1).norm(dim=1), fit.perturbation.norm().expand(len(test)), rtol=1e-4)
+    clean = predict(fc_mnist, test)
+    noise_rate = float((predict(fc_mnist, (test + noise).clamp(0, 1)) != clean).float().mean())
+    assert res.metrics()["fooling_rate"] > 3 * max(noise_rate, 0.01)
+
+
+@pytest.mark.parametrize("bad", ["outside", "labels", "eps", "name", "nan"])
+def test_bad_input_is_a_clear_error(bad):
+    model = affine(36, 3)
+    x = interior_images(4)
+    with pytest.raises(PhysadvError) as e:
+        if bad == "outside":
+            FGSM(model, eps=0.1)(x + 0.8, torch.zeros(4, dtype=torch.long))
+        elif bad == "labels":
+            DeepFool(model)(x, torch.zeros(3, dtype=torch.long))
+        elif bad == "eps":
+            PGD(model, eps=-0.1)
+        elif bad == "name":
+            get_attack("deepfoll", model)
+        else:
+            x[0, 0, 0, 0] = float("nan")
+            FGSM(model)(x)
+    msg = str(e.value)
+    assert {"outside": "[0, 1]", "labels": "4 class indices", "eps": "eps", "name": "deepfool", "nan": "[0, 1]"}[bad] in msg
+
+
+def test_cli_writes_outputs(tmp_path, lenet_mnist):
+    import argparse
+
+    from attacks.cli import register
+    from core.io import load_checkpoint
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    out = tmp_path / "run"
+    args = parser.parse_args(["attack", "fgsm", "--limit", "12", "--out", str(out), "--set", "params.eps=0.2",
+                              "--set", "show=4"])
+    assert args.func(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    tensors, _ = load_checkpoint(out / "adversarial.safetensors")
+    assert tensors["images"].shape == tensors["adversarial"].shape == (12, 1, 28, 28)
+    assert (tensors["adversarial"] - tensors["images"]).abs().max() <= 0.2 + 1e-6
+    assert metrics["n"] == 12 and (out / "grid.png").is_file() and (out / "config.yaml").is_file()
+    bad = parser.parse_args(["attack", "fgsm", "--limit", "4", "--out", str(tmp_path / "b"), "--set", "params.epss=1"])
+    with pytest.raises(PhysadvError, match="epss"):
+        bad.func(bad)
+    with pytest.raises(PhysadvError, match="unknown attack"):
+        unknown = parser.parse_args(["attack", "nope", "--out", str(tmp_path / "c")])
+        unknown.func(unknown)
