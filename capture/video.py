@@ -63,7 +63,7 @@ def judge_video(source: str | int, model, cfg: JudgeConfig, layout=None, camera=
     index = 0
     bar = progress(total=total // every if total > 0 else None, desc="video")
     try:
-        while True:
+        while True:  # Ctrl-C ends a live session early; the frames judged so far are still reported
             ok, frame = cap.read()
             if not ok:
                 break
@@ -74,6 +74,8 @@ def judge_video(source: str | int, model, cfg: JudgeConfig, layout=None, camera=
                 if max_frames and len(results) >= max_frames:
                     break
             index += 1
+    except KeyboardInterrupt:
+        pass
     finally:
         cap.release()
         bar.close()

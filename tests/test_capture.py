@@ -430,3 +430,19 @@ def test_tiled_print_pdf_is_assembled(tmp_path):
     assert np.abs(assembled.astype(float) - sheet).mean() < 4
     with pytest.raises(PhysadvError, match="one tile"):
         load_print(tmp_path / lay.tiles[0].file)
+
+
+@pytest.mark.parametrize("crop", ["box", "rectified", "full"])
+def test_crop_modes_feed_the_classifier_its_input_size(printed, model, crop):
+    from capture.judge import judge_image
+
+    out, _ = printed
+    page, lay = load_print(out / "print.png")
+    photo = _clean_photo(page, lay, Pose(0.7, azimuth=20))
+    loc, probs, img = judge_image(photo, model, JudgeConfig(crop=crop), lay)
+    assert img.shape == (32, 32, 3) and probs.shape == (3,) and abs(probs.sum() - 1) < 1e-5
+    if crop != "full":  # the object fills the crop: its red border dominates, unlike in the full frame
+        assert img[..., 0].mean() > img[..., 2].mean() + 30
+    blank = np.full((480, 640, 3), 90, np.uint8)
+    loc, probs, img = judge_image(blank, model, JudgeConfig(crop=crop), lay)
+    assert loc.method == "none" and ((probs is None) == (crop != "full"))
