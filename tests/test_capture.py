@@ -10,7 +10,6 @@ import json
 import math
 import shutil
 import subprocess
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,7 +20,7 @@ from capture.calibrate import CameraModel, calibrate_camera, checkerboard_page
 from capture.judge import JudgeConfig, PhotoResult, evaluate_photos, summarise
 from capture.locate import crop_rectified, find_markers, locate, plane_points
 from capture.photos import ManifestRow, load_photo, read_manifest, write_manifest
-from capture.simulate import (EffectsConfig, SimulateConfig, camera_homography, load_print, mm_to_plane,
+from capture.simulate import (SimulateConfig, camera_homography, load_print, mm_to_plane,
                               page_to_plane, render_photo, simulate)
 from core.config import from_dict
 from core.errors import PhysadvError
