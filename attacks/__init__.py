@@ -7,8 +7,10 @@ from attacks.deepfool import DeepFool
 from attacks.gradient import BIM, FGSM, PGD, MinimalFGSM, fgsm_set_eps
 from attacks.metrics import attack_metrics, fooling_rate
 from attacks.registry import ATTACKS, attack_names, get_attack, register_attack
+from attacks.spatial import SpatialAttack, black_canvas, canvas_classifier, rotate_translate
 from attacks.universal import UAPFit, UniversalPerturbation
 
 __all__ = ["Attack", "AttackResult", "FGSM", "BIM", "PGD", "MinimalFGSM", "fgsm_set_eps", "DeepFool",
-           "UniversalPerturbation", "UAPFit", "attack_metrics", "fooling_rate", "ATTACKS", "attack_names",
+           "UniversalPerturbation", "UAPFit", "SpatialAttack",
+           "rotate_translate", "black_canvas", "canvas_classifier", "attack_metrics", "fooling_rate", "ATTACKS", "attack_names",
            "get_attack", "register_attack"]

@@ -3,6 +3,8 @@
     physadv attack deepfool --model lenet-mnist --data mnist --limit 1000 --out runs/df
     physadv attack pgd --set params.eps=0.3 --set params.norm=linf
     physadv attack uap --set params.xi=4 --set transfer_models='[fc500-150-10-mnist]'
+    physadv attack spatial --set params.mode=random --limit 200
+    physadv attack spatial --set model=allconv-mnist --set canvas_pad=8   # black-canvas setting
 
 Each run writes ``config.yaml``, ``metrics.json``, ``adversarial.safetensors`` (``images``, ``adversarial``,
 ``labels``) and ``grid.png`` (clean / perturbation scaled to [0, 1] / adversarial, with predicted labels).
@@ -34,6 +36,7 @@ class AttackJobConfig:
     params: dict = field(default_factory=dict)
     train_limit: int = 1000  # UAP: training images (from the train split)
     transfer_models: list = field(default_factory=list)  # UAP: other models to fool with the same perturbation
+    canvas_pad: int = 0  # spatial: > 0 pads images onto a black canvas and attacks a canvas-trained model
     show: int = 10  # images in grid.png
     seed: int = 0
     device: str = "auto"
@@ -41,6 +44,8 @@ class AttackJobConfig:
     def validate(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be at least 1, got {self.limit}")
+        if self.canvas_pad < 0:
+            raise ValueError(f"canvas_pad must be >= 0, got {self.canvas_pad}")
         if self.show < 0:
             raise ValueError(f"show must be >= 0, got {self.show}")
 
@@ -48,8 +53,8 @@ class AttackJobConfig:
 def register(sub: argparse._SubParsersAction) -> None:
     from core.cli import add_config_args
 
-    p = sub.add_parser("attack", help="run a digital attack (fgsm, fgsm-min, bim, pgd, deepfool, uap) on a victim")
-    p.add_argument("name", metavar="NAME", help="attack name: fgsm, fgsm-min, bim, pgd, deepfool, uap")
+    p = sub.add_parser("attack", help="run a digital attack (fgsm, fgsm-min, bim, pgd, deepfool, uap, spatial) on a victim")
+    p.add_argument("name", metavar="NAME", help="attack name: fgsm, fgsm-min, bim, pgd, deepfool, uap, spatial")
     add_config_args(p)
     p.add_argument("--model", default=None, help="victim registry name (e.g. lenet-mnist, fc500-150-10-mnist)")
     p.add_argument("--data", default=None, help="dataset name (e.g. mnist)")
@@ -82,6 +87,10 @@ def run_cli(args: argparse.Namespace) -> int:
 def load_victim(cfg: AttackJobConfig, name: str | None = None):
     from core.train import get_classifier, load_classifier, resolve_device
 
+    if cfg.canvas_pad and name is None:
+        from attacks.spatial import canvas_classifier
+
+        return canvas_classifier(cfg.model, cfg.canvas_pad).to(resolve_device(cfg.device))
     if cfg.weights and name is None:
         return load_classifier(cfg.weights, resolve_device(cfg.device))
     from core.train import default_train_config
@@ -125,6 +134,10 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
     if cfg.limit:
         data = data.subset(cfg.limit, seed=cfg.seed)
     images = data.images
+    if cfg.canvas_pad:
+        from attacks.spatial import black_canvas
+
+        images = black_canvas(images, cfg.canvas_pad)
     labels = data.labels if cfg.labels == "true" else predict(model, images)
     with torch.no_grad():
         logits = torch.cat([model(images[i:i + 512].to(next(model.parameters()).device)).cpu()

@@ -9,6 +9,7 @@ from torch import nn
 from attacks.base import Attack
 from attacks.deepfool import DeepFool
 from attacks.gradient import BIM, FGSM, PGD, MinimalFGSM
+from attacks.spatial import SpatialAttack
 from attacks.universal import UniversalPerturbation
 from core.errors import PhysadvError
 
@@ -19,6 +20,7 @@ ATTACKS: dict[str, type[Attack]] = {
     "pgd": PGD,
     "deepfool": DeepFool,
     "uap": UniversalPerturbation,
+    "spatial": SpatialAttack,
 }
 
 

@@ -1,0 +1,146 @@
+"""Rotations and translations (Engstrom, Tran, Tsipras, Schmidt and Madry, ICML 2019).
+
+An image is rotated by an angle about its centre, then shifted by (tx, ty) pixels (bilinear sampling, black
+outside the frame). The adversary searches, per image:
+
+- ``grid``: every combination of ``trans_steps`` x ``trans_steps`` translations in +-``max_trans`` and
+  ``rot_steps`` rotations in +-``max_rot`` degrees (the paper: 5 x 5 x 31 within +-3 px and +-30 degrees);
+- ``random`` (worst-of-k): ``k`` transformations drawn uniformly from the same ranges (the paper: k = 10);
+
+and keeps a transformation that misclassifies when there is one, else the one with the highest loss.
+With ``pgd_eps > 0`` an L-inf PGD attack then runs on the transformed image (the paper's combined adversary).
+
+"Black canvas" setting: pad the images onto a larger black canvas first (``black_canvas``) so that nothing
+is cut by the transformation, and attack a model trained on canvas images (``canvas_classifier``); the
+standard setting transforms the image within its own frame.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attacks.base import Attack, check_nonneg, check_positive_int
+from attacks.gradient import PGD
+from core.errors import PhysadvError
+
+
+def rotate_translate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Rotate each image of ``x`` (``N x C x H x W``) by ``params[:, 0]`` degrees about its centre, then shift it
+    by ``params[:, 1:]`` = (tx, ty) pixels; black outside the frame."""
+    n, _, h, w = x.shape
+    a = params[:, 0].to(x) * math.pi / 180
+    c, s = torch.cos(a), torch.sin(a)
+    tx, ty = params[:, 1].to(x) * 2 / w, params[:, 2].to(x) * 2 / h  # pixels -> normalised coordinates
+    # output p = R q + t  =>  sampled input q = R^T (p - t)
+    theta = torch.stack([torch.stack([c, s, -(c * tx + s * ty)], 1), torch.stack([-s, c, s * tx - c * ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def black_canvas(images: torch.Tensor, pad: int) -> torch.Tensor:
+    """Images centred on a black canvas ``pad`` pixels wider on every side."""
+    return F.pad(images, (pad, pad, pad, pad), value=0.0)
+
+
+def transform_grid(max_rot: float, max_trans: float, rot_steps: int, trans_steps: int) -> torch.Tensor:
+    """All (angle, tx, ty) combinations of the grid attack, ``T x 3``."""
+    rots = torch.linspace(-max_rot, max_rot, rot_steps)
+    trans = torch.linspace(-max_trans, max_trans, trans_steps)
+    r, tx, ty = torch.meshgrid(rots, trans, trans, indexing="ij")
+    return torch.stack([r.flatten(), tx.flatten(), ty.flatten()], 1)
+
+
+class SpatialAttack(Attack):
+    """Grid or worst-of-k rotation + translation attack; ``result.extras`` has the chosen angle, tx and ty."""
+
+    name = "spatial"
+
+    def __init__(self, model: nn.Module, mode: str = "grid", max_rot: float = 30.0, max_trans: float | None = None,
+                 rot_steps: int = 31, trans_steps: int = 5, k: int = 10, pgd_eps: float = 0.0, pgd_steps: int = 40,
+                 pgd_alpha: float = 0.01, seed: int = 0, chunk: int = 4096, batch_size: int = 256):
+        if mode not in ("grid", "random"):
+            raise PhysadvError(f"mode must be 'grid' or 'random', got '{mode}'")
+        check_nonneg(max_rot=max_rot, pgd_eps=pgd_eps, max_trans=0 if max_trans is None else max_trans)
+        check_positive_int(rot_steps=rot_steps, trans_steps=trans_steps, k=k, chunk=chunk)
+        super().__init__(model, batch_size)
+        self.mode, self.max_rot, self.max_trans = mode, max_rot, max_trans
+        self.rot_steps, self.trans_steps, self.k = rot_steps, trans_steps, k
+        self.pgd_eps, self.pgd_steps, self.pgd_alpha, self.seed, self.chunk = pgd_eps, pgd_steps, pgd_alpha, seed, chunk
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def translation_range(self, width: int) -> float:
+        """+-3 px for MNIST-sized inputs (the paper), else +-10% of the width."""
+        if self.max_trans is not None:
+            return self.max_trans
+        return 3.0 if width <= 32 else 0.1 * width
+
+    def candidates(self, n: int, width: int) -> torch.Tensor:
+        """``n x T x 3`` transformations to try per image (shared by all images for the grid)."""
+        t = self.translation_range(width)
+        if self.mode == "grid":
+            g = transform_grid(self.max_rot, t, self.rot_steps, self.trans_steps)
+            return g.unsqueeze(0).expand(n, -1, -1)
+        lo = torch.tensor([-self.max_rot, -t, -t])
+        return lo + torch.rand(n, self.k, 3, generator=self._gen) * (-2 * lo)
+
+    @torch.no_grad()
+    def _search(self, x: torch.Tensor, y: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+        n, T = cand.shape[:2]
+        best_score = torch.full((n,), -float("inf"), device=x.device)
+        best = torch.zeros(n, 3, device=x.device)
+        per = max(1, self.chunk // n)
+        cand = cand.to(x.device)
+        for j in range(0, T, per):
+            c = cand[:, j:j + per]                          # n x t x 3
+            t = c.shape[1]
+            xt = rotate_translate(x.repeat_interleave(t, 0), c.reshape(-1, 3))
+            logits = self.model(xt)
+            yy = y.repeat_interleave(t)
+            loss = F.cross_entropy(logits, yy, reduction="none")
+            wrong = logits.argmax(1) != yy
+            score = (loss + wrong.float() * 1e6).view(n, t)  # a misclassifying transformation first, else max loss
+            s, i = score.max(1)
+            better = s > best_score
+            best_score = torch.where(better, s, best_score)
+            best[better] = c[better, i[better]]
+        return best
+
+    def _attack(self, x, y, target):
+        if target is not None:
+            raise PhysadvError("the rotation/translation attack is untargeted: call it without target")
+        cand = self.candidates(len(x), x.shape[-1])
+        best = self._search(x, y, cand)
+        adv = rotate_translate(x, best)
+        iters = cand.shape[1]
+        if self.pgd_eps > 0:
+            adv, _ = PGD(self.model, self.pgd_eps, self.pgd_alpha, self.pgd_steps, "linf", seed=self.seed)._attack(adv, y, None)
+            iters += self.pgd_steps
+        return adv, iters, {"angle": best[:, 0], "tx": best[:, 1], "ty": best[:, 2]}
+
+
+def register_canvas_dataset(pad: int = 8) -> str:
+    """Register ``mnist-canvas<pad>``: MNIST-5k centred on a black canvas ``pad`` px wider on each side."""
+    from core.data import ImageSet, load_dataset, register_dataset
+
+    name = f"mnist-canvas{pad}"
+
+    def loader(split: str, root=None, size=None) -> ImageSet:
+        base = load_dataset("mnist", split, root=root, size=size)
+        return ImageSet(black_canvas(base.images, pad), base.labels, base.classes, f"{base.name}-canvas{pad}", dict(base.info))
+
+    register_dataset(name, loader)
+    return name
+
+
+def canvas_classifier(model: str = "allconv-mnist", pad: int = 8, progress: bool = True):
+    """A classifier trained (once, then cached by core) on MNIST on a black canvas. Needs an architecture that
+    accepts any input size (allconv-mnist, nin-mnist: global average pooling)."""
+    from core.config import from_dict
+    from core.train import TrainConfig, get_classifier
+
+    data = register_canvas_dataset(pad)
+    cfg = from_dict(TrainConfig, {"model": model, "data": {"name": data}}, f"canvas recipe for {model}")
+    return get_classifier(cfg, progress=progress)
