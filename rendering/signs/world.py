@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -199,6 +200,7 @@ def temperature_rgb(kelvin: torch.Tensor) -> torch.Tensor:
     return (planck(kelvin) / planck(torch.tensor([6500.0]))).float()
 
 
+@lru_cache(maxsize=4)
 def linear_textures(size_px: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All sign textures with RGB converted to linear light, and their alpha."""
     rgb, alpha = all_textures(size_px)
@@ -250,13 +252,14 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 class _BackgroundPool:
-    """Random crops and flips from a pool drawn once with ``rendering.backgrounds.sample_backgrounds``."""
+    """A fixed library of backgrounds (drawn once with ``rendering.backgrounds.sample_backgrounds``,
+    seed 0, twice the crop size); each sample takes a random crop of one, maybe mirrored."""
 
-    def __init__(self, kinds: tuple[str, ...], size: int, g: torch.Generator, pool: int = 256):
+    def __init__(self, kinds: tuple[str, ...], size: int, pool: int = 256):
         from rendering.backgrounds import sample_backgrounds
 
         self.size = size
-        self.pool = sample_backgrounds(pool, 2 * size, 2 * size, tuple(kinds), generator=g)
+        self.pool = sample_backgrounds(pool, 2 * size, 2 * size, tuple(kinds), generator=torch.Generator().manual_seed(0))
 
     def sample(self, n: int, g: torch.Generator) -> torch.Tensor:
         idx = torch.randint(len(self.pool), (n,), generator=g)
@@ -265,6 +268,11 @@ class _BackgroundPool:
         out = torch.stack([self.pool[i, :, y : y + self.size, x : x + self.size] for i, (y, x) in zip(idx.tolist(), off.tolist())])
         out[flip] = out[flip].flip(-1)
         return out
+
+
+@lru_cache(maxsize=4)
+def background_pool(kinds: tuple[str, ...], size: int) -> _BackgroundPool:
+    return _BackgroundPool(tuple(kinds), size)
 
 
 # --------------------------------------------------------------------------- rendering a batch of crops
@@ -288,7 +296,7 @@ def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: t
     classes = sign_classes()
     intr = cfg.camera.intrinsics()
     G = cfg.work_px
-    bgs = (backgrounds or _BackgroundPool(cfg.backgrounds, G, g)).sample(n, g)
+    bgs = (backgrounds or background_pool(tuple(cfg.backgrounds), G)).sample(n, g)
     # light on the sign, in linear light
     gain = _uniform(cfg.light.gain, n, g).float().view(n, 1, 1, 1)
     tint = temperature_rgb(_uniform(cfg.light.temperature_k, n, g)).view(n, 3, 1, 1)
@@ -334,7 +342,8 @@ def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: t
     contrast = _uniform(e.contrast, n, g).float().view(n, 1, 1, 1)
     bright = _uniform(e.brightness, n, g).float().view(n, 1, 1, 1)
     image = ((image - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
-    image = _jpeg(image, _uniform(e.jpeg_quality, n, g))
+    # JPEG is not differentiable: its gradient is passed straight through (identity), its effect is real
+    image = image + (_jpeg(image.detach(), _uniform(e.jpeg_quality, n, g)) - image).detach()
     crops = F.interpolate(image, size=(cfg.crop_px, cfg.crop_px), mode="bilinear", align_corners=False, antialias=True)
     return SignBatch(crops.clamp(0, 1), labels, torch.tensor([p.distance for p in poses]),
                      torch.tensor([p.off_axis for p in poses]), torch.tensor(widths))
@@ -346,13 +355,14 @@ def generate_signs(cfg: WorldConfig, per_class: int, seed: int, poses: list[Pose
     """A class-balanced set of ``per_class`` crops per sign (or the given ``labels``/``poses``), deterministic in ``seed``."""
     from core.progress import progress as bar
 
-    with _one_thread():
+    with one_thread():
         return _generate(cfg, per_class, seed, poses, labels, batch, progress, bar)
 
 
 @contextmanager
-def _one_thread():
-    """Rendering is many small tensor ops: on a busy machine one thread is several times faster than two."""
+def one_thread():
+    """Rendering crops and training the small sign CNN are many small tensor ops: on a shared 2-core CPU,
+    one thread ran them 4 to 6 times faster than two (thread synchronisation under contention)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -372,7 +382,7 @@ def _generate(cfg, per_class, seed, poses, labels, batch, progress, bar) -> Imag
     if len(poses) != len(labels):
         raise PhysadvError(f"{len(poses)} poses for {len(labels)} labels")
     textures = linear_textures(cfg.texture_px)
-    pool = _BackgroundPool(cfg.backgrounds, cfg.work_px, g)
+    pool = background_pool(tuple(cfg.backgrounds), cfg.work_px)
     parts = []
     for start in bar(range(0, len(labels), batch), desc="render signs", disable=not progress or len(labels) <= batch):
         parts.append(render_signs(labels[start : start + batch], poses[start : start + batch], cfg, g, textures, pool))
@@ -381,8 +391,11 @@ def _generate(cfg, per_class, seed, poses, labels, batch, progress, bar) -> Imag
     return ImageSet(cat["images"], cat["labels"], sign_classes(), f"signs-seed{seed}", info)
 
 
+GENERATOR_VERSION = 1  # bump when the generator's output changes, so caches are rebuilt
+
+
 def world_hash(cfg: WorldConfig) -> str:
-    return config_hash(to_dict(cfg))
+    return config_hash({"world": to_dict(cfg), "generator": GENERATOR_VERSION})
 
 
 def load_signs(split: str, cfg: WorldConfig | None = None, progress: bool = True) -> ImageSet:

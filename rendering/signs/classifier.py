@@ -1,0 +1,189 @@
+"""The sign classifier: a GTSRB-CNN trained on the synthetic sign world, cached by ``core.train``,
+and its accuracy on a grid of distances x angles (RP2's evaluation table).
+
+    model = get_sign_classifier()                  # trains once (a few minutes on a CPU), then cached
+    grid = evaluate_grid(model, SignsConfig())     # accuracy per (distance, angle) cell
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from core.config import dump_config, from_dict, to_dict
+from core.data import DataConfig, ImageSet
+from core.errors import PhysadvError
+from core.io import atomic_write_text, cache_dir
+from core.models import Classifier
+from core.train import TrainConfig, evaluate, get_classifier
+from rendering.camera import feet
+from rendering.signs.textures import sign_classes
+from rendering.signs.world import WorldConfig, generate_signs, load_signs, one_thread, sample_poses, world_hash
+
+
+@dataclass
+class SignTrainConfig(TrainConfig):
+    """``core.train.TrainConfig`` with the sign classifier's recipe as defaults (a half-width GTSRB-CNN)."""
+
+    model: str = "gtsrb-cnn"
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="signs"))
+    model_args: dict = field(default_factory=lambda: {"width": 0.5})
+    epochs: int = 8
+    lr: float = 2e-3
+    augment_shift: int = 1
+
+
+@dataclass
+class GridConfig:
+    """RP2's evaluation table: distances in feet (as the paper gives them) by angles in degrees."""
+
+    distances_ft: list[float] = field(default_factory=lambda: [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0])
+    angles_deg: list[float] = field(default_factory=lambda: [0.0, 15.0, 30.0, 45.0, 60.0])
+    per_class: int = 8  # renders of each sign in each cell
+    seed: int = 1000  # never used for training data (those use 2 * world.seed and 2 * world.seed + 1)
+
+    def validate(self) -> None:
+        if not self.distances_ft or not self.angles_deg:
+            raise ValueError("grid needs at least one distance and one angle")
+        if any(d <= 0 for d in self.distances_ft):
+            raise ValueError(f"grid.distances_ft must be positive, got {self.distances_ft}")
+        if any(not 0 <= a <= 85 for a in self.angles_deg):
+            raise ValueError(f"grid.angles_deg must be between 0 and 85, got {self.angles_deg}")
+        if self.per_class < 1:
+            raise ValueError(f"grid.per_class must be at least 1, got {self.per_class}")
+
+
+@dataclass
+class SignsConfig:
+    """``physadv signs train``: the world, the classifier recipe and the evaluation grid."""
+
+    world: WorldConfig = field(default_factory=WorldConfig)
+    classifier: SignTrainConfig = field(default_factory=SignTrainConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+
+    def validate(self) -> None:
+        if self.classifier.data.name != "signs":
+            raise ValueError(f"classifier.data.name must be 'signs', got '{self.classifier.data.name}'")
+
+
+def world_file(world: WorldConfig) -> str:
+    """A YAML file of ``world`` in the cache whose name carries the world's hash (and the generator's
+    version), so a classifier trained on another world, or on another generator, gets another cache entry."""
+    path = cache_dir("signs") / f"world-{world_hash(world)}.yaml"
+    if not path.is_file():
+        atomic_write_text(path, dump_config(world))
+    return str(path)
+
+
+def train_config(cfg: SignsConfig) -> TrainConfig:
+    """The ``core.train`` config of the sign classifier (``data.root`` is the world's YAML file)."""
+    plain = from_dict(TrainConfig, to_dict(cfg.classifier), "sign classifier")
+    return replace(plain, data=replace(plain.data, name="signs", root=world_file(cfg.world)))
+
+
+def get_sign_classifier(cfg: SignsConfig | None = None, retrain: bool = False, progress: bool = True) -> Classifier:
+    """The GTSRB-CNN sign classifier for ``cfg`` (default: the built-in world), trained when not cached."""
+    cfg = cfg or SignsConfig()
+    tc = train_config(cfg)
+    from core.train import cached_classifier_path
+
+    if cached_classifier_path(tc).is_file() and not retrain:
+        return get_classifier(tc, progress=progress)
+    train = load_signs("train", cfg.world, progress=progress)
+    test = load_signs("test", cfg.world, progress=progress)
+    with one_thread():
+        return get_classifier(tc, retrain=retrain, progress=progress, train_set=train, test_set=test)
+
+
+# --------------------------------------------------------------------------- distance x angle grid
+def grid_set(cfg: SignsConfig, distance_m: float, angle_deg: float, progress: bool = False) -> ImageSet:
+    """Renders of every sign at one grid cell (distance and angle fixed, everything else random as in training)."""
+    cfg.grid.validate()
+    k = len(sign_classes())
+    n = cfg.grid.per_class * k
+    cell_seed = cfg.grid.seed * 1_000_003 + int(round(distance_m * 1000)) * 101 + int(round(angle_deg * 10))
+    g = torch.Generator().manual_seed(cell_seed)
+    ranges = replace(cfg.world.pose, distance_m=(distance_m, distance_m), angle_deg=(angle_deg, angle_deg))
+    poses = sample_poses(n, ranges, g)
+    labels = torch.arange(n) % k
+    return generate_signs(cfg.world, cfg.grid.per_class, cell_seed + 1, poses=poses, labels=labels, progress=progress)
+
+
+@dataclass
+class GridResult:
+    distances_ft: list[float]
+    angles_deg: list[float]
+    accuracy: np.ndarray  # len(distances) x len(angles)
+    n: np.ndarray
+    footprint_px: np.ndarray  # mean width of the sign in camera pixels per cell
+
+    def rows(self) -> list[dict]:
+        return [{"distance_ft": d, "distance_m": round(feet(d), 3), "angle_deg": a,
+                 "accuracy": round(float(self.accuracy[i, j]), 4), "n": int(self.n[i, j]),
+                 "footprint_px": round(float(self.footprint_px[i, j]), 1)}
+                for i, d in enumerate(self.distances_ft) for j, a in enumerate(self.angles_deg)]
+
+    @property
+    def worst(self) -> float:
+        return float(self.accuracy.min())
+
+
+def evaluate_grid(model: Classifier, cfg: SignsConfig, progress: bool = True) -> GridResult:
+    from core.progress import progress as bar
+
+    D, A = cfg.grid.distances_ft, cfg.grid.angles_deg
+    acc, n, foot = (np.zeros((len(D), len(A))) for _ in range(3))
+    cells = [(i, j) for i in range(len(D)) for j in range(len(A))]
+    for i, j in bar(cells, desc="distance x angle grid", disable=not progress):
+        data = grid_set(cfg, feet(D[i]), A[j])
+        acc[i, j] = evaluate(model, data, progress=False)["accuracy"]
+        n[i, j] = len(data)
+        foot[i, j] = float(data.info["footprint_px"].mean())
+    return GridResult(list(D), list(A), acc, n, foot)
+
+
+def write_grid(result: GridResult, folder: Path) -> dict[str, Path]:
+    """``grid.csv``, ``grid.md`` and ``grid.png`` (a heatmap) in ``folder``."""
+    folder = Path(folder)
+    rows = result.rows()
+    csv_text = "distance_ft,distance_m,angle_deg,accuracy,n,footprint_px\n" + "".join(
+        f"{r['distance_ft']},{r['distance_m']},{r['angle_deg']},{r['accuracy']},{r['n']},{r['footprint_px']}\n" for r in rows)
+    csv_path = atomic_write_text(folder / "grid.csv", csv_text)
+    head = "| distance | " + " | ".join(f"{a:g} deg" for a in result.angles_deg) + " | sign width at 0 deg (camera px) |\n"
+    head += "|---" * (len(result.angles_deg) + 2) + "|\n"
+    body = "".join(f"| {d:g} ft ({feet(d):.2f} m) | " + " | ".join(f"{100 * result.accuracy[i, j]:.1f}%"
+                                                                    for j in range(len(result.angles_deg)))
+                   + f" | {result.footprint_px[i, 0]:.0f} |\n" for i, d in enumerate(result.distances_ft))
+    md_path = atomic_write_text(folder / "grid.md", head + body)
+    png_path = folder / "grid.png"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(result.angles_deg) + 2, 0.6 * len(result.distances_ft) + 1.5))
+    im = ax.imshow(100 * result.accuracy, cmap="RdYlGn", vmin=50, vmax=100, aspect="auto")
+    for i in range(len(result.distances_ft)):
+        for j in range(len(result.angles_deg)):
+            ax.text(j, i, f"{100 * result.accuracy[i, j]:.0f}", ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(result.angles_deg)), [f"{a:g}" for a in result.angles_deg])
+    ax.set_yticks(range(len(result.distances_ft)), [f"{d:g} ft / {feet(d):.1f} m" for d in result.distances_ft])
+    ax.set_xlabel("angle (degrees)")
+    ax.set_ylabel("distance")
+    ax.set_title("sign classifier accuracy (%)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    from core.io import atomic_path
+
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return {"csv": csv_path, "md": md_path, "png": png_path}
+
+
+def check_positive(name: str, value: float) -> None:  # pragma: no cover - tiny helper for CLI messages
+    if value <= 0:
+        raise PhysadvError(f"{name} must be positive, got {value}")
