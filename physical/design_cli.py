@@ -137,7 +137,7 @@ def _rp2(args: argparse.Namespace) -> int:
     loss_curve(run / "loss.png", {k: v for k, v in result.history.items() if not k.endswith("targeted")}, "RP2 loss terms")
     records = evaluate_grid(model, {"clean": result.clean, "adversarial": result.texture}, a.source, a.target, a.world,
                             job.grid, device)
-    summary = write_grid_reports(run, records, f"RP2 {a.source} -> {a.target} ({a.mask.kind})")
+    summary = write_grid_reports(run, records, f"RP2 {a.source} -> {a.target} ({a.mask.kind})", model.classes)
     metrics = {"attack": "rp2", "source": a.source, "target": a.target, "mask": a.mask.kind,
                "mask_coverage": result.coverage, "val_targeted": result.val_targeted, "best_step": result.best_step,
                "seconds": result.seconds, "seconds_per_step": result.seconds_per_step,
@@ -163,7 +163,7 @@ def _grid(args: argparse.Namespace) -> int:
     world = WorldConfig(texture_px=job.texture_px)
     clean, _ = SignViews(job.source, world, texture_px=job.texture_px).clean_texture
     records = evaluate_grid(model, {"clean": clean, "adversarial": texture}, job.source, job.target, world, job.grid, device)
-    summary = write_grid_reports(run, records, f"{Path(args.texture).name}: {job.source} -> {job.target}")
+    summary = write_grid_reports(run, records, f"{Path(args.texture).name}: {job.source} -> {job.target}", model.classes)
     adv = summary["adversarial"]
     print(f"{args.texture}: targeted success {adv['targeted_success'] or 0:.1%}, untargeted {adv['untargeted_success']:.1%}, "
           f"clean accuracy {summary['clean']['accuracy']:.1%}")

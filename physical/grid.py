@@ -39,11 +39,12 @@ def evaluate_grid(model: Classifier, textures: dict[str, torch.Tensor], source: 
                 variant=variant, distance_ft=d, angle_deg=a, light=f"light{light}",
                 top1=model.classes[int(top.indices[k, 0])], conf1=round(float(top.values[k, 0]), 4),
                 top2=model.classes[int(top.indices[k, 1])], conf2=round(float(top.values[k, 1]), 4),
-                true_class=source, target_class=target))
+                true_class=source, target_class=target, probs=tuple(round(float(v), 5) for v in p[k])))
     return records
 
 
-def write_grid_reports(out: str | Path, records: list[report.ViewRecord], title: str = "") -> dict:
+def write_grid_reports(out: str | Path, records: list[report.ViewRecord], title: str = "",
+                       classes: list[str] | None = None) -> dict:
     """grid.csv (per view), grid.md (Table 5 layout), heatmaps and the summary (returned and in grid.json)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -55,7 +56,7 @@ def write_grid_reports(out: str | Path, records: list[report.ViewRecord], title:
         md.append(f"- **{variant}**: {s['views']} views, accuracy {s['accuracy']:.1%}"
                   + (f", targeted success {rate:.1%}" if rate is not None else "")
                   + f", untargeted success {s['untargeted_success']:.1%}")
-    md += ["", report.markdown_table(records)]
+    md += ["", report.markdown_table(records, classes)]
     atomic_write_text(out / "grid.md", "\n".join(md))
     variants = {r.variant for r in records}
     if "adversarial" in variants and records[0].target_class:

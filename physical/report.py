@@ -31,6 +31,7 @@ class ViewRecord:
     conf2: float
     true_class: str
     target_class: str | None = None
+    probs: tuple[float, ...] = ()  # all class probabilities (not written to CSV), for per-cell means
 
     @property
     def correct(self) -> bool:
@@ -65,20 +66,30 @@ def _mean(values) -> float:
     return float(np.mean(v)) if v else float("nan")
 
 
-def cells(records: list[ViewRecord]) -> list[dict]:
-    """One row per (distance, angle): the most common top-1/top-2 classes with mean confidences, per variant."""
+def cells(records: list[ViewRecord], classes: list[str] | None = None) -> list[dict]:
+    """One row per (distance, angle) and variant: top and second class of the cell.
+
+    With ``classes`` and per-view probabilities, the cell's class probabilities are averaged over its
+    views (lights) and the two largest are reported; otherwise the most common top-1 and top-2 labels.
+    """
     groups: dict = defaultdict(list)
     for r in records:
         groups[(r.distance_ft, r.angle_deg, r.variant)].append(r)
     rows: dict = {}
     for (d, a, variant), rs in sorted(groups.items()):
         row = rows.setdefault((d, a), {"distance_ft": d, "angle_deg": a})
-        top1 = max(sorted({r.top1 for r in rs}), key=lambda c: sum(r.top1 == c for r in rs))  # ties: first by name
-        top2 = max(sorted({r.top2 for r in rs}), key=lambda c: sum(r.top2 == c for r in rs))
-        row[f"{variant}_top1"] = top1
-        row[f"{variant}_conf1"] = round(float(np.mean([r.conf1 for r in rs if r.top1 == top1])), 3)
-        row[f"{variant}_top2"] = top2
-        row[f"{variant}_conf2"] = round(float(np.mean([r.conf2 for r in rs if r.top2 == top2])), 3)
+        if classes and all(len(r.probs) == len(classes) for r in rs):
+            mean = np.mean([r.probs for r in rs], axis=0)
+            i1, i2 = np.argsort(-mean, kind="stable")[:2]
+            row.update({f"{variant}_top1": classes[i1], f"{variant}_conf1": round(float(mean[i1]), 3),
+                        f"{variant}_top2": classes[i2], f"{variant}_conf2": round(float(mean[i2]), 3)})
+        else:
+            top1 = max(sorted({r.top1 for r in rs}), key=lambda c: sum(r.top1 == c for r in rs))  # ties: first by name
+            top2 = max(sorted({r.top2 for r in rs}), key=lambda c: sum(r.top2 == c for r in rs))
+            row[f"{variant}_top1"] = top1
+            row[f"{variant}_conf1"] = round(float(np.mean([r.conf1 for r in rs if r.top1 == top1])), 3)
+            row[f"{variant}_top2"] = top2
+            row[f"{variant}_conf2"] = round(float(np.mean([r.conf2 for r in rs if r.top2 == top2])), 3)
         row[f"{variant}_accuracy"] = round(_mean(r.correct for r in rs), 3)
         if rs[0].target_class:
             row[f"{variant}_targeted"] = round(_mean(r.targeted for r in rs), 3)
@@ -87,17 +98,17 @@ def cells(records: list[ViewRecord]) -> list[dict]:
 
 def write_csv(path: str | Path, records: list[ViewRecord]) -> Path:
     buf = io.StringIO()
-    fields = list(asdict(records[0]).keys()) + ["correct", "targeted"] if records else []
-    w = csv.DictWriter(buf, fieldnames=fields)
+    fields = [k for k in asdict(records[0]) if k != "probs"] + ["correct", "targeted"] if records else []
+    w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     for r in records:
         w.writerow({**asdict(r), "correct": r.correct, "targeted": r.targeted})
     return atomic_write_text(path, buf.getvalue())
 
 
-def markdown_table(records: list[ViewRecord]) -> str:
+def markdown_table(records: list[ViewRecord], classes: list[str] | None = None) -> str:
     """RP2 Table 5: distance/angle, then top class (confidence) and second class (confidence) per variant."""
-    rows = cells(records)
+    rows = cells(records, classes)
     variants = [v for v in ("clean", "adversarial") if any(f"{v}_top1" in r for r in rows)]
     head = "| distance (ft) | angle (deg) | " + " | ".join(f"{v}: top class (conf.) | {v}: second class (conf.)" for v in variants)
     if any("adversarial_targeted" in r for r in rows):

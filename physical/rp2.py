@@ -157,7 +157,7 @@ class _Objective:
             terms["tv"] = tv
             total = total + self.cfg.tv_weight * tv
         acc = (logits.argmax(1) == self.target).float().mean()
-        return total, {k: float(v) for k, v in terms.items()} | {"batch_targeted": float(acc)}
+        return total, {k: float(v.detach()) for k, v in terms.items()} | {"batch_targeted": float(acc)}
 
     @torch.no_grad()
     def targeted_rate(self, texture: torch.Tensor, poses) -> float:

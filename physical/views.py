@@ -15,7 +15,7 @@ import torch
 from core.errors import PhysadvError
 from rendering.camera import Pose, feet
 from rendering.signs.textures import all_textures, sign_classes
-from rendering.signs.world import WorldConfig, render_signs, sample_poses, _BackgroundPool
+from rendering.signs.world import WorldConfig, background_pool, render_signs, sample_poses
 
 
 def class_index(name: str) -> int:
@@ -34,7 +34,7 @@ class SignViews:
         self.world = world
         self.g = torch.Generator().manual_seed(seed)
         self.rgb_all, self.alpha_all = all_textures(texture_px or world.texture_px)
-        self.backgrounds = _BackgroundPool(world.backgrounds, world.work_px, self.g)
+        self.backgrounds = background_pool(world.backgrounds, world.work_px)
 
     @property
     def clean_texture(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -103,5 +103,10 @@ def test_summary_rates_by_hand(tmp_path):
     md = report.markdown_table(_records())
     assert "| 5 | 0 | stop (0.85) | yield (0.06) |" in md  # mean confidence of the majority class
     assert "| 10 | 15 | – | – | speed_limit_80 (0.90) | stop (0.05) | 100% |" in md
+    # with probabilities, a cell's classes come from its mean probability vector
+    R = report.ViewRecord
+    recs = [R("adversarial", 5, 0, "a", "b", 0.5, "c", 0.4, "a", "b", (0.1, 0.5, 0.4)),
+            R("adversarial", 5, 0, "b", "c", 0.6, "b", 0.3, "a", "b", (0.1, 0.3, 0.6))]
+    assert "| 5 | 0 | c (0.50) | b (0.40) | 50% |" in report.markdown_table(recs, ["a", "b", "c"])
     report.heatmap(tmp_path / "h.png", _records())
     assert cv2.imread(str(tmp_path / "h.png")) is not None
