@@ -1,6 +1,5 @@
 """The synthetic sign world: textures, the generator (geometry against OpenCV, determinism, footprint
 falling with distance), the GTSRB crop, the dataset registry, a tiny classifier, and bad input."""
-import math
 from dataclasses import replace
 
 import cv2
@@ -9,7 +8,7 @@ import pytest
 import torch
 
 import rendering.signs  # noqa: F401  (registers the "signs" dataset)
-from core.config import from_dict, load_config
+from core.config import load_config
 from core.data import load_dataset
 from core.errors import PhysadvError
 from rendering.camera import Pose

@@ -5,9 +5,12 @@ Importing this package registers the ``signs`` dataset: ``core.data.load_dataset
 """
 from core.data import register_dataset
 from rendering.signs.textures import SignSpec, all_textures, sign_classes, sign_spec, sign_texture
-from rendering.signs.world import WorldConfig, generate_signs, gtsrb_crop, load_signs, _dataset_loader
+from rendering.signs.world import WorldConfig, _dataset_loader, crop_window, generate_signs, gtsrb_crop, load_signs
 
 register_dataset("signs", _dataset_loader)
 
-__all__ = ["SignSpec", "WorldConfig", "all_textures", "generate_signs", "gtsrb_crop", "load_signs", "sign_classes",
-           "sign_spec", "sign_texture"]
+from rendering.signs.classifier import SignsConfig, get_sign_classifier  # noqa: E402  (after the registration)
+
+
+__all__ = ["SignSpec", "SignsConfig", "WorldConfig", "all_textures", "crop_window", "generate_signs", "get_sign_classifier",
+           "gtsrb_crop", "load_signs", "sign_classes", "sign_spec", "sign_texture"]

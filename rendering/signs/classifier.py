@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 
 from core.config import dump_config, from_dict, to_dict
 from core.data import DataConfig, ImageSet
-from core.errors import PhysadvError
 from core.io import atomic_write_text, cache_dir
 from core.models import Classifier
 from core.train import TrainConfig, evaluate, get_classifier
@@ -100,7 +98,8 @@ def get_sign_classifier(cfg: SignsConfig | None = None, retrain: bool = False, p
 
 # --------------------------------------------------------------------------- distance x angle grid
 def grid_set(cfg: SignsConfig, distance_m: float, angle_deg: float, progress: bool = False) -> ImageSet:
-    """Renders of every sign at one grid cell (distance and angle fixed, everything else random as in training)."""
+    """Renders of every sign at one grid cell: distance and angle (azimuth, either side) fixed; elevation,
+    roll, aim, light, camera effects and background random as in training. Seeded per cell, never a training seed."""
     cfg.grid.validate()
     k = len(sign_classes())
     n = cfg.grid.per_class * k
@@ -182,8 +181,3 @@ def write_grid(result: GridResult, folder: Path) -> dict[str, Path]:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return {"csv": csv_path, "md": md_path, "png": png_path}
-
-
-def check_positive(name: str, value: float) -> None:  # pragma: no cover - tiny helper for CLI messages
-    if value <= 0:
-        raise PhysadvError(f"{name} must be positive, got {value}")
