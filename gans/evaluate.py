@@ -22,7 +22,8 @@ def evaluate_generator(G: nn.Module, cfg: GanConfig, clf, train: ImageSet, test:
     """Metrics of ``n`` samples of ``G`` (and of an untrained generator of the same architecture, and the floor)."""
     gen = torch.Generator().manual_seed(seed)
     fake, _ = generate(G, n, cfg.model, gen, num_classes=len(train.classes))
-    test = test.subset(min(n, len(test)), seed=seed)  # class-balanced, shuffled (the split files are sorted by class)
+    keep = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n]  # the split files are sorted by class
+    test = ImageSet(test.images[keep], test.labels[keep], test.classes, test.name)
     rf, rp = classifier_outputs(clf, train.images)
     tf, tp = classifier_outputs(clf, test.images)
     ff, fp = classifier_outputs(clf, fake)

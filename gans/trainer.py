@@ -450,8 +450,9 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
         opt_g.step()
         if G_ema is not None:
             with torch.no_grad():
+                decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up: early weights do not dominate the average
                 for pe, p in zip(G_ema.parameters(), G.parameters()):
-                    pe.lerp_(p, 1 - cfg.ema)
+                    pe.lerp_(p, 1 - decay)
                 for be, b in zip(G_ema.buffers(), G.buffers()):
                     be.copy_(b)
         history["step"].append(step + 1)

@@ -1,0 +1,249 @@
+"""GAN architectures, games, trainer (resume, NaN guard, bad input), metrics and the CLI."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from core.config import from_dict
+from core.data import ImageSet, load_dataset
+from core.errors import PhysadvError
+from core.io import load_checkpoint
+from gans.games import WGAN, WGANGP, GameConfig, Minimax, make_game
+from gans.metrics import class_coverage, frechet_distance, frechet_distance_gaussians, inception_score, kernel_inception_distance
+from gans.models import DCGANDiscriminator, DCGANGenerator, MLPGenerator
+from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, stage_at
+from gans.trainer import GanConfig, load_generator, train_gan
+
+
+@pytest.fixture(scope="module")
+def small_mnist():
+    return load_dataset("mnist", "train").subset(128)
+
+
+def tiny(**over) -> GanConfig:
+    d = {"steps": 4, "batch_size": 16, "sample_every": 2, "checkpoint_every": 2, "device": "cpu", "ema": 0.9,
+         "model": {"arch": "dcgan", "width": 8, "d_width": 8, "z_dim": 16}, "game": {"name": "minimax"}}
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) else v
+    return from_dict(GanConfig, d, "test")
+
+
+# --------------------------------------------------------------------------- architectures
+@pytest.mark.parametrize("res", [28, 32, 64])
+def test_dcgan_shapes_and_range(res):
+    G, D = DCGANGenerator(100, res, 3, 8), DCGANDiscriminator(res, 3, 8)
+    x = G(torch.randn(5, 100))
+    assert x.shape == (5, 3, res, res) and x.abs().max() <= 1
+    assert D(x).shape == (5,)
+
+
+def test_conditional_generator_uses_labels():
+    G = DCGANGenerator(16, 28, 1, 8, num_classes=10).eval()
+    D = DCGANDiscriminator(28, 1, 8, num_classes=10).eval()
+    z = torch.randn(4, 16)
+    a, b = G(z, torch.zeros(4, dtype=torch.long)), G(z, torch.ones(4, dtype=torch.long))
+    assert not torch.allclose(a, b)
+    assert D(a, torch.zeros(4, dtype=torch.long)).shape == (4,)
+    with pytest.raises(PhysadvError, match="labels"):
+        MLPGenerator(16, 28, 1, 8, num_classes=10)(z)
+
+
+def test_bad_resolution_and_unknown_game_are_clear_errors():
+    with pytest.raises(PhysadvError, match="model.resolution 30"):
+        tiny(model={"resolution": 30})
+    with pytest.raises(PhysadvError, match="game.name 'lsgan'"):
+        tiny(game={"name": "lsgan"})
+    with pytest.raises(PhysadvError, match="d_norm"):
+        tiny(game={"name": "wgan-gp"}, model={"d_norm": "batch"})
+
+
+# --------------------------------------------------------------------------- games against their definitions
+class Const(torch.nn.Module):
+    """D(x) = sigmoid(<w, x>): logits linear in x."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x, y=None):
+        return (x.flatten(1) * self.w).sum(1)
+
+
+def test_minimax_losses_match_goodfellow_value_function():
+    torch.manual_seed(0)
+    D = Const(torch.randn(12))
+    real, fake = torch.randn(8, 12), torch.randn(8, 12)
+    d_real, d_fake = torch.sigmoid(D(real)), torch.sigmoid(D(fake))
+    loss, _ = Minimax().d_loss(D, real, fake)
+    assert torch.allclose(loss, -(torch.log(d_real).mean() + torch.log(1 - d_fake).mean()), atol=1e-5)
+    assert torch.allclose(Minimax(nonsaturating=False).g_loss(D, fake), torch.log(1 - d_fake).mean(), atol=1e-5)
+    assert torch.allclose(Minimax(nonsaturating=True).g_loss(D, fake), -torch.log(d_fake).mean(), atol=1e-5)
+
+
+def test_gradient_penalty_on_a_linear_critic_is_closed_form():
+    w = torch.tensor([3.0, 4.0, 0.0, 0.0])  # ||grad D|| = 5 everywhere -> penalty (5 - 1)^2 = 16
+    D = Const(w)
+    real, fake = torch.randn(6, 4), torch.randn(6, 4)
+    loss, stats = WGANGP(gp_lambda=10.0).d_loss(D, real.view(6, 1, 2, 2), fake.view(6, 1, 2, 2))
+    assert stats["gp"] == pytest.approx(16.0, rel=1e-6)
+    assert loss.item() == pytest.approx(float(D(fake).mean() - D(real).mean()) + 160.0, rel=1e-5)
+
+
+def test_wgan_clips_critic_weights():
+    D = Const(torch.tensor([1.0, -2.0, 0.005]))
+    WGAN(clip=0.01).after_d_step(D)
+    assert torch.equal(D.w.data, torch.tensor([0.01, -0.01, 0.005]))
+    assert make_game(GameConfig(name="wgan", k=5)).k == 5
+
+
+# --------------------------------------------------------------------------- trainer
+@pytest.mark.parametrize("game,norm", [("minimax", "batch"), ("wgan-gp", "layer")])  # BN buffers; GP noise
+def test_resume_is_bitwise_identical(tmp_path, small_mnist, game, norm):
+    over = {"game": {"name": game, "k": 2}, "model": {"d_norm": norm}}
+    train_gan(tiny(steps=6, **over), tmp_path / "a", data=small_mnist, show_progress=False)
+    train_gan(tiny(steps=3, **over), tmp_path / "b", data=small_mnist, show_progress=False)
+    train_gan(tiny(steps=6, **over), tmp_path / "b", data=small_mnist, show_progress=False,
+              resume=tmp_path / "b" / "checkpoint.safetensors")
+    a, ma = load_checkpoint(tmp_path / "a" / "checkpoint.safetensors")
+    b, mb = load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert set(a) == set(b) and ma["step"] == mb["step"] == 6
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert ma["history"] == mb["history"]
+    assert (tmp_path / "a" / "losses.png").is_file() and (tmp_path / "a" / "samples" / "step_000006.png").is_file()
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, small_mnist, monkeypatch):
+    calls = {"n": 0}
+    original = Minimax.d_loss
+
+    def poisoned(self, D, real, fake, y=None):
+        calls["n"] += 1
+        loss, stats = original(self, D, real, fake, y)
+        return (loss * float("nan"), stats) if calls["n"] == 3 else (loss, stats)
+
+    monkeypatch.setattr(Minimax, "d_loss", poisoned)
+    with pytest.raises(PhysadvError, match=r"step 3: the discriminator loss became nan.*step 2"):
+        train_gan(tiny(steps=6), tmp_path, data=small_mnist, show_progress=False)
+    _, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["step"] == 2
+
+
+def test_bad_input_errors(tmp_path, small_mnist):
+    with pytest.raises(PhysadvError, match="fewer than one batch"):
+        train_gan(tiny(batch_size=200), tmp_path / "x", data=small_mnist, show_progress=False)
+    train_gan(tiny(steps=2), tmp_path / "y", data=small_mnist, show_progress=False)
+    with pytest.raises(PhysadvError, match="another architecture"):
+        train_gan(tiny(model={"width": 16}), tmp_path / "z", data=small_mnist, show_progress=False,
+                  resume=tmp_path / "y" / "checkpoint.safetensors")
+    from core.io import save_checkpoint
+
+    save_checkpoint(tmp_path / "clf.safetensors", {"w": torch.zeros(2)}, {"arch": "lenet-mnist"})
+    with pytest.raises(PhysadvError, match="not a physadv GAN checkpoint"):
+        load_generator(tmp_path / "clf.safetensors")
+
+
+# --------------------------------------------------------------------------- progressive growing
+def test_progressive_fade_in_is_continuous_at_a_stage_change():
+    torch.manual_seed(0)
+    G, D = ProgressiveGenerator(16, 32, 1, 8), ProgressiveDiscriminator(32, 1, 8)
+    z = torch.randn(4, 16)
+    G.set_stage(1, 1.0)
+    before = G(z)
+    G.set_stage(2, 0.0)
+    after = G(z)  # the new 16x16 stage at alpha = 0 is the nearest-upsampled 8x8 output
+    assert after.shape == (4, 1, 16, 16)
+    assert torch.allclose(after, torch.nn.functional.interpolate(before, scale_factor=2, mode="nearest"), atol=1e-6)
+    x = torch.randn(4, 1, 16, 16)
+    D.set_stage(2, 0.0)
+    d_new = D(x)
+    D.set_stage(1, 1.0)
+    assert torch.allclose(d_new, D(torch.nn.functional.avg_pool2d(x, 2)), atol=1e-5)
+    G.set_stage(3, 1.0)
+    assert G(z).shape == (4, 1, 32, 32)
+
+
+def test_stage_schedule():
+    assert stage_at(0, 3, 10, 5) == (0, 1.0)
+    assert stage_at(10, 3, 10, 5) == (1, 0.0)
+    assert stage_at(12, 3, 10, 5) == (1, pytest.approx(0.4))
+    assert stage_at(15, 3, 10, 5) == (1, 1.0)
+    assert stage_at(25, 3, 10, 5) == (2, 0.0)
+    assert stage_at(10_000, 3, 10, 5) == (3, 1.0)
+
+
+def test_progressive_training_runs_through_stages(tmp_path):
+    data = load_dataset("digits", "train").subset(64)
+    cfg = tiny(steps=8, batch_size=8, model={"arch": "progressive", "resolution": 16, "width": 8, "d_width": 8, "d_norm": "none"},
+               game={"name": "wgan-gp", "k": 1, "drift": 0.001}, progressive={"stable_steps": 2, "fade_steps": 1},
+               sample_every=4, checkpoint_every=4)
+    m = train_gan(cfg, tmp_path, data=data, show_progress=False)
+    assert m["stage_changes"] == [2, 5] and m["steps"] == 8
+    G, _, meta = load_generator(tmp_path / "checkpoint.safetensors")
+    assert meta["stage"] == [2, 1.0] and G(torch.randn(2, 16)).shape == (2, 1, 16, 16)
+
+
+# --------------------------------------------------------------------------- metrics against closed forms
+def test_fid_matches_closed_form_for_gaussians():
+    rng = np.random.default_rng(0)
+    d = 4
+    A, B = rng.normal(size=(d, d)), rng.normal(size=(d, d))
+    s1, s2 = A @ A.T + np.eye(d), B @ B.T + np.eye(d)
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    # independent route: W2^2 = |mu1-mu2|^2 + Tr S1 + Tr S2 - 2 Tr (S1^1/2 S2 S1^1/2)^1/2, via eigendecompositions
+    def psd_sqrt(m):
+        w, v = np.linalg.eigh(m)
+        return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    r = psd_sqrt(s1)
+    w2 = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(psd_sqrt(r @ s2 @ r))
+    assert frechet_distance_gaussians(mu1, s1, mu2, s2) == pytest.approx(w2, rel=1e-8)
+    x = rng.multivariate_normal(mu1, s1, 200_000)
+    y = rng.multivariate_normal(mu2, s2, 200_000)
+    assert frechet_distance(x, y) == pytest.approx(w2, rel=0.03)
+    assert frechet_distance(x[:5000], x[:5000]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(30, 3)), rng.normal(0.5, 1, size=(30, 3))
+    k = lambda a, b: (a @ b / 3 + 1) ** 3  # noqa: E731
+    m = 30
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
+    mean, std = kernel_inception_distance(x, y, subsets=3, subset_size=30)
+    assert mean == pytest.approx(xx + yy - 2 * xy, rel=1e-9) and std == pytest.approx(0, abs=1e-12)
+
+
+def test_inception_score_and_coverage_extremes():
+    onehot = torch.eye(10).repeat(10, 1)  # confident and uniform over classes: IS = 10
+    assert inception_score(onehot, splits=1)[0] == pytest.approx(10.0, rel=1e-6)
+    assert inception_score(torch.eye(10)[[3] * 50], splits=1)[0] == pytest.approx(1.0, rel=1e-6)
+    cov = class_coverage(torch.tensor([0] * 50 + [1] * 49 + [2]), 10)
+    assert cov["covered"] == 2 and cov["max_share"] == 0.5
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_train_sample_eval(tmp_path, lenet_mnist):
+    from physical.cli import main
+
+    run = tmp_path / "train"
+    sets = ["steps=3", "batch_size=16", "model.arch=mlp", "model.width=32", "model.d_width=32", "data.limit=64",
+            "device=cpu", "sample_every=3", "checkpoint_every=3"]
+    args = ["gan", "train", "--config", "configs/gans/minimax.yaml", "--out", str(run)]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    ckpt = run / "checkpoint.safetensors"
+    assert main(["gan", "sample", "--checkpoint", str(ckpt), "--n", "9", "--out", str(tmp_path / "s")]) == 0
+    imgs = load_checkpoint(tmp_path / "s" / "samples.safetensors")[0]["images"]
+    assert imgs.shape == (9, 1, 28, 28) and 0 <= imgs.min() and imgs.max() <= 1
+    assert main(["gan", "eval", "--checkpoint", str(ckpt), "--set", "n=100", "--set", "device=cpu", "--out", str(tmp_path / "e")]) == 0
+    import json
+
+    res = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    key = "FID (LeNet-MNIST features)"
+    assert res["real_vs_real_floor"][key] < res["generated"][key]
+    assert (tmp_path / "e" / "nearest_neighbours.png").is_file()
+    assert main(["gan", "train", "--config", "configs/gans/minimax.yaml", "--set", "game.name=nope", "--out", str(tmp_path / "x")]) == 2
