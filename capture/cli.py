@@ -171,13 +171,14 @@ def _eval(args: argparse.Namespace) -> int:
     _prepare(args, ["photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model",
                     "device"])
     cfg = resolve_config(EvalConfig, args)
-    if not cfg.manifest:
-        raise PhysadvError("eval needs --manifest photos.csv (and --photos DIR if the photos are not beside it)")
+    if not cfg.manifest and not cfg.clean_manifest:
+        raise PhysadvError("eval needs --manifest photos.csv (adversarial set) and/or --clean-manifest (clean set); "
+                           "--photos DIR when the photos are not beside the manifest")
     model = _model(cfg)
     layout, camera = _layout_camera(cfg)
     run = start_run("capture-eval", cfg, args)
-    results, report = evaluate_photos(model, cfg.judge, cfg.photos or Path(cfg.manifest).parent, cfg.manifest, layout,
-                                      camera, cfg.clean_photos or None, cfg.clean_manifest or None)
+    results, report = evaluate_photos(model, cfg.judge, cfg.photos or None, cfg.manifest or None, layout, camera,
+                                      cfg.clean_photos or None, cfg.clean_manifest or None)
     files = write_reports(run, results, report, cfg.title)
     s = report["summary"]
     print(f"{s['photos']} photos: " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))

@@ -305,15 +305,22 @@ def _common_unit(results: list[PhotoResult]) -> str:
     return max(units, key=units.get) if units else "m"
 
 
-def evaluate_photos(model, cfg: JudgeConfig, photos: str | Path, manifest: str | Path, layout=None, camera=None,
-                    clean_photos: str | Path | None = None, clean_manifest: str | Path | None = None) -> tuple[list[PhotoResult], dict]:
-    """Judge an adversarial photo set (and optionally its clean counterpart): (results, summary with cells)."""
+def evaluate_photos(model, cfg: JudgeConfig, photos: str | Path | None, manifest: str | Path | None, layout=None,
+                    camera=None, clean_photos: str | Path | None = None,
+                    clean_manifest: str | Path | None = None) -> tuple[list[PhotoResult], dict]:
+    """Judge an adversarial photo set and/or its clean counterpart: (results, summary with cells).
+
+    Photo folders default to the manifest's folder (manifest file names are relative to it).
+    """
+    if not manifest and not clean_manifest:
+        raise PhysadvError("give a manifest of adversarial photos, of clean photos, or both")
     results = []
     if clean_manifest:
         results += judge_set(read_manifest(clean_manifest), clean_photos or Path(clean_manifest).parent, model, cfg,
                              layout, camera, "clean")
-    results += judge_set(read_manifest(manifest), photos or Path(manifest).parent, model, cfg, layout, camera,
-                         "adversarial")
+    if manifest:
+        results += judge_set(read_manifest(manifest), photos or Path(manifest).parent, model, cfg, layout, camera,
+                             "adversarial")
     return results, summarise(results, model, cfg)
 
 

@@ -187,6 +187,10 @@ def write_reports(out_dir: str | Path, results: list, report: dict, title: str =
         png = heatmap_png(clean, "clean: accuracy", "correct", summary["unit"], "clean")
         if png:
             heatmaps["clean accuracy"] = png
+            if "heatmap" not in files:  # a clean set alone: its accuracy is the heatmap
+                with atomic_path(out / "heatmap.png") as tmp:
+                    tmp.write_bytes(png)
+                files["heatmap"] = out / "heatmap.png"
     files["html"] = atomic_write_text(out / "report.html", html_page(summary, cells, results, title, heatmaps))
     return files
 

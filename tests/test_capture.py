@@ -355,6 +355,13 @@ def test_cli_simulate_then_eval(printed, model, tmp_path):
     assert metrics["by_status"] == {"ok": 2} and (tmp_path / "ev" / "config.yaml").is_file()
     assert main(["capture", "eval", "--manifest", str(tmp_path / "sim" / "manifest.csv"), "--weights",
                  str(tmp_path / "clf.safetensors"), "--set", "judge.crop=diagonal"]) == 2
+    # a clean set alone: judged as "clean", its accuracy is the heatmap
+    assert main(["capture", "eval", "--clean-manifest", str(tmp_path / "sim" / "manifest.csv"), "--layout",
+                 str(out / "layout.json"), "--weights", str(tmp_path / "clf.safetensors"), "--set",
+                 "judge.true_class=stop", "--out", str(tmp_path / "clean")]) == 0
+    metrics = json.loads((tmp_path / "clean" / "metrics.json").read_text())
+    assert metrics["judged"] == {"clean": 2, "adversarial": 0} and metrics["clean_accuracy"] is not None
+    assert (tmp_path / "clean" / "heatmap.png").is_file()
 
 
 # --------------------------------------------------------------------------- slow
