@@ -8,9 +8,11 @@ from attacks.gradient import BIM, FGSM, PGD, MinimalFGSM, fgsm_set_eps
 from attacks.metrics import attack_metrics, fooling_rate
 from attacks.registry import ATTACKS, attack_names, get_attack, register_attack
 from attacks.spatial import SpatialAttack, black_canvas, canvas_classifier, rotate_translate
+from attacks.transfer import Ensemble, OptimizationAttack, TransferTable, decision_regions, transfer_matrix
 from attacks.universal import UAPFit, UniversalPerturbation
 
 __all__ = ["Attack", "AttackResult", "FGSM", "BIM", "PGD", "MinimalFGSM", "fgsm_set_eps", "DeepFool",
            "UniversalPerturbation", "UAPFit", "SpatialAttack",
-           "rotate_translate", "black_canvas", "canvas_classifier", "attack_metrics", "fooling_rate", "ATTACKS", "attack_names",
+           "rotate_translate", "black_canvas", "canvas_classifier",
+           "OptimizationAttack", "Ensemble", "TransferTable", "transfer_matrix", "decision_regions", "attack_metrics", "fooling_rate", "ATTACKS", "attack_names",
            "get_attack", "register_attack"]

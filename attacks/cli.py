@@ -31,7 +31,7 @@ class AttackJobConfig:
     data: DataConfig = field(default_factory=DataConfig)
     split: Literal["train", "test"] = "test"
     limit: Optional[int] = 1000
-    labels: Literal["predicted", "true"] = "predicted"  # predicted: attack the model's own decisions (the papers)
+    labels: Literal["predicted", "dataset"] = "predicted"  # predicted: the model's own decisions (the papers); dataset: true labels
     target: Optional[str] = None  # targeted attacks: "least-likely", "random" or a class index
     params: dict = field(default_factory=dict)
     train_limit: int = 1000  # UAP: training images (from the train split)
@@ -72,14 +72,15 @@ def run_cli(args: argparse.Namespace) -> int:
     from attacks.registry import attack_class
     from core.cli import finish_run, resolve_config, start_run
 
-    attack_class(args.name)  # unknown name: a clear error before anything else
+    if args.name != "transfer":
+        attack_class(args.name)  # unknown name: a clear error before anything else
     args.config = args.config or default_config_path(args.name)
     for key, value in (("model", args.model), ("data.name", args.data), ("limit", args.limit)):
         if value is not None:
             args.overrides = [f"{key}={value}"] + list(args.overrides)
     cfg = resolve_config(AttackJobConfig, args)
     run = start_run(f"attack-{args.name}", cfg, args)
-    metrics = run_attack(args.name, cfg, run)
+    metrics = run_transfer(cfg, run) if args.name == "transfer" else run_attack(args.name, cfg, run)
     finish_run(run, metrics)
     return 0
 
@@ -138,7 +139,7 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
         from attacks.spatial import black_canvas
 
         images = black_canvas(images, cfg.canvas_pad)
-    labels = data.labels if cfg.labels == "true" else predict(model, images)
+    labels = data.labels if cfg.labels == "dataset" else predict(model, images)
     with torch.no_grad():
         logits = torch.cat([model(images[i:i + 512].to(next(model.parameters()).device)).cpu()
                             for i in range(0, len(images), 512)])
@@ -160,6 +161,57 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
         save_result_grid(run / "grid.png", result, getattr(model, "classes", None), cfg.show)
     print(summary_line(metrics))
     return metrics
+
+
+def run_transfer(cfg: AttackJobConfig, run: Path) -> dict:
+    """Liu et al.'s transfer study on ``transfer_models`` (at least two): optimisation attack from each model and
+    from each all-but-one ensemble, untargeted and targeted (``target``, default random), FGSM as the baseline;
+    CSV + heatmap per matrix, and the decision-region picture. ``params`` go to the optimisation attack."""
+    from attacks.base import predict
+    from attacks.transfer import decision_regions, save_decision_regions, transfer_matrix
+    from core.errors import PhysadvError
+    from core.train import seed_everything
+
+    names = list(cfg.transfer_models) or [cfg.model]
+    if len(names) < 2:
+        raise PhysadvError("transfer needs at least two models in transfer_models")
+    seed_everything(cfg.seed)
+    models = {n: load_victim(cfg, n) for n in names}
+    data = cfg.data.load(cfg.split)
+    data = data.subset(cfg.limit, seed=cfg.seed) if cfg.limit else data
+    first = models[names[0]]
+    keep = torch.stack([predict(m, data.images) == data.labels for m in models.values()]).all(0)
+    images, labels = data.images[keep], data.labels[keep]  # the paper keeps images every model gets right
+    with torch.no_grad():
+        logits = first(images.to(next(first.parameters()).device)).cpu()
+    target = choose_target(cfg.target or "random", logits, labels, cfg.seed)
+    opt_params = {k: v for k, v in cfg.params.items() if k != "fgsm_eps"}
+    fgsm_eps = float(cfg.params.get("fgsm_eps", 0.2))
+    runs = {"untargeted": dict(attack="opt", target=None, ensemble=False),
+            "untargeted_ensemble": dict(attack="opt", target=None, ensemble=True),
+            "targeted": dict(attack="opt", target=target, ensemble=False),
+            "targeted_ensemble": dict(attack="opt", target=target, ensemble=True),
+            "fgsm": dict(attack="fgsm", target=None, ensemble=False)}
+    out: dict = {"attack": "transfer", "models": names, "n": int(len(images)), "dataset": data.name}
+    for key, spec in runs.items():
+        params = {"eps": fgsm_eps} if spec["attack"] == "fgsm" else opt_params
+        table = transfer_matrix(models, images, labels, params=params, **spec)
+        table.to_csv(run / f"transfer_{key}.csv")
+        table.heatmap(run / f"transfer_{key}.png")
+        out[key] = table.to_dict()
+        out[key]["transfer_mean"] = round(transfer_mean(table), 4)
+        print(f"transfer {key}: {'match' if spec['target'] is not None else 'accuracy'} on other/held-out models "
+              f"{transfer_mean(table):.3f}, RMSD {sum(table.rmsd) / len(table.rmsd) * 255:.1f}/255")
+    grid, axis = decision_regions(models, images[0], int(labels[0]), names[0], seed=cfg.seed)
+    save_decision_regions(run / "decision_regions.png", grid, names, axis, int(labels[0]), names[0])
+    return out
+
+
+def transfer_mean(table) -> float:
+    """Mean over the transfers that count: source != target, or for ensembles the held-out model."""
+    t = table.match if table.match is not None else table.accuracy
+    eye = torch.eye(len(table.rows), dtype=torch.bool)
+    return float(t[eye if table.rows != table.cols else ~eye].mean())
 
 
 def fit_universal(attack, cfg: AttackJobConfig, model, test_images: torch.Tensor, run: Path) -> dict:
