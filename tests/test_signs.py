@@ -84,6 +84,23 @@ def test_footprint_is_the_pinhole_projection_and_falls_with_distance():
     assert len(near) == k and near.info["footprint_px"].mean() > 7 * far.info["footprint_px"].mean()
 
 
+def test_photograph_sign_is_differentiable_and_matches_the_class_render():
+    from rendering.signs.world import photograph_sign, render_signs
+
+    poses = [Pose(4.0, azimuth=20), Pose(9.0, azimuth=-45, elevation=5)]
+    rgb, _ = sign_texture("stop", SMALL.texture_px)
+    stop = sign_classes().index("stop")
+    same = photograph_sign(rgb, "stop", poses, SMALL, torch.Generator().manual_seed(5))
+    ref = render_signs(torch.tensor([stop, stop]), poses, SMALL, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(same.images, ref.images, atol=2e-3, rtol=0)  # the same photograph
+    tex = rgb.clone().requires_grad_(True)
+    photograph_sign(tex, "stop", poses, SMALL, torch.Generator().manual_seed(5)).images[:, 0].sum().backward()
+    centre, corner = tex.grad[:, 60:68, 60:68].abs().sum(), tex.grad[:, :4, :4].abs().sum()
+    assert centre > 0 and corner == 0  # the face gets gradients, the transparent corner does not
+    with pytest.raises(PhysadvError, match="3 x S x S"):
+        photograph_sign(torch.rand(3, 10, 12), "stop", poses, SMALL, torch.Generator())
+
+
 def test_sample_poses_respect_ranges():
     ranges = PoseRanges(distance_m=(2.0, 3.0), angle_deg=(10.0, 20.0), elevation_deg=(0.0, 0.0), roll_deg=(0.0, 0.0),
                         look_at_jitter_m=0.0)

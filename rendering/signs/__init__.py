@@ -5,7 +5,8 @@ Importing this package registers the ``signs`` dataset: ``core.data.load_dataset
 """
 from core.data import register_dataset
 from rendering.signs.textures import SignSpec, all_textures, sign_classes, sign_spec, sign_texture
-from rendering.signs.world import WorldConfig, _dataset_loader, crop_window, generate_signs, gtsrb_crop, load_signs
+from rendering.signs.world import (WorldConfig, _dataset_loader, crop_window, generate_signs, gtsrb_crop, load_signs,
+                                   photograph_sign)
 
 register_dataset("signs", _dataset_loader)
 
@@ -13,4 +14,4 @@ from rendering.signs.classifier import SignsConfig, get_sign_classifier  # noqa:
 
 
 __all__ = ["SignSpec", "SignsConfig", "WorldConfig", "all_textures", "crop_window", "generate_signs", "get_sign_classifier",
-           "gtsrb_crop", "load_signs", "sign_classes", "sign_spec", "sign_texture"]
+           "gtsrb_crop", "load_signs", "photograph_sign", "sign_classes", "sign_spec", "sign_texture"]

@@ -16,7 +16,9 @@ camera defocus blur, pixelation, sensor noise, contrast/brightness, JPEG; resize
 
     cfg = WorldConfig()
     data = generate_signs(cfg, per_class=100, seed=1)      # ImageSet of 32 x 32 crops
-    load_dataset("signs", "train")                          # cached in cache_dir("signs")
+    load_dataset("signs", "train")                          # cached in cache_dir("signs") (after import rendering.signs)
+    shots = photograph_sign(adv_texture, "stop", poses, cfg, g)  # differentiable: for physical attacks
+    crop = gtsrb_crop(photo, bbox)                          # the same crop for real photos (capture/)
 """
 from __future__ import annotations
 
@@ -346,6 +348,25 @@ def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: t
     crops = F.interpolate(image, size=(cfg.crop_px, cfg.crop_px), mode="bilinear", align_corners=False, antialias=True)
     return SignBatch(crops.clamp(0, 1), labels, torch.tensor([p.distance for p in poses]),
                      torch.tensor([p.off_axis for p in poses]), torch.tensor(widths))
+
+
+def photograph_sign(texture: torch.Tensor, sign: str, poses: list[Pose], cfg: WorldConfig, g: torch.Generator,
+                    alpha: torch.Tensor | None = None) -> SignBatch:
+    """Photograph a given face of sign ``sign`` (``3 x S x S`` sRGB in [0, 1], e.g. a stop sign with
+    adversarial stickers) from each of ``poses``, through the world's light, camera and GTSRB crop.
+    Differentiable with respect to ``texture`` (JPEG passes the gradient straight through).
+    ``alpha`` (``1 x S x S``) defaults to the sign's own shape."""
+    k = sign_classes().index(sign_spec(sign).name)
+    if texture.ndim != 3 or texture.shape[0] != 3 or texture.shape[1] != texture.shape[2]:
+        raise PhysadvError(f"sign texture must be 3 x S x S (square, sRGB), got {tuple(texture.shape)}")
+    lin_all, alpha_all = linear_textures(int(texture.shape[-1]))
+    lin = torch.cat([lin_all[:k], srgb_to_linear(texture.clamp(0, 1))[None].to(lin_all), lin_all[k + 1 :]])
+    if alpha is not None:
+        if tuple(alpha.shape) != (1, *texture.shape[1:]):
+            raise PhysadvError(f"alpha must be 1 x {texture.shape[1]} x {texture.shape[2]}, got {tuple(alpha.shape)}")
+        alpha_all = torch.cat([alpha_all[:k], alpha[None].to(alpha_all), alpha_all[k + 1 :]])
+    labels = torch.full((len(poses),), k, dtype=torch.long)
+    return render_signs(labels, poses, cfg, g, textures=(lin, alpha_all))
 
 
 # --------------------------------------------------------------------------- data sets
