@@ -201,34 +201,28 @@ def locate(image: np.ndarray, layout, camera=None, corners: np.ndarray | None = 
 
 # --------------------------------------------------------------------------- crops
 def crop_box(image: np.ndarray, quad: np.ndarray, size: tuple[int, int], margin: float = 0.1) -> np.ndarray:
-    """GTSRB-style crop: the object's bounding box plus ``margin`` per side, resized to ``size = (W, H)``.
+    """GTSRB-style crop: the object's bounding box plus ``margin`` per side, resized to ``size = (S, S)``.
 
-    The perspective of the photo is kept (the classifier sees what the camera saw). Parts outside
-    the photo are filled by replicating its border.
+    The perspective of the photo is kept (the classifier sees what the camera saw). The crop is
+    ``rendering.signs.gtsrb_crop`` (the one the sign world trains its classifier on), applied to
+    the photo's region around the object only, so a large photo is never copied as floats.
     """
-    x0, y0 = quad.min(axis=0)
-    x1, y1 = quad.max(axis=0)
-    mw, mh = (x1 - x0) * margin, (y1 - y0) * margin
-    x0, y0, x1, y1 = x0 - mw, y0 - mh, x1 + mw, y1 + mh
+    import torch
+
+    from rendering.signs.world import crop_window, gtsrb_crop
+
     w, h = size
-    # affine map from crop pixel centres to photo coordinates; area-filter first when shrinking a lot
-    scale = min((x1 - x0) / w, (y1 - y0) / h)
-    src = image
-    if scale > 2:
-        ix0, iy0 = max(0, int(x0) - 2), max(0, int(y0) - 2)
-        ix1, iy1 = min(image.shape[1], int(math.ceil(x1)) + 2), min(image.shape[0], int(math.ceil(y1)) + 2)
-        if ix1 > ix0 and iy1 > iy0:
-            k = int(scale // 1)
-            region = image[iy0:iy1, ix0:ix1]
-            src = cv2.resize(region, (max(1, region.shape[1] // k), max(1, region.shape[0] // k)),
-                             interpolation=cv2.INTER_AREA)
-            fx, fy = region.shape[1] / src.shape[1], region.shape[0] / src.shape[0]
-            x0, x1 = (x0 - ix0 + 0.5) / fx - 0.5, (x1 - ix0 + 0.5) / fx - 0.5
-            y0, y1 = (y0 - iy0 + 0.5) / fy - 0.5, (y1 - iy0 + 0.5) / fy - 0.5
-    sx, sy = (x1 - x0) / w, (y1 - y0) / h
-    M = np.array([[sx, 0, x0 + 0.5 * sx - 0.5], [0, sy, y0 + 0.5 * sy - 0.5]], dtype=np.float64)
-    return cv2.warpAffine(src, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                          borderMode=cv2.BORDER_REPLICATE)
+    if w != h:
+        raise PhysadvError(f"GTSRB-style crops are square; the classifier wants {w}x{h} (use crop: rectified or full)")
+    x0, y0 = np.asarray(quad).min(axis=0) + 0.5  # OpenCV pixel centres -> pixel edges
+    x1, y1 = np.asarray(quad).max(axis=0) + 0.5
+    wx0, wy0, wx1, wy1 = crop_window((x0, y0, x1, y1), margin)
+    H, W = image.shape[:2]
+    ix0, iy0 = int(np.clip(math.floor(wx0) - 1, 0, W - 1)), int(np.clip(math.floor(wy0) - 1, 0, H - 1))
+    ix1, iy1 = int(np.clip(math.ceil(wx1) + 1, ix0 + 1, W)), int(np.clip(math.ceil(wy1) + 1, iy0 + 1, H))
+    region = torch.from_numpy(np.ascontiguousarray(image[iy0:iy1, ix0:ix1])).permute(2, 0, 1).float().div(255)
+    crop = gtsrb_crop(region, (x0 - ix0, y0 - iy0, x1 - ix0, y1 - iy0), size=w, margin=margin)
+    return (crop.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def crop_rectified(image: np.ndarray, H_mm_to_px: np.ndarray, layout, size: tuple[int, int],

@@ -456,3 +456,18 @@ def test_crop_modes_feed_the_classifier_its_input_size(printed, model, crop):
     blank = np.full((480, 640, 3), 90, np.uint8)
     loc, probs, img = judge_image(blank, model, JudgeConfig(crop=crop), lay)
     assert loc.method == "none" and ((probs is None) == (crop != "full"))
+
+
+def test_box_crop_is_the_sign_worlds_gtsrb_crop():
+    """Cropping only the photo's region gives the same crop as rendering.signs' gtsrb_crop on the whole photo."""
+    from capture.locate import crop_box
+    from rendering.signs.world import gtsrb_crop
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    for quad in (np.array([[50.0, 60], [180, 70], [170, 200], [60, 190]]), np.array([[-5.0, 250], [90, 240], [95, 310], [0, 305]])):
+        ours = crop_box(img, quad, (32, 32), 0.1).astype(float)
+        x0, y0 = quad.min(axis=0) + 0.5
+        x1, y1 = quad.max(axis=0) + 0.5
+        ref = gtsrb_crop(torch.from_numpy(img).permute(2, 0, 1).float() / 255, (x0, y0, x1, y1), 32, 0.1)
+        assert np.abs(ours - ref.permute(1, 2, 0).numpy() * 255).max() <= 1.0
