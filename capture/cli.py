@@ -41,7 +41,7 @@ class EvalConfig:
     layout: str = ""  # layout.json of the print (fiducials); blank: manifest corners or full frames only
     camera: str = ""  # camera.json (calibrate-camera); blank: no solvePnP
     weights: str = ""  # a physadv classifier file (.safetensors)
-    model: str = ""  # or a registry name trained/cached by core (e.g. lenet-cifar with a config), or torchvision arch
+    model: str = ""  # or "signs" (the sign world's GTSRB-CNN), a core registry name, or a torchvision arch with weights
     device: str = "cpu"
     title: str = "Capture report"
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -87,8 +87,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     e = jobs.add_parser("eval", help="judge a photo set (and its clean counterpart): CSV, JSON, Markdown, HTML")
     add_config_args(e, "configs/capture/eval.yaml")
-    for name in ("photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model"):
-        e.add_argument("--" + name.replace("_", "-"), dest=name, default=None)
+    helps = {"photos": "folder of the adversarial photos (default: the manifest's folder)",
+             "manifest": "CSV: file, distance, distance_unit, angle, light, notes [, x0,y0..x3,y3]",
+             "clean_photos": "folder of the clean photos", "clean_manifest": "manifest of the clean photos",
+             "layout": "layout.json of the print (fiducials)", "camera": "camera.json (calibrate-camera) for solvePnP",
+             "weights": "classifier file (.safetensors)"}
+    for name, text in helps.items():
+        e.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=text)
+    e.add_argument("--model", default=None, help="'signs' (the sign world's GTSRB-CNN), a registry name, or the "
+                   "architecture of --weights without physadv metadata")
     e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     e.set_defaults(func=_eval)
 
@@ -125,6 +132,10 @@ def _model(cfg):
 
             return load_pretrained(cfg.model, cfg.weights).to(device).eval()
         return load_classifier(cfg.weights, device)
+    if cfg.model == "signs":  # the sign world's GTSRB-CNN (trained once, then cached)
+        from rendering.signs import get_sign_classifier
+
+        return get_sign_classifier().to(device).eval()
     if cfg.model:
         return get_classifier(cfg.model).to(device).eval()
     raise PhysadvError("no classifier: give --weights FILE (a physadv .safetensors) or --model NAME")
