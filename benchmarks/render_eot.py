@@ -25,10 +25,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.io import cache_dir  # noqa: E402
 from core.models import build_classifier  # noqa: E402
 from rendering.augment import AugmentConfig, EOTAugment  # noqa: E402
 from rendering.backgrounds import sample_backgrounds  # noqa: E402
-from rendering.fragments import pytorch3d_cameras, rasterize_pool  # noqa: E402
+from rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool  # noqa: E402
 from rendering.lights import LightConfig, sample_lights  # noqa: E402
 from rendering.mesh import sphere  # noqa: E402
 from rendering.poses import PoseConfig, sample_poses  # noqa: E402
@@ -52,8 +53,13 @@ def main() -> None:
     ap.add_argument("--augment", choices=["default", "none"], default="default")
     ap.add_argument("--augment-at", choices=["camera", "classifier"], default="camera",
                     help="apply the EOT stack to the 224 x 224 views (camera) or to the 32 x 32 classifier input")
+    ap.add_argument("--reuse-pool", action="store_true",
+                    help="load the pool rasterized by an earlier run with the same settings (cached in $PHYSADV_CACHE)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: on a machine shared with other jobs, more threads oversubscribe the cores)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     g = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
@@ -61,7 +67,14 @@ def main() -> None:
     pose_cfg = PoseConfig(distance=(1.2, 3.0), azimuth=(-180, 180), elevation=(-30, 45), image_size=(args.size, args.size), fov=40)
     camera = pose_cfg.camera()
     poses = sample_poses(pose_cfg, args.pool, g)
-    pool, t_pool = timed(lambda: rasterize_pool(mesh, poses, camera, args.supersample, progress=False))
+    cached_pool = cache_dir("benchmarks") / f"render_eot_pool_{args.pool}_{args.size}_{args.supersample}_{args.seed}.safetensors"
+    if args.reuse_pool and cached_pool.is_file():
+        pool = FragmentPool.load(cached_pool)
+        t_pool = json.loads(cached_pool.with_suffix(".json").read_text())["seconds"]
+    else:
+        pool, t_pool = timed(lambda: rasterize_pool(mesh, poses, camera, args.supersample, progress=False))
+        pool.save(cached_pool)
+        cached_pool.with_suffix(".json").write_text(json.dumps({"seconds": t_pool}))
     backgrounds = sample_backgrounds(64, args.size, args.size, generator=g)
     aug = EOTAugment(AugmentConfig() if args.augment == "default" else AugmentConfig.none())
     clf = build_classifier("gtsrb-cnn").eval()  # eval: no dropout randomness; the cost is the same
@@ -69,7 +82,7 @@ def main() -> None:
     texture = mesh.texture.clone().requires_grad_()
 
     def resize(images):
-        return F.interpolate(images, size=clf.input_size[1:], mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(images, size=clf.input_size[1:], mode="area")  # box filter (224 -> 32: 7 x 7 pixels)
 
     def augment(images):  # returns what the classifier gets
         return resize(aug(images)) if args.augment_at == "camera" else aug(resize(images))

@@ -9,6 +9,11 @@ Order: the ``colour_transform`` hook (a printer/camera colour model from ``print
 (brightness, contrast, saturation, hue), gamma, defocus blur (Gaussian), motion blur, sensor noise
 and JPEG compression. Every step is differentiable with respect to the image. An effect with ``p: 0``
 is left out of the stack.
+
+Where to apply it is the caller's choice: on the camera image (faithful: blur, noise and JPEG happen
+at the sensor's resolution) or on the classifier's input crop (as RP2 does; at 32 x 32 it costs a
+fraction of the classifier, while differentiable JPEG and colour jitter on 224 x 224 views cost more
+than a small classifier's forward and backward; see ``benchmarks/render_eot.py``).
 """
 from __future__ import annotations
 

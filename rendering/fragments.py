@@ -7,8 +7,11 @@ pixel it falls in, its texture coordinates (barycentric interpolation of the fac
 face is textured, its unit normal and the unit direction towards the camera (both world frame). Plus
 the coverage ``alpha`` of every output pixel. ``rendering.renderer.render`` turns these into images.
 
-Samples are stored flat (``M`` of them, pose ``p`` owning ``offsets[p]:offsets[p+1]``), so a batch
-costs work in proportion to the pixels the object covers, not to the image size.
+Pixel ``(u, v)`` of a rendered image is centred on OpenCV's pixel ``(u, v)`` (``cv2.projectPoints`` of
+``rendering.camera``), as in ``rendering.planar``, so the two renderers agree on geometry.
+
+Samples are stored flat (``M`` of them, pose ``p`` owning ``offsets[p]:offsets[p+1]``), so texture
+sampling and shading cost work in proportion to the pixels the object covers, not to the image size.
 """
 from __future__ import annotations
 

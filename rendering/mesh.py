@@ -366,6 +366,7 @@ class MeshConfig:
     """Which mesh to render: a procedural one, or a file (OBJ/GLB/PLY with UVs)."""
 
     kind: str = "sign"  # sign, sphere, box, cylinder, file
+    sign: str | None = None  # a class of the synthetic sign world (e.g. stop): sets shape, size and face texture
     shape: str = "octagon"  # sign shape: octagon, circle, triangle, triangle_down, diamond, rectangle
     size: float = 0.75  # metres: sign width (octagon across the flats), sphere/cylinder diameter, box edge
     thickness: float = 0.004  # metres, sign plate
@@ -395,6 +396,13 @@ def build_mesh(cfg: MeshConfig) -> TexturedMesh:
         texture = read_image(cfg.texture).permute(1, 2, 0)
     if cfg.kind == "file":
         return load_mesh(cfg.path, texture, auto_uv=cfg.auto_uv, scale=cfg.scale)
+    if cfg.kind == "sign" and cfg.sign:
+        from rendering.signs.textures import sign_spec, sign_texture
+
+        spec = sign_spec(cfg.sign)
+        face = sign_texture(cfg.sign, 512)[0].permute(1, 2, 0) if texture is None else texture
+        shape = spec.shape + ("_down" if spec.pointing_down else "")
+        return sign_plate(shape, spec.size_m, cfg.thickness, 1.0, cfg.post_length, texture=face)
     if cfg.kind == "sign":
         return sign_plate(cfg.shape, cfg.size, cfg.thickness, cfg.aspect, cfg.post_length, texture=texture)
     if cfg.kind == "sphere":

@@ -18,25 +18,19 @@ from rendering.lights import Lights
 from rendering.mesh import check_texture
 
 
-def _gather(pool: FragmentPool, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample ids of the views ``indices`` (concatenated) and, for each, its position in the batch."""
-    starts, ends = pool.offsets[indices], pool.offsets[indices + 1]
-    counts = ends - starts
-    batch = torch.repeat_interleave(torch.arange(len(indices), device=indices.device), counts)
-    first = torch.cumsum(counts, 0) - counts
-    ids = torch.arange(int(counts.sum()), device=indices.device) - first[batch] + starts[batch]
-    return ids, batch
-
-
 def shade(texels: torch.Tensor, normal: torch.Tensor, to_camera: torch.Tensor, lights: Lights,
-          which: torch.Tensor) -> torch.Tensor:
-    """Phong shading of samples (``M x 3`` each); ``which`` picks each sample's light."""
-    d = lights.direction[which]
+          counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Phong shading of samples (``M x 3`` each). With ``counts``, view ``i`` of the batch owns the next
+    ``counts[i]`` samples and its own light; without, every sample sees the first light."""
+    def per_sample(x: torch.Tensor) -> torch.Tensor:
+        return x.repeat_interleave(counts, 0) if counts is not None else x[:1]
+
+    d = per_sample(lights.direction)
     cos = (normal * d).sum(-1, keepdim=True)
-    diffuse = lights.diffuse[which] * cos.clamp(min=0)
+    diffuse = per_sample(lights.diffuse) * cos.clamp(min=0)
     reflect = 2 * cos * normal - d
-    spec = ((to_camera * reflect).sum(-1, keepdim=True).clamp(min=0) * (cos > 0)) ** lights.shininess[which, None]
-    return (lights.ambient[which] + diffuse) * texels + lights.specular[which] * spec
+    spec = ((to_camera * reflect).sum(-1, keepdim=True).clamp(min=0) * (cos > 0)) ** per_sample(lights.shininess[:, None])
+    return (per_sample(lights.ambient) + diffuse) * texels + per_sample(lights.specular) * spec
 
 
 def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | list[int], lights: Lights,
@@ -54,27 +48,35 @@ def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | li
     if len(lights) not in (1, n):
         raise PhysadvError(f"expected 1 or {n} lights (one per view), got {len(lights)}")
     H, W = pool.size
-    ids, batch = _gather(pool, idx)
-    uv = pool.uv[ids]
+    starts, ends = pool.offsets[idx].tolist(), pool.offsets[idx + 1].tolist()
+    counts = pool.offsets[idx + 1] - pool.offsets[idx]
+
+    def take(x: torch.Tensor) -> torch.Tensor:  # the samples of the batch's views, view after view
+        return torch.cat([x[a:b] for a, b in zip(starts, ends)])
+
+    uv = take(pool.uv)
     grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], -1).to(texture.dtype)
     tex = texture.permute(2, 0, 1)[None]
     texels = F.grid_sample(tex, grid[None, None], mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
-    base = torch.tensor(pool.base_color, dtype=texels.dtype, device=texels.device)
-    texels = torch.where(pool.textured[ids, None], texels, base)
-    which = batch if len(lights) == n else torch.zeros_like(batch)
-    colour = shade(texels, pool.normal[ids], pool.to_camera[ids], lights, which)
-    # composite: start from the background times (1 - coverage), then box-filter the supersampled
-    # samples into their output pixels (premultiplied colour), all in an N x H x W x 3 buffer
-    alpha = pool.alpha[idx].permute(0, 2, 3, 1)
+    textured = take(pool.textured)
+    if not bool(textured.all()):
+        base = torch.tensor(pool.base_color, dtype=texels.dtype, device=texels.device)
+        texels = torch.where(textured[:, None], texels, base)
+    colour = shade(texels, take(pool.normal), take(pool.to_camera), lights, counts if len(lights) == n else None)
+    if clamp:  # clamping samples keeps the composite (a convex combination) in [0, 1]
+        colour = colour.clamp(0, 1)
+    batch = torch.repeat_interleave(torch.arange(n, device=idx.device), counts)
+    # composite: start from the background times (1 - coverage), then box-filter the supersampled samples
+    # into their output pixels (premultiplied colour), in one flat N x 3 x H x W buffer
+    alpha = pool.alpha[idx]
     if backgrounds is None:
-        canvas = torch.zeros(n, H, W, 3, dtype=colour.dtype, device=colour.device)
+        canvas = torch.zeros(n, 3, H, W, dtype=colour.dtype, device=colour.device)
     else:
         bg = backgrounds if backgrounds.ndim == 4 else backgrounds[None]
         if bg.shape[-3:] != (3, H, W) or bg.shape[0] not in (1, n):
             raise PhysadvError(f"backgrounds must be N x 3 x {H} x {W} (N = {n} or 1), got {tuple(backgrounds.shape)}")
-        canvas = ((1 - alpha) * bg.permute(0, 2, 3, 1)).expand(n, H, W, 3).contiguous()
-    target = batch * (H * W) + pool.pixel[ids]
-    canvas = canvas.reshape(n * H * W, 3).index_add(0, target, colour, alpha=1.0 / pool.supersample**2)
-    image = canvas.reshape(n, H, W, 3).permute(0, 3, 1, 2)
-    return image.clamp(0, 1) if clamp else image
+        canvas = ((1 - alpha) * bg.to(colour.dtype)).expand(n, 3, H, W).contiguous()
+    target = (batch * 3 * H * W + take(pool.pixel))[None] + torch.arange(3, device=idx.device)[:, None] * (H * W)
+    image = canvas.view(-1).index_add(0, target.reshape(-1), colour.T.reshape(-1), alpha=1.0 / pool.supersample**2)
+    return image.view(n, 3, H, W)
 
