@@ -138,8 +138,9 @@ def load_photo(path: str | Path, max_pixels: int = 24_000_000) -> Photo:
         with Image.open(path) as im:
             w0, h0 = im.size
             reduce = math.sqrt(w0 * h0 / max_pixels) if w0 * h0 > max_pixels else 1.0
-            if reduce > 1 and im.format == "JPEG":
-                im.draft("RGB", (math.ceil(w0 / reduce), math.ceil(h0 / reduce)))  # decode at 1/2, 1/4 or 1/8
+            if reduce > 1 and im.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 (DCT scaling): no full-size buffer
+                k = 2 ** min(3, math.ceil(math.log2(reduce)))
+                im.draft("RGB", (math.ceil(w0 / k), math.ceil(h0 / k)))
             im.load()  # full decoding here: truncation is caught now
             if im.width * im.height > max_pixels:
                 f = math.sqrt(max_pixels / (im.width * im.height))
@@ -148,7 +149,7 @@ def load_photo(path: str | Path, max_pixels: int = 24_000_000) -> Photo:
             im = ImageOps.exif_transpose(im)
             orient_swapped = im.size != (round(w0 * scale), round(h0 * scale)) and im.size == (
                 round(h0 * scale), round(w0 * scale))
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            arr = np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PhysadvError(f"{path}: unreadable or corrupt image ({exc})") from None
     finally:
