@@ -3,6 +3,9 @@
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/gans.py dcgan        # configs/gans/dcgan.yaml
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/gans.py wgan_gp      # configs/gans/wgan_gp.yaml
 
+(On a machine shared with other jobs use OMP_NUM_THREADS=1: with a load average near 12 on 2 cores, 2 threads
+ran a DCGAN step 8x slower than 1 thread, 1.78 s against 0.22 s, because the threads wait on each other.)
+
 Each recipe trains from its config with a 15-minute wall-clock budget (``max_minutes``: training stops and
 checkpoints early if the budget runs out), then scores 1000 samples of the EMA generator with LeNet-MNIST
 features against the training split, beside the real-vs-real floor (test split) and an untrained generator of

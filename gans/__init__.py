@@ -2,3 +2,26 @@
 progressive growing; sample-quality metrics; and the convolutional sparse-coding (deconvolutional)
 data model.
 """
+
+# Exports load lazily, so that ``physadv`` (which imports ``gans.cli``) starts without importing torch.
+_EXPORTS = {
+    "gans.games": ["GAMES", "Game", "GameConfig", "Minimax", "WGAN", "WGANGP", "make_game"],
+    "gans.models": ["DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator"],
+    "gans.progressive": ["ProgressiveGenerator", "ProgressiveDiscriminator"],
+    "gans.trainer": ["GanConfig", "build_networks", "train_gan", "generate", "load_generator"],
+    "gans.metrics": ["frechet_distance", "kernel_inception_distance", "inception_score", "class_coverage",
+                     "nearest_neighbours"],
+    "gans.evaluate": ["evaluate_generator"],
+    "gans.sparse_coding": ["DeconvolutionalModel", "SparseCodingConfig", "layered_thresholding", "layered_basis_pursuit",
+                           "as_cnn"],
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'gans' has no attribute '{name}'")

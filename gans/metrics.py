@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import linalg
 
 from core.errors import PhysadvError
 
@@ -45,15 +44,20 @@ def _stats(feats: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(0), np.cov(f, rowvar=False)
 
 
+def _psd_sqrt(m: np.ndarray) -> np.ndarray:
+    w, v = np.linalg.eigh((m + m.T) / 2)
+    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+
+
 def frechet_distance_gaussians(mu1, s1, mu2, s2) -> float:
-    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
-    if not np.isfinite(covmean).all():  # singular product: nudge the diagonals (as the reference code does)
-        off = np.eye(len(s1)) * 1e-6
-        covmean = linalg.sqrtm((s1 + off) @ (s2 + off))
-    covmean = np.real(covmean)
-    d = mu1 - mu2
-    return float(max(0.0, d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)))
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).
+
+    Tr (S1 S2)^(1/2) is taken as Tr (S1^(1/2) S2 S1^(1/2))^(1/2) (same eigenvalues, symmetric PSD), which stays
+    exact when a covariance is singular (dead ReLU features), where a general matrix square root struggles."""
+    r = _psd_sqrt(np.asarray(s1, np.float64))
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh(r @ np.asarray(s2, np.float64) @ r), 0, None)).sum()
+    d = np.asarray(mu1, np.float64) - np.asarray(mu2, np.float64)
+    return float(max(0.0, d @ d + np.trace(s1) + np.trace(s2) - 2 * tr_covmean))
 
 
 def frechet_distance(real: torch.Tensor | np.ndarray, fake: torch.Tensor | np.ndarray) -> float:
