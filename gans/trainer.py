@@ -483,12 +483,31 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
                "final_d_loss": history["d_loss"][-1] if history["d_loss"] else None,
                "final_g_loss": history["g_loss"][-1] if history["g_loss"] else None,
                "world_size": world, "checkpoint": str(ckpt_path), "stage_changes": stage_changes}
+    if stage_changes:
+        metrics["stage_change_jumps"] = stage_jumps(history, stage_changes, window=max(5, cfg.progressive.fade_steps // 4))
     if rank == 0:
         if history["step"]:
             plot_losses(out / "losses.png", history, stage_changes)
         write_json(out / "metrics.json", metrics)
     metrics["history"] = history
     return metrics
+
+
+def stage_jumps(history: dict, changes: list[int], window: int) -> list[dict]:
+    """At each stage change: the discriminator loss averaged over ``window`` steps before and after, against the
+    spread (std) of the loss in the window before; a jump within a few stds is what the fade-in allows."""
+    steps = np.asarray(history["step"])
+    d = np.asarray(history["d_loss"], dtype=float)
+    out = []
+    for s in changes:
+        before, after = d[(steps > s - window) & (steps <= s)], d[(steps > s) & (steps <= s + window)]
+        if len(before) < 2 or len(after) < 1:
+            continue
+        jump, spread = abs(after.mean() - before.mean()), before.std()
+        out.append({"step": s, "d_loss_before": round(float(before.mean()), 4), "d_loss_after": round(float(after.mean()), 4),
+                    "jump": round(float(jump), 4), "spread_before": round(float(spread), 4),
+                    "jump_in_spreads": round(float(jump / max(spread, 1e-12)), 2)})
+    return out
 
 
 def _check_finite(loss: torch.Tensor, who: str, step: int, ckpt: Path, last_good: int) -> None:
