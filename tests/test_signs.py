@@ -195,8 +195,11 @@ def test_unknown_sign_class_is_a_clear_error():
 def test_pose_range_with_min_above_max_is_a_clear_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("world:\n  pose:\n    distance_m: [12.0, 1.5]\n")
-    with pytest.raises(PhysadvError, match=r"pose.distance_m: min 12.0 is greater than max 1.5"):
+    with pytest.raises(PhysadvError, match=r"world.pose: distance_m: min 12.0 is greater than max 1.5"):
         load_config(SignsConfig, path)
+    from physical.cli import main
+
+    assert main(["signs", "train", "--config", str(path)]) == 2  # one line on stderr, exit code 2
     with pytest.raises(PhysadvError, match="angle_deg"):
         load_config(WorldConfig, None, ["pose.angle_deg=[60, 0]"])
     with pytest.raises(PhysadvError, match="unknown key"):

@@ -77,12 +77,12 @@ class PoseRanges:
     look_at_jitter_m: float = 0.2  # the camera aims up to this far from the sign's centre
 
     def validate(self) -> None:
-        _check_range("pose.distance_m", self.distance_m, lo=0.05)
-        _check_range("pose.angle_deg", self.angle_deg, lo=0.0, hi=85.0)
-        _check_range("pose.elevation_deg", self.elevation_deg, lo=-85.0, hi=85.0)
-        _check_range("pose.roll_deg", self.roll_deg)
+        _check_range("distance_m", self.distance_m, lo=0.05)
+        _check_range("angle_deg", self.angle_deg, lo=0.0, hi=85.0)
+        _check_range("elevation_deg", self.elevation_deg, lo=-85.0, hi=85.0)
+        _check_range("roll_deg", self.roll_deg)
         if self.look_at_jitter_m < 0:
-            raise ValueError(f"pose.look_at_jitter_m must be >= 0, got {self.look_at_jitter_m}")
+            raise ValueError(f"look_at_jitter_m must be >= 0, got {self.look_at_jitter_m}")
 
 
 @dataclass
@@ -94,8 +94,8 @@ class LightConfig:
     shading: float = 0.3  # the brightness changes by up to this fraction across the sign
 
     def validate(self) -> None:
-        _check_range("light.gain", self.gain, lo=0.0)
-        _check_range("light.temperature_k", self.temperature_k, lo=1000.0, hi=40000.0)
+        _check_range("gain", self.gain, lo=0.0)
+        _check_range("temperature_k", self.temperature_k, lo=1000.0, hi=40000.0)
 
 
 @dataclass
@@ -109,11 +109,11 @@ class CameraEffects:
     jpeg_quality: Range = (40.0, 95.0)
 
     def validate(self) -> None:
-        _check_range("effects.blur_px", self.blur_px, lo=0.0)
-        _check_range("effects.noise_std", self.noise_std, lo=0.0)
-        _check_range("effects.contrast", self.contrast, lo=0.0)
-        _check_range("effects.brightness", self.brightness)
-        _check_range("effects.jpeg_quality", self.jpeg_quality, lo=1.0, hi=100.0)
+        _check_range("blur_px", self.blur_px, lo=0.0)
+        _check_range("noise_std", self.noise_std, lo=0.0)
+        _check_range("contrast", self.contrast, lo=0.0)
+        _check_range("brightness", self.brightness)
+        _check_range("jpeg_quality", self.jpeg_quality, lo=1.0, hi=100.0)
 
 
 @dataclass
