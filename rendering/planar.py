@@ -105,7 +105,7 @@ def outline_from_alpha(alpha: torch.Tensor | np.ndarray, size_m: tuple[float, fl
     if not mask.any():
         raise PhysadvError("the texture's alpha mask is empty: nothing to render")
     pts = cv2.findNonZero(mask).reshape(-1, 2).astype(np.float64)
-    # texel squares, not texel centres: expand each hull point by half a texel toward the outside
+    # the hull of the texel squares (each texel centre's four corners), not of the texel centres
     hull = cv2.convexHull(np.concatenate([pts + d for d in ((-.5, -.5), (.5, -.5), (.5, .5), (-.5, .5))]).astype(np.float32))
     hull = hull.reshape(-1, 2).astype(np.float64)
     return apply_homography(texel_to_plane(size_m, a.shape), hull)
@@ -157,7 +157,10 @@ def render_planar(texture: torch.Tensor, poses: Sequence[Pose], intr: Intrinsics
     height) in metres. Output: the whole camera image (``intr.height x intr.width``), or, with
     ``windows`` (one ``(x0, y0, x1, y1)`` camera-pixel box per pose), each window resampled to
     ``out_hw``. ``supersample`` renders that many times finer and averages (anti-aliasing).
-    ``backgrounds``: ``N x 3 x H x W`` (or ``3 x H x W``) of the output size.
+    ``backgrounds``: ``N x 3 x H x W`` (or ``3 x H x W``) of the output size. ``outline_m``: the
+    object's outline in plane metres for ``bbox`` (default: the convex hull of the texture's alpha).
+    Sampling is bilinear: when a texture is much finer than the output pixels, supersample (or pass
+    a smaller texture) to avoid aliasing.
     """
     tex = _split_texture(texture, alpha)
     size = _check_size(size_m)
@@ -175,6 +178,11 @@ def render_planar(texture: torch.Tensor, poses: Sequence[Pose], intr: Intrinsics
             if not (w[2] > w[0] and w[3] > w[1]):
                 raise PhysadvError(f"window {tuple(w)} is empty (need x1 > x0 and y1 > y0)")
     H_out, W_out = out_hw if windows is not None else (intr.height, intr.width)
+    bg = None
+    if backgrounds is not None:
+        bg = backgrounds.unsqueeze(0) if backgrounds.ndim == 3 else backgrounds
+        if bg.ndim != 4 or bg.shape[1] != 3 or tuple(bg.shape[-2:]) != (H_out, W_out) or bg.shape[0] not in (1, n):
+            raise PhysadvError(f"backgrounds must be N x 3 x {H_out} x {W_out} (N = 1 or {n}), got {tuple(backgrounds.shape)}")
     h, w = tex.shape[-2:]
     outline = outline_from_alpha(tex[0, 3], size) if outline_m is None else np.asarray(outline_m, dtype=np.float64)
     rect = rectangle_corners(size)
@@ -193,12 +201,6 @@ def render_planar(texture: torch.Tensor, poses: Sequence[Pose], intr: Intrinsics
     if supersample > 1:
         warped = F.avg_pool2d(warped, supersample)
     colour, cover = warped[:, :3], warped[:, 3:].clamp(0, 1)
-    if backgrounds is not None:
-        bg = backgrounds.unsqueeze(0) if backgrounds.ndim == 3 else backgrounds
-        if bg.ndim != 4 or bg.shape[1] != 3 or tuple(bg.shape[-2:]) != (H_out, W_out) or bg.shape[0] not in (1, n):
-            raise PhysadvError(f"backgrounds must be N x 3 x {H_out} x {W_out} (N = 1 or {n}), got {tuple(backgrounds.shape)}")
-        image = colour + (1 - cover) * bg.to(colour)
-    else:
-        image = colour
+    image = colour if bg is None else colour + (1 - cover) * bg.to(colour)
     return PlanarRender(image.clamp(0, 1), cover, torch.tensor(np.stack(corners), dtype=tex.dtype),
                         torch.tensor(np.stack(boxes), dtype=tex.dtype), torch.tensor(np.stack(Ms), dtype=tex.dtype))
