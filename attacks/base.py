@@ -119,37 +119,54 @@ class Attack:
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor | None = None,
                  target: torch.Tensor | None = None) -> torch.Tensor:
-        return self.run(images, labels, target).adversarial
+        """The adversarial images only (no predictions or metrics on top of the attack itself)."""
+        return self._generate(*self._check(images, labels, target))[0]
 
     def run(self, images: torch.Tensor, labels: torch.Tensor | None = None,
             target: torch.Tensor | None = None) -> AttackResult:
-        check_images(images)
-        n = len(images)
+        """The attack plus what it did: predictions before and after, success, iterations, time."""
+        images, labels, target = self._check(images, labels, target)
         clean_pred = predict(self.model, images)
-        labels = clean_pred.clone() if labels is None else check_labels(labels, n, self.num_classes)
-        if target is not None:
-            target = check_labels(target, n, self.num_classes, "target")
-        start = time.perf_counter()
-        advs, iters, extras = [], [], {}
-        from core.progress import progress
-
-        for i in progress(range(0, n, self.batch_size), desc=self.name, disable=n <= self.batch_size):
-            sl = slice(i, i + self.batch_size)
-            x = images[sl].to(self.device, torch.float32)
-            y = labels[sl].to(self.device)
-            t = target[sl].to(self.device) if target is not None else None
-            adv, it, *more = self._attack(x, y, t)
-            for k, v in (more[0] if more else {}).items():
-                extras.setdefault(k, []).append(v.detach().cpu())
-            advs.append(adv.detach().clamp(0, 1).cpu())
-            iters.append(torch.as_tensor(it).expand(len(x)).cpu().long())
-        adversarial = torch.cat(advs) if advs else images.clone()
-        seconds = time.perf_counter() - start
+        labels = clean_pred.clone() if labels is None else labels
+        adversarial, iterations, extras, seconds = self._generate(images, labels, target)
         pred = predict(self.model, adversarial)
         success = pred == target if target is not None else pred != labels
         return AttackResult(images.detach().cpu(), adversarial, labels.cpu(), clean_pred, pred, success,
-                            torch.cat(iters) if iters else torch.zeros(0, dtype=torch.long), seconds, target,
-                            {k: torch.cat(v) for k, v in extras.items()})
+                            iterations, seconds, target, extras)
+
+    def _check(self, images, labels, target):
+        check_images(images)
+        n = len(images)
+        if labels is not None:
+            labels = check_labels(labels, n, self.num_classes)
+        if target is not None:
+            target = check_labels(target, n, self.num_classes, "target")
+        return images, labels, target
+
+    def _generate(self, images, labels, target):
+        """Run ``_attack`` batch by batch; ``labels=None`` means the model's own predictions."""
+        from core.progress import progress
+
+        start = time.perf_counter()
+        n = len(images)
+        advs, iters, extras = [], [], {}
+        for i in progress(range(0, n, self.batch_size), desc=self.name, disable=n <= self.batch_size):
+            sl = slice(i, i + self.batch_size)
+            x = images[sl].to(self.device, torch.float32)
+            if labels is None:
+                with torch.no_grad():
+                    y = self.model(x).argmax(1)
+            else:
+                y = labels[sl].to(self.device)
+            t = target[sl].to(self.device) if target is not None else None
+            adv, it, *more = self._attack(x, y, t)
+            advs.append(adv.detach().clamp(0, 1).cpu())
+            iters.append(torch.as_tensor(it).expand(len(x)).cpu().long())
+            for k, v in (more[0] if more else {}).items():
+                extras.setdefault(k, []).append(v.detach().cpu())
+        adversarial = torch.cat(advs) if advs else images.detach().cpu().clone()
+        iterations = torch.cat(iters) if iters else torch.zeros(0, dtype=torch.long)
+        return adversarial, iterations, {k: torch.cat(v) for k, v in extras.items()}, time.perf_counter() - start
 
     def _attack(self, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None):
         """One batch on the model's device: ``(adversarial, iterations[, {name: per-sample tensor}])``."""

@@ -152,7 +152,7 @@ def transfer_matrix(models: dict[str, nn.Module], images: torch.Tensor, labels: 
 
 
 def decision_regions(models: dict[str, nn.Module], image: torch.Tensor, label: int, direction_model: str,
-                     span: float = 8.0, steps: int = 101, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                     span: float = 15.0, steps: int = 101, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Predicted labels ``M x steps x steps`` on ``x + a u + b v`` (a along ``direction_model``'s loss gradient,
     b along a random direction orthogonal to it; both unit L2, ``a, b`` in [-span, span]); also returns the axis."""
     x = image.unsqueeze(0)

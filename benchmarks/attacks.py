@@ -74,21 +74,21 @@ def bench_gradient(model, x, y, which: str, args) -> dict:
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))
     if which == "deepfool":
         runs = {
-            "physadv": lambda: DeepFool(model, overshoot=0.02, max_iter=50, candidates=10).run(x, y).adversarial,
+            "physadv": lambda: DeepFool(model, overshoot=0.02, max_iter=50, candidates=10)(x, y),
             "torchattacks": lambda: ta.DeepFool(model, steps=50, overshoot=0.02)(x, y),
             "foolbox": lambda: fb.attacks.L2DeepFoolAttack(steps=50, candidates=10, overshoot=0.02)(fmodel, x, y, epsilons=None)[1],
         }
     elif which == "fgsm":
         e = args.fgsm_eps
         runs = {
-            "physadv": lambda: FGSM(model, eps=e).run(x, y).adversarial,
+            "physadv": lambda: FGSM(model, eps=e)(x, y),
             "torchattacks": lambda: ta.FGSM(model, eps=e)(x, y),
             "foolbox": lambda: fb.attacks.LinfFastGradientAttack(random_start=False)(fmodel, x, y, epsilons=e)[1],
         }
     else:
         e, a, s = args.pgd_eps, args.pgd_alpha, args.pgd_steps
         runs = {
-            "physadv": lambda: PGD(model, eps=e, alpha=a, steps=s, norm="linf").run(x, y).adversarial,
+            "physadv": lambda: PGD(model, eps=e, alpha=a, steps=s, norm="linf")(x, y),
             "torchattacks": lambda: ta.PGD(model, eps=e, alpha=a, steps=s, random_start=True)(x, y),
             "foolbox": lambda: fb.attacks.LinfPGD(abs_stepsize=a, steps=s, random_start=True)(fmodel, x, y, epsilons=e)[1],
         }

@@ -1,0 +1,104 @@
+"""Rotation/translation attack and transferability: geometry against exact references, the search rule,
+and the transfer table against direct evaluation."""
+import pytest
+import torch
+from torch import nn
+
+from attacks import Ensemble, OptimizationAttack, SpatialAttack, black_canvas, rotate_translate, transfer_matrix
+from attacks.base import predict
+from attacks.spatial import transform_grid
+
+
+def test_rotate_translate_exact_cases():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 12, 12, generator=g)
+    assert torch.allclose(rotate_translate(x, torch.zeros(3, 3)), x, atol=1e-5)
+    r90 = rotate_translate(x, torch.tensor([[90.0, 0, 0]] * 3))
+    assert min(float((r90 - torch.rot90(x, k, (2, 3))).abs().max()) for k in (1, 3)) < 1e-5
+    shifted = rotate_translate(x, torch.tensor([[0.0, 2, -3]] * 3))
+    assert torch.allclose(shifted[..., :-3, 2:], x[..., 3:, :-2], atol=1e-5)   # integer shifts move pixels exactly
+    assert shifted[..., :, :2].abs().max() == 0 and shifted[..., -3:, :].abs().max() == 0  # black where nothing came in
+
+
+def test_grid_is_the_papers_and_canvas_keeps_content():
+    g = transform_grid(30, 3, 31, 5)
+    assert g.shape == (775, 3) and g[:, 0].min() == -30 and g[:, 1].max() == 3
+    x = torch.zeros(1, 1, 28, 28)
+    x[..., 4:24, 4:24] = 1.0
+    canvas = black_canvas(x, 8)
+    assert canvas.shape[-1] == 44 and canvas.sum() == x.sum()
+    out = rotate_translate(canvas, torch.tensor([[30.0, 3, 3]]))
+    assert abs(float(out.sum()) - float(x.sum())) / float(x.sum()) < 0.02     # nothing cut on the canvas
+    cut = rotate_translate(x, torch.tensor([[30.0, 3, 3]]))
+    assert float(cut.sum()) < 0.98 * float(x.sum())                           # the standard setting cuts
+
+
+class Distance(nn.Module):
+    """Two-class toy model whose logits depend on the L1 distance d to a reference image."""
+
+    num_classes = 2
+
+    def __init__(self, ref, fooled_when_moved: bool):
+        super().__init__()
+        self.ref, self.fooled = ref, fooled_when_moved
+
+    def forward(self, x):
+        d = (x - self.ref).flatten(1).abs().sum(1)
+        if self.fooled:  # right only for the untouched image
+            return torch.stack([-d, d - 1e-3], 1)
+        return torch.stack([torch.ones_like(d), d / 100], 1)  # d < 100: never fooled; the loss grows with d
+
+
+def test_spatial_picks_misclassifying_else_max_loss():
+    g = torch.Generator().manual_seed(1)
+    x = 0.2 + 0.6 * torch.rand(1, 1, 10, 10, generator=g)
+    y = torch.tensor([0])
+    res = SpatialAttack(Distance(x, True), mode="grid", rot_steps=3, trans_steps=3).run(x, y)
+    assert res.success.all() and (res.adversarial - x).abs().sum() > 0
+    res = SpatialAttack(Distance(x, False), mode="grid", rot_steps=5, trans_steps=3).run(x, y)
+    grid = transform_grid(30, 3, 5, 3)
+    d = (rotate_translate(x.expand(len(grid), -1, -1, -1), grid) - x).flatten(1).abs().sum(1)
+    assert not res.success.any()
+    assert float((res.adversarial - x).abs().sum()) == pytest.approx(float(d.max()), rel=1e-5)
+
+
+def test_spatial_lenet_grid_beats_random(lenet_mnist, mnist_test):
+    data = mnist_test.subset(24)
+    small = dict(rot_steps=7, trans_steps=3)
+    grid = SpatialAttack(lenet_mnist, mode="grid", **small).run(data.images, data.labels)
+    rand = SpatialAttack(lenet_mnist, mode="random", k=5).run(data.images, data.labels)
+    clean = float((predict(lenet_mnist, data.images) == data.labels).float().mean())
+    # the adversarial images are the chosen transformations themselves
+    again = rotate_translate(data.images, torch.stack([grid.extras[k] for k in ("angle", "tx", "ty")], 1))
+    assert torch.allclose(again, grid.adversarial, atol=1e-5)
+    assert grid.metrics()["accuracy_adversarial"] <= clean
+    assert grid.metrics()["accuracy_adversarial"] <= rand.metrics()["accuracy_adversarial"] + 0.1
+
+
+def test_optimization_attack_and_ensemble(lenet_mnist, fc_mnist, mnist_test):
+    data = mnist_test.subset(10)
+    ens = Ensemble([lenet_mnist, fc_mnist], [0.5, 0.5])
+    x = data.images[:4]
+    ref = 0.5 * torch.log_softmax(lenet_mnist(x), 1) + 0.5 * torch.log_softmax(fc_mnist(x), 1)
+    assert torch.allclose(ens(x), ref, atol=1e-6)
+    res = OptimizationAttack(lenet_mnist, lr=0.03, steps=20).run(data.images, data.labels)
+    assert res.metrics()["accuracy_adversarial"] < 0.2
+    t = (data.labels + 1) % 10
+    tr = OptimizationAttack(lenet_mnist, lr=0.03, steps=20).run(data.images, data.labels, target=t)
+    assert tr.metrics()["target_match_rate"] > 0.7
+
+
+def test_transfer_matrix_matches_direct_evaluation(lenet_mnist, fc_mnist, mnist_test):
+    data = mnist_test.subset(12)
+    models = {"lenet": lenet_mnist, "fc": fc_mnist}
+    table = transfer_matrix(models, data.images, data.labels, attack="fgsm", params={"eps": 0.2})
+    from attacks import FGSM
+
+    adv = FGSM(fc_mnist, eps=0.2).run(data.images, data.labels).adversarial
+    assert table.accuracy[1, 0] == pytest.approx(float((predict(lenet_mnist, adv) == data.labels).float().mean()))
+    rmsd = float((adv - data.images).pow(2).flatten(1).mean(1).sqrt().mean())
+    assert table.rmsd[1] == pytest.approx(rmsd, rel=1e-4)
+    ens = transfer_matrix(models, data.images, data.labels, attack="fgsm", params={"eps": 0.2}, ensemble=True)
+    assert ens.rows == ["ensemble-minus-lenet", "ensemble-minus-fc"]
+    # all-but-one of two models is the other model alone (weight 1): same as the single-source row
+    assert torch.allclose(ens.accuracy[0], table.accuracy[1])
