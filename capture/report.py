@@ -99,7 +99,7 @@ def markdown(summary: dict, cells: list[dict], results: list[dict], title: str) 
         if s.get(k) is not None:
             lines.append(f"- {k.replace('_', ' ')}: {s[k]:.1%}")
     lines += ["", "## By distance and angle (RP2 Table 5 layout)", "",
-              "| set | distance | angle | light | n | top class (confidence) | second class (confidence) | untargeted | targeted |",
+              "| set | distance | angle | light | n | top class (confidence) | second class (confidence) | misclassified (untargeted) | on target |",
               "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         lines.append(f"| {c['set']} | {_fmt(c['distance'], 3).rstrip('0').rstrip('.')} {c['unit']} | {_fmt(c['angle'], 1)}° "
@@ -137,8 +137,8 @@ def html_page(summary: dict, cells: list[dict], results: list, title: str, heatm
         parts.append(f"<figure style='width:auto'><img class='heatmap' alt='{e(name)}' src='{_data_uri(png)}' "
                      f"style='max-width:none;max-height:none'><figcaption>{e(name)}</figcaption></figure>")
     parts.append("<h2>By distance and angle</h2><table id='cells'><tr><th>set</th><th>distance</th><th>angle</th>"
-                 "<th>light</th><th>n</th><th>top class (conf.)</th><th>second class (conf.)</th><th>untargeted</th>"
-                 "<th>targeted</th></tr>")
+                 "<th>light</th><th>n</th><th>top class (conf.)</th><th>second class (conf.)</th><th>misclassified (untargeted)</th>"
+                 "<th>on target</th></tr>")
     for c in cells:
         parts.append(f"<tr><td>{e(c['set'])}</td><td>{c['distance'] if c['distance'] is not None else ''} {e(c['unit'])}</td>"
                      f"<td>{_fmt(c['angle'], 1)}°</td><td>{e(c['light'])}</td><td>{c['n']}</td>"
