@@ -35,6 +35,7 @@ class EffectsConfig:
     blur_px: tuple[float, float] = (0.4, 1.2)  # Gaussian sigma range (pixels) for defocus/shake
     noise: float = 0.01  # std of additive read noise (plus shot noise of the same order at full white)
     jpeg_quality: int = 90
+    shading: float = 0.15  # max linear light gradient across the print (uneven daylight, a lamp to one side)
 
     def validate(self) -> None:
         if not 1 <= self.jpeg_quality <= 100:
@@ -201,8 +202,12 @@ def camera_effects(img: np.ndarray, rng: np.random.Generator, fx: EffectsConfig)
 
 
 def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, background: np.ndarray,
-                 light: float = 1.0, turn: np.ndarray | None = None) -> np.ndarray:
-    """The page seen by a camera at ``pose`` over ``background`` (``H x W x 3`` float [0,1]); float photo, no effects."""
+                 light: float = 1.0, turn: np.ndarray | None = None, shading: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """The page seen by a camera at ``pose`` over ``background`` (``H x W x 3`` float [0,1]); float photo, no effects.
+
+    ``light`` scales the page's brightness; ``shading = (gx, gy)`` adds a linear light gradient across it
+    (relative change from the page's centre to its right / bottom edge in the photo).
+    """
     H = camera_homography(pose, intr, turn) @ page_to_plane(layout, (page.shape[1], page.shape[0]))
     out = np.array(background, dtype=np.float32, order="C")  # a contiguous copy (OpenCV is slow on strided views)
     h, w = page.shape[:2]
@@ -215,7 +220,11 @@ def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, backgro
     warped, mask = warp_page(page, shift @ H, (int(x1 - x0), int(y1 - y0)))  # only the page's bounding box
     roi = out[y0:y1, x0:x1]
     roi *= (1 - mask)[:, :, None]
-    roi += warped.astype(np.float32) * (mask * (light / 255.0))[:, :, None]
+    gain = mask * np.float32(light / 255.0)
+    if any(shading):
+        yy, xx = np.mgrid[0:gain.shape[0], 0:gain.shape[1]].astype(np.float32)
+        gain *= 1 + shading[0] * (2 * xx / gain.shape[1] - 1) + shading[1] * (2 * yy / gain.shape[0] - 1)
+    roi += warped.astype(np.float32) * gain[:, :, None]
     return out
 
 
@@ -243,7 +252,8 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
         turn = _rotation(*np.radians(rng.uniform(-cfg.pan_deg, cfg.pan_deg, 2)), 0.0)
         g = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
         bg = sample_backgrounds(1, cfg.height, cfg.width, tuple(cfg.backgrounds), g)[0].permute(1, 2, 0).numpy()
-        photo = render_photo(page, layout, pose, intr, bg, LIGHTS[light] * rng.uniform(0.9, 1.05), turn)
+        shading = tuple(rng.uniform(-cfg.effects.shading, cfg.effects.shading, 2)) if cfg.effects.shading else (0.0, 0.0)
+        photo = render_photo(page, layout, pose, intr, bg, LIGHTS[light] * rng.uniform(0.9, 1.05), turn, shading)
         photo = camera_effects(photo, rng, cfg.effects)
         name = f"d{d:g}{cfg.distance_unit}_a{a:g}_{light}" + (f"_{k}" if cfg.repeats > 1 else "") + ".jpg"
         write_image(out_dir / "photos" / name, photo, quality=cfg.effects.jpeg_quality)
