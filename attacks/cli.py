@@ -149,6 +149,8 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
     if name == "uap":
         extra = fit_universal(attack, cfg, model, images, run)
     result = attack.run(images, labels, target)
+    if name == "fgsm-min":
+        extra = fgsm_set_level(model, images, labels, attack.eps_max)
     metrics = {"attack": name, "model": getattr(model, "arch", cfg.model), "dataset": data.name, "split": cfg.split,
                "labels": cfg.labels, "params": dict(cfg.params), **result.metrics(), **extra}
     tensors = {"images": result.images, "adversarial": result.adversarial, "labels": result.labels,
@@ -212,6 +214,17 @@ def transfer_mean(table) -> float:
     t = table.match if table.match is not None else table.accuracy
     eye = torch.eye(len(table.rows), dtype=torch.bool)
     return float(t[eye if table.rows != table.cols else ~eye].mean())
+
+
+def fgsm_set_level(model, images: torch.Tensor, labels: torch.Tensor, eps_max: float, rate: float = 0.9) -> dict:
+    """DeepFool's FGSM baseline at the set level: the smallest eps that misclassifies ``rate`` of the images."""
+    from attacks.gradient import FGSM, fgsm_set_eps
+
+    eps = fgsm_set_eps(model, images, labels, rate=rate, eps_max=eps_max)
+    res = FGSM(model, eps=eps).run(images, labels)
+    return {f"set_eps_{int(rate * 100)}": round(eps, 5), f"set_eps_{int(rate * 100)}_success_rate": res.metrics()["success_rate"],
+            f"set_eps_{int(rate * 100)}_rho_adv_l2": res.metrics()["rho_adv_l2"],
+            f"set_eps_{int(rate * 100)}_rho_adv_l2_all": res.metrics()["rho_adv_l2_all"]}
 
 
 def fit_universal(attack, cfg: AttackJobConfig, model, test_images: torch.Tensor, run: Path) -> dict:
