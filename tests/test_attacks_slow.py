@@ -1,0 +1,28 @@
+"""The issue's bars on the full MNIST-5k test split (slow: run with pytest -m '')."""
+import pytest
+
+from attacks import DeepFool, MinimalFGSM, SpatialAttack
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_deepfool_bars_on_lenet(lenet_mnist, mnist_test, norm):
+    m = DeepFool(lenet_mnist, norm=norm).run(mnist_test.images).metrics()
+    assert m["success_rate"] >= 0.99 and m["mean_iterations"] < 4
+    if norm == "l2":
+        assert 0.1 <= m["rho_adv_l2"] <= 0.3          # the paper: 0.20
+    else:
+        assert 0.05 <= m["rho_adv_linf"] <= 0.2       # the paper: 0.10
+
+
+def test_fgsm_baseline_needs_larger_perturbations(lenet_mnist, mnist_test):
+    df = DeepFool(lenet_mnist).run(mnist_test.images).metrics()
+    fg = MinimalFGSM(lenet_mnist).run(mnist_test.images).metrics()
+    assert fg["rho_adv_l2"] > 1.5 * df["rho_adv_l2"]
+
+
+def test_spatial_grid_breaks_lenet(lenet_mnist, mnist_test):
+    data = mnist_test.subset(200)
+    m = SpatialAttack(lenet_mnist, mode="grid").run(data.images, data.labels).metrics()
+    assert m["accuracy_adversarial"] < 0.10
