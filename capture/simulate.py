@@ -230,9 +230,15 @@ def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, backgro
 
 def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
     """Render the grid into ``out_dir/photos/*.jpg`` with ``out_dir/manifest.csv`` (files relative to it),
-    ``truth.json`` (exact poses) and ``camera.json`` (the simulated camera); returns the manifest rows."""
+    ``truth.json`` (exact poses) and ``camera.json`` (the simulated camera); returns the manifest rows.
+
+    Each photo has its own random stream (``seed``, index), so an interrupted run resumes: photos
+    already written by a run of the same config in ``out_dir`` are kept, not rendered again.
+    """
+    from capture.calibrate import CameraModel
     from capture.photos import UNITS_M, ManifestRow, write_manifest
-    from core.io import write_image
+    from core.config import config_hash
+    from core.io import atomic_write_text, write_image
     from core.progress import progress
     from rendering.backgrounds import sample_backgrounds
 
@@ -241,30 +247,32 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
     page, layout = load_print(cfg.print_file)
     out_dir = Path(out_dir)
     (out_dir / "photos").mkdir(parents=True, exist_ok=True)
+    stamp, key = out_dir / "photos" / ".config-hash", config_hash(cfg)
+    resume = stamp.is_file() and stamp.read_text().strip() == key
+    atomic_write_text(stamp, key + "\n")
     intr = Intrinsics.from_fov(cfg.fov_deg, cfg.width, cfg.height)
-    rng = np.random.default_rng(cfg.seed)
-    rows, truth = [], []
+    rows, truth, rendered = [], [], 0
     grid = [(d, a, light, k) for d in cfg.distances for a in cfg.angles for light in cfg.lights for k in range(cfg.repeats)]
     for i, (d, a, light, k) in enumerate(progress(grid, desc="simulate")):
+        rng = np.random.default_rng((cfg.seed, i))
         roll = rng.uniform(-cfg.roll_deg, cfg.roll_deg)
         pose = Pose(d * UNITS_M[cfg.distance_unit], azimuth=_azimuth(a, cfg.elevation_deg), elevation=cfg.elevation_deg,
                     roll=roll)
         turn = _rotation(*np.radians(rng.uniform(-cfg.pan_deg, cfg.pan_deg, 2)), 0.0)
-        g = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
-        bg = sample_backgrounds(1, cfg.height, cfg.width, tuple(cfg.backgrounds), g)[0].permute(1, 2, 0).numpy()
-        shading = tuple(rng.uniform(-cfg.effects.shading, cfg.effects.shading, 2)) if cfg.effects.shading else (0.0, 0.0)
-        photo = render_photo(page, layout, pose, intr, bg, LIGHTS[light] * rng.uniform(0.9, 1.05), turn, shading)
-        photo = camera_effects(photo, rng, cfg.effects)
         name = f"d{d:g}{cfg.distance_unit}_a{a:g}_{light}" + (f"_{k}" if cfg.repeats > 1 else "") + ".jpg"
-        write_image(out_dir / "photos" / name, photo, quality=cfg.effects.jpeg_quality)
+        if not (resume and (out_dir / "photos" / name).is_file()):
+            g = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
+            bg = sample_backgrounds(1, cfg.height, cfg.width, tuple(cfg.backgrounds), g)[0].permute(1, 2, 0).numpy()
+            shading = tuple(rng.uniform(-cfg.effects.shading, cfg.effects.shading, 2))
+            photo = render_photo(page, layout, pose, intr, bg, LIGHTS[light] * rng.uniform(0.9, 1.05), turn, shading)
+            write_image(out_dir / "photos" / name, camera_effects(photo, rng, cfg.effects), quality=cfg.effects.jpeg_quality)
+            rendered += 1
         rows.append(ManifestRow(i + 2, f"photos/{name}", d, cfg.distance_unit, float(abs(pose.off_axis)), light,
                                 f"simulated az={pose.azimuth:.2f} el={pose.elevation:.2f} roll={roll:.2f}"))
         truth.append({"file": f"photos/{name}", "distance_m": pose.distance, "angle": pose.off_axis, "azimuth": pose.azimuth,
                       "elevation": pose.elevation, "roll": roll, "turn": turn.tolist(), "light": light})
     write_manifest(out_dir / "manifest.csv", rows)
-    write_json(out_dir / "truth.json", {"intrinsics": intr.__dict__, "photos": truth})
-    from capture.calibrate import CameraModel
-
+    write_json(out_dir / "truth.json", {"intrinsics": intr.__dict__, "photos": truth, "rendered": rendered})
     CameraModel(intr).save(out_dir / "camera.json", {"note": "the simulated camera (exact intrinsics, no distortion)"})
     return rows
 

@@ -471,3 +471,20 @@ def test_box_crop_is_the_sign_worlds_gtsrb_crop():
         x1, y1 = quad.max(axis=0) + 0.5
         ref = gtsrb_crop(torch.from_numpy(img).permute(2, 0, 1).float() / 255, (x0, y0, x1, y1), 32, 0.1)
         assert np.abs(ours - ref.permute(1, 2, 0).numpy() * 255).max() <= 1.0
+
+
+def test_simulate_resumes_and_is_deterministic(printed, tmp_path):
+    out, _ = printed
+    cfg = from_dict(SimulateConfig, {"print_file": str(out / "print.png"), "distances": [3], "angles": [0, 30, 50],
+                                     "width": 320, "height": 240, "fov_deg": 40, "seed": 5})
+    simulate(cfg, tmp_path / "a")
+    first = {p.name: p.read_bytes() for p in (tmp_path / "a" / "photos").glob("*.jpg")}
+    (tmp_path / "a" / "photos" / "d3ft_a30_normal.jpg").unlink()  # an interrupted run
+    simulate(cfg, tmp_path / "a")
+    truth = json.loads((tmp_path / "a" / "truth.json").read_text())
+    assert truth["rendered"] == 1  # only the missing photo was rendered again ...
+    again = {p.name: p.read_bytes() for p in (tmp_path / "a" / "photos").glob("*.jpg")}
+    assert again == first  # ... identical to the first time
+    simulate(from_dict(SimulateConfig, {**{k: getattr(cfg, k) for k in ("print_file", "distances", "angles", "width",
+                                                                        "height", "fov_deg")}, "seed": 6}), tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "truth.json").read_text())["rendered"] == 3  # another config: all new
