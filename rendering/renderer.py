@@ -22,15 +22,13 @@ def shade(texels: torch.Tensor, normal: torch.Tensor, to_camera: torch.Tensor, l
           counts: torch.Tensor | None = None) -> torch.Tensor:
     """Phong shading of samples (``M x 3`` each). With ``counts``, view ``i`` of the batch owns the next
     ``counts[i]`` samples and its own light; without, every sample sees the first light."""
-    def per_sample(x: torch.Tensor) -> torch.Tensor:
-        return x.repeat_interleave(counts, 0) if counts is not None else x[:1]
-
-    d = per_sample(lights.direction)
+    params = torch.cat([lights.ambient, lights.diffuse, lights.specular, lights.direction, lights.shininess[:, None]], 1)
+    params = params.repeat_interleave(counts, 0) if counts is not None else params[:1]
+    ambient, diffuse, specular, d, shininess = params.split([3, 3, 3, 3, 1], 1)
     cos = (normal * d).sum(-1, keepdim=True)
-    diffuse = per_sample(lights.diffuse) * cos.clamp(min=0)
     reflect = 2 * cos * normal - d
-    spec = ((to_camera * reflect).sum(-1, keepdim=True).clamp(min=0) * (cos > 0)) ** per_sample(lights.shininess[:, None])
-    return (per_sample(lights.ambient) + diffuse) * texels + per_sample(lights.specular) * spec
+    highlight = ((to_camera * reflect).sum(-1, keepdim=True).clamp(min=0) * (cos > 0)) ** shininess
+    return (ambient + diffuse * cos.clamp(min=0)) * texels + specular * highlight
 
 
 def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | list[int], lights: Lights,
@@ -70,13 +68,12 @@ def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | li
     # into their output pixels (premultiplied colour), in one flat N x 3 x H x W buffer
     alpha = pool.alpha[idx]
     if backgrounds is None:
-        canvas = torch.zeros(n, 3, H, W, dtype=colour.dtype, device=colour.device)
+        canvas = torch.zeros(n * 3 * H * W, dtype=colour.dtype, device=colour.device)
     else:
         bg = backgrounds if backgrounds.ndim == 4 else backgrounds[None]
         if bg.shape[-3:] != (3, H, W) or bg.shape[0] not in (1, n):
             raise PhysadvError(f"backgrounds must be N x 3 x {H} x {W} (N = {n} or 1), got {tuple(backgrounds.shape)}")
-        canvas = ((1 - alpha) * bg.to(colour.dtype)).expand(n, 3, H, W).contiguous()
+        canvas = ((1 - alpha) * bg.to(colour.dtype)).expand(n, 3, H, W).reshape(-1)
     target = (batch * 3 * H * W + take(pool.pixel))[None] + torch.arange(3, device=idx.device)[:, None] * (H * W)
-    image = canvas.view(-1).index_add(0, target.reshape(-1), colour.T.reshape(-1), alpha=1.0 / pool.supersample**2)
+    image = canvas.index_add(0, target.reshape(-1), colour.T.reshape(-1), alpha=1.0 / pool.supersample**2)
     return image.view(n, 3, H, W)
-
