@@ -303,10 +303,9 @@ def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None)
     steps = history["step"]
     for key in ("d_loss", "g_loss"):
         v = np.asarray(history[key], dtype=float)
-        ax.plot(steps, v, lw=0.5, alpha=0.35)
         w = max(1, len(v) // 100)
-        if len(v) >= w:
-            ax.plot(steps[w - 1 :], np.convolve(v, np.ones(w) / w, mode="valid"), lw=1.5, label=key)
+        (line,) = ax.plot(steps[w - 1 :], np.convolve(v, np.ones(w) / w, mode="valid"), lw=1.5, label=f"{key} (mean of {w})")
+        ax.plot(steps, v, lw=0.5, alpha=0.3, color=line.get_color())
     for s in stage_steps or []:
         ax.axvline(s, color="grey", lw=0.6, ls="--")
     ax.set_xlabel("generator step")
