@@ -85,7 +85,7 @@ def test_deepfool_lenet_small_subset(lenet_mnist, mnist_test):
     assert m["mean_iterations"] < 4
     assert res.adversarial.min() >= 0 and res.adversarial.max() <= 1
     # DeepFool is (near) minimal: FGSM with each image's smallest eps needs a much larger L2 perturbation
-    fg = MinimalFGSM(lenet_mnist).run(data.images)
+    fg = MinimalFGSM(lenet_mnist, grid=20, refine=8).run(data.images)
     assert fg.metrics()["rho_adv_l2"] > 1.5 * m["rho_adv_l2"]
 
 
@@ -123,7 +123,7 @@ def test_pgd_stays_in_ball_and_beats_fgsm(lenet_mnist, mnist_test, norm):
 def test_minimal_fgsm_eps_is_minimal(lenet_mnist, mnist_test):
     data = mnist_test.subset(30)
     y = predict(lenet_mnist, data.images)
-    res = MinimalFGSM(lenet_mnist).run(data.images, y)
+    res = MinimalFGSM(lenet_mnist, grid=25).run(data.images, y)
     eps = res.extras["eps"]
     ok = res.success
     assert ok.float().mean() > 0.9
@@ -140,7 +140,7 @@ def test_uap_fools_more_than_noise(fc_mnist, mnist_test):
     from core.data import load_dataset
     from attacks.universal import random_noise_like
 
-    train = load_dataset("mnist", "train").subset(120).images
+    train = load_dataset("mnist", "train").subset(80).images
     uap = UniversalPerturbation(fc_mnist, xi=4.0, norm="l2", max_passes=1)
     fit = uap.fit(train, show_progress=False)
     assert fit.perturbation.norm() <= 4.0 + 1e-4 and fit.updates > 0
