@@ -144,6 +144,15 @@ def test_bad_input_errors(tmp_path, small_mnist):
         load_generator(tmp_path / "clf.safetensors")
 
 
+def test_conditional_training_and_sampling(tmp_path, small_mnist):
+    train_gan(tiny(steps=2, model={"conditional": True}), tmp_path, data=small_mnist, show_progress=False)
+    G, cfg, meta = load_generator(tmp_path / "checkpoint.safetensors")
+    from gans.trainer import generate
+
+    images, labels = generate(G, 12, cfg.model, torch.Generator().manual_seed(0), num_classes=meta["num_classes"])
+    assert images.shape == (12, 1, 28, 28) and labels.tolist() == [i % 10 for i in range(12)]
+
+
 # --------------------------------------------------------------------------- progressive growing
 def test_progressive_fade_in_is_continuous_at_a_stage_change():
     torch.manual_seed(0)
