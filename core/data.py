@@ -92,7 +92,8 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     if split not in ("train", "test"):
         raise PhysadvError(f"dataset split must be 'train' or 'test', got '{split}'")
     if name not in _LOADERS:
-        raise PhysadvError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}")
+        hint = " (the synthetic signs register on `import rendering.signs`)" if name == "signs" else ""
+        raise PhysadvError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}{hint}")
     return _LOADERS[name](split, root=root, size=size)
 
 

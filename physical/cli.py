@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.job == "classifier":  # datasets registered by other packages (the synthetic signs)
+            importlib.import_module("rendering.signs")
         return int(args.func(args) or 0)
     except PhysadvError as exc:
         if debug:

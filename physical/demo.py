@@ -1,36 +1,225 @@
-"""``physadv demo``: the main job on built-in defaults.
+"""``physadv demo``: the main job, end to end, on built-in defaults.
 
-Until the physical pipeline lands, the demo trains (or reuses) LeNet on MNIST-5k, reports its test
-accuracy and writes a run folder.
+1. the synthetic sign set and the sign classifier (trained once, then cached);
+2. RP2 stickers on the stop sign toward "speed limit 80", printability in the loop;
+3. print files at true size: the sticker sheet with cut lines, and the perturbed sign with fiducials;
+4. simulated photos of the exported print files at RP2's distances x angles, judged by ``capture``
+   exactly as real photos would be (clean print against adversarial print);
+5. the digital side, briefly: one DeepFool batch on LeNet/MNIST and a short DCGAN run;
+6. one self-contained HTML report with the texture, the stickers, sample photos and the Table-5 grid.
+
+``--quick`` is the same pipeline at toy sizes (used by the test suite); the default is the real run.
 """
 from __future__ import annotations
 
 import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.errors import PhysadvError
+
+RP2_DISTANCES_FT = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0]
+RP2_ANGLES = [0.0, 15.0, 30.0, 45.0, 60.0]
+
+
+@dataclass
+class DemoPlan:
+    """Sizes of each stage; ``quick()`` shrinks everything for the test suite."""
+
+    signs_quick: bool = False  # a small sign set and short training (its own cache entry)
+    rp2_steps: int = 300
+    distances_ft: list[float] = field(default_factory=lambda: list(RP2_DISTANCES_FT))
+    angles: list[float] = field(default_factory=lambda: list(RP2_ANGLES))
+    lights: list[str] = field(default_factory=lambda: ["normal", "bright", "dim"])
+    photo_px: tuple[int, int] = (1920, 1440)
+    print_dpi: float = 100.0
+    deepfool_images: int = 100
+    gan_steps: int = 300
+
+    @staticmethod
+    def quick() -> "DemoPlan":
+        return DemoPlan(signs_quick=True, rp2_steps=30, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
+                        lights=["normal"], photo_px=(960, 720), print_dpi=60.0, deepfool_images=16, gan_steps=20)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job on built-in defaults (what `make demo` runs)")
+    p = sub.add_parser("demo", help="the main job: design, print, photograph (simulated) and judge an adversarial stop sign")
+    p.add_argument("--quick", action="store_true", help="toy sizes, a couple of minutes (what the tests run)")
     p.add_argument("--out", default=None, help="output folder (default runs/demo/<timestamp>/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from core.cli import finish_run
-    from core.config import save_config
-    from core.data import load_dataset
-    from core.io import make_run_dir
-    from core.train import cached_classifier_path, default_train_config, evaluate, get_classifier
+def _stage(name: str, t0: float) -> None:
+    print(f"[{time.perf_counter() - t0:6.1f} s] {name}", flush=True)
 
-    cfg = default_train_config("lenet-mnist")
-    cfg.device = args.device
+
+def sign_classifier(quick: bool):
+    """The sign classifier: the built-in one, or (quick) a small, fast one with its own cache entry."""
+    from rendering.signs.classifier import SignsConfig, get_sign_classifier
+
+    cfg = SignsConfig()
+    if quick:
+        cfg.world.train_per_class, cfg.world.test_per_class = 60, 20
+        cfg.classifier.epochs = 4
+    return get_sign_classifier(cfg)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.config import save_config, to_dict
+    from core.io import make_run_dir, write_json
+    from core.train import resolve_device
+
+    t0 = time.perf_counter()
+    plan = DemoPlan.quick() if args.quick else DemoPlan()
+    device = resolve_device(args.device)
     run_dir = make_run_dir("demo", out=args.out)
-    save_config(cfg, run_dir / "config.yaml")
-    reused = cached_classifier_path(cfg).is_file()
-    model = get_classifier(cfg)
-    metrics = evaluate(model, load_dataset("mnist", "test"))
-    print(f"LeNet on MNIST-5k: test accuracy {metrics['accuracy']:.2%} "
-          f"({'reused cached weights' if reused else 'trained now'}; cache {cached_classifier_path(cfg)})")
-    metrics.update(model="lenet-mnist", reused_cache=reused)
-    finish_run(run_dir, metrics)
+    save_config(plan, run_dir / "config.yaml")
+    torch.manual_seed(0)
+
+    _stage("1/6 sign classifier (cached after the first run)", t0)
+    model = sign_classifier(plan.signs_quick).to(device).eval()
+
+    _stage("2/6 RP2 stickers: stop -> speed_limit_80", t0)
+    rp2 = design_rp2(model, plan, run_dir / "design", device)
+
+    _stage("3/6 print files at true size", t0)
+    prints = export_prints(rp2, plan, run_dir / "print")
+
+    _stage("4/6 simulated photos of the prints, judged by capture", t0)
+    verdict = photograph_and_judge(model, prints, plan, run_dir / "capture")
+
+    _stage("5/6 digital side: DeepFool on LeNet/MNIST, a short DCGAN run", t0)
+    digital = digital_side(plan, run_dir / "digital", device)
+
+    _stage("6/6 report", t0)
+    metrics = {"seconds": round(time.perf_counter() - t0, 1), "quick": args.quick, "plan": to_dict(plan),
+               "rp2": rp2["metrics"], "capture": verdict["summary"], "digital": digital}
+    write_json(run_dir / "metrics.json", metrics)
+    from physical.demo_report import write_demo_report
+
+    page = write_demo_report(run_dir, rp2, prints, verdict, digital, metrics)
+    s = verdict["summary"]
+    print()
+    print(f"clean stop sign: {s['clean_accuracy']:.1%} classified 'stop' over {s['clean_photos']} simulated photos")
+    print(f"stickers: targeted success {s['targeted_success']:.1%} ('speed_limit_80') over {s['adversarial_photos']} photos")
+    print("per angle: " + ", ".join(f"{a}°: {v:.0%}" for a, v in s["targeted_by_angle"].items()))
+    print(f"report: {page}")
+    print(f"outputs: {run_dir} ({metrics['seconds']:.0f} s)")
     return 0
+
+
+# --------------------------------------------------------------------------- stages
+def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
+    from core.config import from_dict
+    from core.io import write_image
+    from physical.design_cli import save_texture
+    from physical.report import loss_curve
+    from physical.rp2 import RP2Config, rp2_attack
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
+                                "val_views": 96 if plan.rp2_steps >= 100 else 32,
+                                "mask": {"kind": "bars", "max_coverage": 0.15}}, "demo")
+    r = rp2_attack(model, cfg, checkpoint=out / "checkpoint.safetensors", device=device)
+    save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean})
+    write_image(out / "stickers.png", r.stickers)
+    loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("targeted")}, "RP2 loss terms")
+    metrics = {"mask_coverage": round(r.coverage, 4), "val_targeted": r.val_targeted, "best_step": r.best_step,
+               "steps": cfg.steps, "seconds": round(r.seconds, 1), "seconds_per_step": round(r.seconds_per_step, 3),
+               "classifier_share_of_step": round(r.classifier_share, 3)}
+    return {"result": r, "config": cfg, "dir": out, "metrics": metrics}
+
+
+def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:
+    """The sticker sheet (cut lines) and the whole perturbed sign (fiducials), and the clean sign for comparison."""
+    from printing.export import ExportConfig, export_print
+    from rendering.signs.textures import sign_spec
+
+    r = rp2["result"]
+    size = f"{sign_spec(rp2['config'].source).size_m * 100:g}cm"
+    alpha = r.alpha
+    files = {}
+    for name, texture, mask, extra in (
+        ("stickers", r.texture, r.mask.numpy(), {"cut_lines": True, "fiducials": False}),
+        ("adversarial", r.texture, None, {}),
+        ("clean", r.clean, None, {}),
+    ):
+        rgba = torch.cat([texture, alpha if mask is None else torch.from_numpy(mask)[None].float()], 0)
+        cfg = ExportConfig(width=size, dpi=plan.print_dpi, label=f"physadv demo: {name}", basename=name,
+                           formats=["png", "pdf"], **extra)
+        layout = export_print(rgba, out / name, cfg, mask=mask)
+        files[name] = {"dir": out / name, "png": out / name / f"{name}.png", "pdf": out / name / f"{name}.pdf",
+                       "layout": layout}
+    return files
+
+
+def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict:
+    from capture.judge import JudgeConfig, evaluate_photos
+    from capture.report import write_reports
+    from capture.simulate import SimulateConfig, simulate
+    from printing.layout import PrintLayout
+
+    sets = {}
+    for name in ("clean", "adversarial"):
+        cfg = SimulateConfig(print_file=str(prints[name]["pdf"]), distances=list(plan.distances_ft), distance_unit="ft",
+                             angles=list(plan.angles), lights=list(plan.lights), width=plan.photo_px[0],
+                             height=plan.photo_px[1], seed=7)  # the same seed: same poses and backgrounds
+        simulate(cfg, out / name)
+        sets[name] = out / name
+    layout = PrintLayout.from_json(prints["adversarial"]["dir"] / "layout.json")
+    judge = JudgeConfig(true_class="stop", target_class="speed_limit_80", report_unit="ft")
+    results, report = evaluate_photos(model, judge, sets["adversarial"], sets["adversarial"] / "manifest.csv", layout=layout,
+                                      clean_photos=sets["clean"], clean_manifest=sets["clean"] / "manifest.csv")
+    files = write_reports(out / "report", results, report, "Stop sign with RP2 stickers: simulated photos judged by capture")
+    adv = [r for r in results if r.set == "adversarial" and r.status == "ok"]
+    clean = [r for r in results if r.set == "clean" and r.status == "ok"]
+    if not adv or not clean:
+        raise PhysadvError(f"no photo could be judged (see {files['html']})")
+    by_angle: dict = {}
+    for r in adv:
+        by_angle.setdefault(f"{r.angle:g}", []).append(bool(r.targeted))
+    summary = {"adversarial_photos": len(adv), "clean_photos": len(clean),
+               "not_found": sum(r.status != "ok" for r in results),
+               "clean_accuracy": sum(r.top1 == "stop" for r in clean) / len(clean),
+               "targeted_success": sum(bool(r.targeted) for r in adv) / len(adv),
+               "untargeted_success": sum(bool(r.untargeted) for r in adv) / len(adv),
+               "targeted_by_angle": {a: sum(v) / len(v) for a, v in sorted(by_angle.items(), key=lambda kv: float(kv[0]))}}
+    return {"results": results, "report": report, "files": files, "summary": summary, "sets": sets}
+
+
+def digital_side(plan: DemoPlan, out: Path, device) -> dict:
+    from attacks import DeepFool
+    from core.data import load_dataset
+    from core.io import save_image_grid
+    from core.train import get_classifier
+
+    out.mkdir(parents=True, exist_ok=True)
+    lenet = get_classifier("lenet-mnist").to(device).eval()
+    data = load_dataset("mnist", "test").subset(plan.deepfool_images)
+    x, y = data.images.to(device), data.labels.to(device)
+    res = DeepFool(lenet).run(x, y)
+    adv = res.adversarial.to(device)
+    pred = lenet.predict(adv)
+    show = min(8, len(x))
+    pert = (adv[:show] - x[:show])
+    scaled = (pert / (2 * pert.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)) + 0.5)
+    captions = [f"label {int(c)}" for c in y[:show]] + ["perturbation"] * show + [f"→ {int(c)}" for c in pred[:show]]
+    save_image_grid(out / "deepfool.png", torch.cat([x[:show], scaled, adv[:show]]).cpu(), nrow=show, captions=captions, scale=2)
+    deepfool = {"images": len(x), "success": float(res.success.float().mean()), "rho_adv_l2": float(res.rho(2).mean()),
+                "mean_iterations": float(res.iterations.float().mean()), "seconds": round(res.seconds, 2)}
+
+    from core.config import load_config
+    from gans.trainer import GanConfig, train_gan
+
+    cfg = load_config(GanConfig, "configs/gans/dcgan.yaml" if Path("configs/gans/dcgan.yaml").is_file() else None,
+                      [f"steps={plan.gan_steps}", f"sample_every={plan.gan_steps}", f"checkpoint_every={plan.gan_steps}",
+                       f"device={device.type}"])
+    gan = train_gan(cfg, out / "gan", show_progress=True)
+    grids = sorted((out / "gan" / "samples").glob("step_*.png"))
+    return {"deepfool": deepfool, "deepfool_grid": str(out / "deepfool.png"),
+            "gan": {k: v for k, v in gan.items() if isinstance(v, (int, float, str))},
+            "gan_grid": str(grids[-1]) if grids else ""}

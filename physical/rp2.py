@@ -110,7 +110,8 @@ def build_mask(cfg: MaskConfig, alpha: torch.Tensor) -> torch.Tensor:
         m = M.full_mask(alpha)
     else:
         m = M.mask_from_file(cfg.path, size)
-    return m * (alpha.reshape(size) > 0.5)
+    # whole-face masks follow the object's shape; drawn masks are checked against it (check_mask), not clipped
+    return m * (alpha.reshape(size) > 0.5) if cfg.kind in ("poster", "search") else m
 
 
 def _palette(path: str) -> torch.Tensor | None:
@@ -213,7 +214,7 @@ def rp2_attack(model: Classifier, cfg: RP2Config, checkpoint: str | Path | None 
                 history.setdefault(f"{tag}/val_targeted", []).append(rate)
                 if rate >= best[0]:
                     best = (rate, obj.compose(w.detach(), mask), step + 1)
-                bar.set_postfix(loss=f"{float(total):.3f}", val=f"{rate:.0%}")
+                bar.set_postfix(loss=f"{float(total.detach()):.3f}", val=f"{rate:.0%}")
             if checkpoint and (step + 1) % cfg.checkpoint_every == 0 and tag == "rp2":
                 st = opt.state[w]
                 save_checkpoint(checkpoint, {"w": w.detach(), "mask": mask, "best": best[1],

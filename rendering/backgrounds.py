@@ -46,13 +46,17 @@ def photos() -> list[torch.Tensor]:
     return out
 
 
+KINDS = ("photo", "solid", "noise", "paper")
+
+
 def sample_backgrounds(n: int, height: int, width: int, kinds: tuple[str, ...] = ("photo", "solid", "noise"),
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """``n x 3 x H x W`` backgrounds: random crops of photos (rescaled), solid colours, smooth noise."""
+    """``n x 3 x H x W`` backgrounds: random crops of photos (rescaled), solid colours, smooth noise, or
+    "paper": near-white with a slight tint and shading, as around a sign printed on a poster."""
     g = generator or torch.Generator().manual_seed(0)
     for k in kinds:
-        if k not in ("photo", "solid", "noise"):
-            raise PhysadvError(f"unknown background kind '{k}' (use photo, solid, noise)")
+        if k not in KINDS:
+            raise PhysadvError(f"unknown background kind '{k}' (use {', '.join(KINDS)})")
     pool = photos() if "photo" in kinds else []
     out = torch.empty(n, 3, height, width)
     for i in range(n):
@@ -70,6 +74,10 @@ def sample_backgrounds(n: int, height: int, width: int, kinds: tuple[str, ...] =
             out[i] = F.interpolate(crop, size=(height, width), mode="bilinear", align_corners=False, antialias=True)[0]
         elif kind == "solid":
             out[i] = torch.rand(3, 1, 1, generator=g).expand(3, height, width)
+        elif kind == "paper":
+            base = 0.8 + 0.2 * torch.rand(1, 1, 1, generator=g) + 0.03 * (torch.rand(3, 1, 1, generator=g) - 0.5)
+            ramp = torch.linspace(-0.5, 0.5, width).view(1, 1, width) * 0.15 * (torch.rand(1, generator=g) - 0.5)
+            out[i] = (base + ramp).expand(3, height, width)
         else:
             coarse = torch.rand(1, 3, 4 + int(torch.randint(0, 12, (1,), generator=g)), 4 + int(torch.randint(0, 12, (1,), generator=g)), generator=g)
             out[i] = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)[0]

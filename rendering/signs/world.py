@@ -124,7 +124,7 @@ class WorldConfig:
     pose: PoseRanges = field(default_factory=PoseRanges)
     light: LightConfig = field(default_factory=LightConfig)
     effects: CameraEffects = field(default_factory=CameraEffects)
-    backgrounds: tuple[str, ...] = ("photo", "solid", "noise")
+    backgrounds: tuple[str, ...] = ("photo", "solid", "noise", "paper")  # paper: a sign printed on a poster
     crop_px: int = 32  # classifier input size
     margin: float = 0.1  # GTSRB: the crop holds the sign plus 10% on each side
     box_jitter: float = 0.05  # the crop box is off by up to this fraction of its size (detector error)
