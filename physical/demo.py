@@ -34,15 +34,17 @@ class DemoPlan:
     distances_ft: list[float] = field(default_factory=lambda: list(RP2_DISTANCES_FT))
     angles: list[float] = field(default_factory=lambda: list(RP2_ANGLES))
     lights: list[str] = field(default_factory=lambda: ["normal", "bright", "dim"])
-    photo_px: tuple[int, int] = (1920, 1440)
+    photo_px: tuple[int, int] = (2560, 1920)
+    photo_fov: float = 60.0  # a phone's main camera: the whole poster fits the frame at 5 ft
     print_dpi: float = 100.0
+    marker_mm: float = 150.0  # fiducials large enough to be found at 40 ft
     deepfool_images: int = 100
-    gan_steps: int = 300
+    gan_steps: int = 200
 
     @staticmethod
     def quick() -> "DemoPlan":
         return DemoPlan(signs_quick=True, rp2_steps=30, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
-                        lights=["normal"], photo_px=(960, 720), print_dpi=60.0, deepfool_images=16, gan_steps=20)
+                        lights=["normal"], photo_px=(1280, 960), print_dpi=60.0, deepfool_images=16, gan_steps=20)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -150,7 +152,7 @@ def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:
     ):
         rgba = torch.cat([texture, alpha if mask is None else torch.from_numpy(mask)[None].float()], 0)
         cfg = ExportConfig(width=size, dpi=plan.print_dpi, label=f"physadv demo: {name}", basename=name,
-                           formats=["png", "pdf"], **extra)
+                           formats=["png", "pdf"], marker_mm=plan.marker_mm, **extra)
         layout = export_print(rgba, out / name, cfg, mask=mask)
         files[name] = {"dir": out / name, "png": out / name / f"{name}.png", "pdf": out / name / f"{name}.pdf",
                        "layout": layout}
@@ -167,7 +169,7 @@ def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict
     for name in ("clean", "adversarial"):
         cfg = SimulateConfig(print_file=str(prints[name]["pdf"]), distances=list(plan.distances_ft), distance_unit="ft",
                              angles=list(plan.angles), lights=list(plan.lights), width=plan.photo_px[0],
-                             height=plan.photo_px[1], seed=7)  # the same seed: same poses and backgrounds
+                             height=plan.photo_px[1], fov_deg=plan.photo_fov, seed=7)  # the same seed: same poses and backgrounds
         simulate(cfg, out / name)
         sets[name] = out / name
     layout = PrintLayout.from_json(prints["adversarial"]["dir"] / "layout.json")
