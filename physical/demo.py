@@ -65,8 +65,7 @@ def sign_classifier(quick: bool):
 
     cfg = SignsConfig()
     if quick:
-        cfg.world.train_per_class, cfg.world.test_per_class = 60, 20
-        cfg.classifier.epochs = 4
+        cfg.world.train_per_class, cfg.world.test_per_class = 150, 20
     return get_sign_classifier(cfg)
 
 

@@ -11,6 +11,7 @@ then a threshold on |delta|) is RP2's way of finding where stickers work best.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,8 @@ class RP2Config:
     steps: int = 300
     search_steps: int = 100
     batch: int = 32
-    lr: float = 0.1
+    lr: float = 0.2
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
     world: WorldConfig = field(default_factory=WorldConfig)
     val_views: int = 96
     val_every: int = 25
@@ -190,6 +192,7 @@ def rp2_attack(model: Classifier, cfg: RP2Config, checkpoint: str | Path | None 
             w = torch.atanh((clean * 2 - 1).clamp(-0.999, 0.999)).clone()
             w = (w + 0.5 * torch.randn_like(w)).requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr)
+        cosine = cfg.lr_schedule == "cosine"
         best = (-1.0, obj.compose(w.detach(), mask), first_step)
         if resume is not None:  # Adam moments, the view sampler's random state and the best so far
             opt.state[w] = {"step": resume["adam_step"][0].clone(), "exp_avg": resume["adam_m"].clone(),
@@ -198,6 +201,8 @@ def rp2_attack(model: Classifier, cfg: RP2Config, checkpoint: str | Path | None 
             best = (resume["best_rate"], resume["best"], resume["best_step"])
         bar = progress(range(first_step, steps), desc=tag, total=steps, initial=first_step, disable=not progress_bar)
         for step in bar:
+            if cosine:  # a function of the step alone, so a resumed run follows the same schedule
+                opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
             total, terms = obj.loss(w, mask, lam, norm)
             if not torch.isfinite(total):
                 _save_best(checkpoint, best[1], mask, alpha)

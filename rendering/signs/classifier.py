@@ -29,7 +29,7 @@ class SignTrainConfig(TrainConfig):
     model: str = "gtsrb-cnn"
     data: DataConfig = field(default_factory=lambda: DataConfig(name="signs"))
     model_args: dict = field(default_factory=lambda: {"width": 0.5})
-    epochs: int = 8
+    epochs: int = 12
     lr: float = 2e-3
     augment_shift: int = 1
 

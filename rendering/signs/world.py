@@ -70,8 +70,8 @@ class PoseRanges:
     """Where the camera stands. ``angle_deg``: how far the sign is turned from facing the camera
     (azimuth about the sign's vertical axis, either side, as in RP2's angle); distances in metres."""
 
-    distance_m: Range = (1.5, 12.0)
-    angle_deg: Range = (0.0, 60.0)
+    distance_m: Range = (1.2, 13.0)  # RP2's 5-40 ft (1.5-12.2 m) with a margin either side
+    angle_deg: Range = (0.0, 65.0)  # RP2's 0-60 degrees with a margin
     elevation_deg: Range = (-8.0, 8.0)
     roll_deg: Range = (-5.0, 5.0)
     look_at_jitter_m: float = 0.2  # the camera aims up to this far from the sign's centre
@@ -131,7 +131,7 @@ class WorldConfig:
     work_px: int = 64  # rendering grid of the crop window (>= crop_px)
     supersample: int = 2
     texture_px: int = 128
-    train_per_class: int = 300
+    train_per_class: int = 500
     test_per_class: int = 80
     seed: int = 0
 
