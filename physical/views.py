@@ -15,7 +15,7 @@ import torch
 from core.errors import PhysadvError
 from rendering.camera import Pose, feet
 from rendering.signs.textures import all_textures, sign_classes
-from rendering.signs.world import WorldConfig, background_pool, render_signs, sample_poses
+from rendering.signs.world import WorldConfig, photograph_sign, sample_poses
 
 
 def class_index(name: str) -> int:
@@ -34,7 +34,6 @@ class SignViews:
         self.world = world
         self.g = torch.Generator().manual_seed(seed)
         self.rgb_all, self.alpha_all = all_textures(texture_px or world.texture_px)
-        self.backgrounds = background_pool(world.backgrounds, world.work_px)
 
     @property
     def clean_texture(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,9 +47,7 @@ class SignViews:
         """GTSRB-style crops (``N x 3 x crop x crop``) of the sign wearing ``texture`` (``3 x S x S``) at ``poses``."""
         if texture.shape != self.rgb_all[self.index].shape:
             raise PhysadvError(f"texture must be {tuple(self.rgb_all[self.index].shape)}, got {tuple(texture.shape)}")
-        rgb = torch.cat([self.rgb_all[: self.index], texture[None], self.rgb_all[self.index + 1 :]])
-        labels = torch.full((len(poses),), self.index, dtype=torch.long)
-        return render_signs(labels, poses, self.world, self.g, (rgb, self.alpha_all), self.backgrounds).images
+        return photograph_sign(texture, self.source, poses, self.world, self.g).images
 
 
 @dataclass
