@@ -1,7 +1,7 @@
 """``physadv demo``: the main job, end to end, on built-in defaults.
 
 1. the synthetic sign set and the sign classifier (trained once, then cached);
-2. RP2 stickers on the stop sign toward "speed limit 80", printability in the loop;
+2. RP2 stickers on the stop sign toward "speed limit 80" (mask search, 15% of the face), printability in the loop;
 3. print files at true size: the sticker sheet with cut lines, and the perturbed sign with fiducials;
 4. simulated photos of the exported print files at RP2's distances x angles, judged by ``capture``
    exactly as real photos would be (clean print against adversarial print);
@@ -30,7 +30,8 @@ class DemoPlan:
     """Sizes of each stage; ``quick()`` shrinks everything for the test suite."""
 
     signs_quick: bool = False  # a small sign set and short training (its own cache entry)
-    rp2_steps: int = 300
+    rp2_steps: int = 400
+    mask_search_steps: int = 100
     distances_ft: list[float] = field(default_factory=lambda: list(RP2_DISTANCES_FT))
     angles: list[float] = field(default_factory=lambda: list(RP2_ANGLES))
     lights: list[str] = field(default_factory=lambda: ["normal", "bright", "dim"])
@@ -43,7 +44,7 @@ class DemoPlan:
 
     @staticmethod
     def quick() -> "DemoPlan":
-        return DemoPlan(signs_quick=True, rp2_steps=30, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
+        return DemoPlan(signs_quick=True, rp2_steps=30, mask_search_steps=20, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
                         lights=["normal"], photo_px=(1280, 960), print_dpi=60.0, deepfool_images=16, gan_steps=20)
 
 
@@ -124,7 +125,9 @@ def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
                                 "val_views": 96 if plan.rp2_steps >= 100 else 32,
-                                "mask": {"kind": "bars", "max_coverage": 0.15}}, "demo")
+                                "search_steps": plan.mask_search_steps,
+                                # RP2's mask search: an L1 pass over the face, then the strongest 15% as stickers
+                                "mask": {"kind": "search", "coverage": 0.15, "max_coverage": 0.15}}, "demo")
     r = rp2_attack(model, cfg, checkpoint=out / "checkpoint.safetensors", device=device)
     save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean})
     write_image(out / "stickers.png", r.stickers)

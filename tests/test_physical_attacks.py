@@ -151,7 +151,8 @@ def test_designed_texture_survives_opencv_warps(tmp_path):
     from rendering.signs.classifier import get_sign_classifier
     from rendering.signs.world import gtsrb_crop
 
-    assert main(["design", "rp2", "--out", str(tmp_path / "rp2"), "--set", "grid.lights_per_cell=1"]) == 0
+    assert main(["design", "rp2", "--config", "configs/physical/rp2_stop_search.yaml", "--out", str(tmp_path / "rp2"),
+                 "--set", "grid.lights_per_cell=1"]) == 0
     model = get_sign_classifier(progress=False)
     rgba = read_image(tmp_path / "rp2" / "texture.png", mode="RGBA")
     tex = (rgba[:3] * 255).round().byte().permute(1, 2, 0).numpy()
