@@ -8,8 +8,6 @@ printed and written beside the outputs.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -107,11 +105,6 @@ def _eval(args: argparse.Namespace) -> int:
     print(f"{model.arch}: accuracy {metrics['accuracy']:.4f} on {data.name} ({len(data)} images)")
     finish_run(run, metrics)
     return 0
-
-
-def print_json(obj: Any) -> None:
-    json.dump(obj, sys.stdout, indent=2, default=str)
-    print()
 
 
 __all__ = ["add_config_args", "resolve_config", "start_run", "finish_run", "register", "PhysadvError"]

@@ -11,7 +11,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -268,11 +268,4 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, paddi
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
-    return Path(path)
-
-
-def save_callable_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
-    """Run ``writer(tmp_path)`` and move the result over ``path`` only if it succeeded."""
-    with atomic_path(path) as tmp:
-        writer(tmp)
     return Path(path)

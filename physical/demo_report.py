@@ -73,7 +73,7 @@ def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, dig
                                       f"{x.top1} ({x.top1_conf:.2f})", 260))
     by_angle = ", ".join(f"{a}°: {v:.0%}" for a, v in s["targeted_by_angle"].items())
     capture_html = Path(verdict["files"]["html"]).relative_to(run_dir)
-    df, gan = digital["deepfool"], digital["gan"]
+    df = digital["deepfool"]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>physadv demo</title><style>",
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"

@@ -8,7 +8,7 @@ where A pastes the (rotated, scaled) patch into the image at l. The patch is kep
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch

@@ -116,12 +116,6 @@ def build_mask(cfg: MaskConfig, alpha: torch.Tensor) -> torch.Tensor:
     return m * (alpha.reshape(size) > 0.5) if cfg.kind in ("poster", "search") else m
 
 
-def _palette(path: str) -> torch.Tensor | None:
-    if not path:
-        return None
-    return load_palette(path)
-
-
 class _Objective:
     """The RP2 loss for one parameter tensor ``w``; also renders validation views."""
 
@@ -179,7 +173,7 @@ def rp2_attack(model: Classifier, cfg: RP2Config, checkpoint: str | Path | None 
         raise PhysadvError(f"target class '{cfg.target}' is not one of the classifier's classes: {', '.join(model.classes)}")
     views = SignViews(cfg.source, cfg.world, seed=cfg.seed, texture_px=cfg.texture_px)
     printer = build_print_model(cfg.print_model)
-    palette = _palette(cfg.palette)
+    palette = load_palette(cfg.palette) if cfg.palette else None
     if palette is not None and len(palette) == 0:
         raise PhysadvError(f"{cfg.palette}: the palette is empty")
     obj = _Objective(cfg, model.eval().requires_grad_(False), views, printer, palette, device)

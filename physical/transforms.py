@@ -79,8 +79,3 @@ def apply(images: torch.Tensor, p: Params, fill: float = 0.0) -> torch.Tensor:
     img = img + (1 - cover) * fill
     img = (img - 0.5) * p.contrast.to(dev).view(n, 1, 1, 1) + 0.5 + p.brightness.to(dev).view(n, 1, 1, 1)
     return (img + p.noise.to(dev)).clamp(0, 1)
-
-
-def describe(p: Params, i: int) -> str:
-    return (f"rot {float(p.angle[i]):+.0f}°, scale {float(p.scale[i]):.2f}, shift ({float(p.shift[i, 0]):+.1f}, "
-            f"{float(p.shift[i, 1]):+.1f}) px")
