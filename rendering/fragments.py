@@ -15,7 +15,7 @@ sampling and shading cost work in proportion to the pixels the object covers, no
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,19 +25,36 @@ from rendering.camera import Intrinsics, Pose, to_pytorch3d
 from rendering.mesh import TexturedMesh
 
 
+LAYOUT = "C x M"  # how per-sample attributes are stored (saved pools record it)
+
+
 @dataclass
 class FragmentPool:
     poses: list[Pose]
     camera: Intrinsics  # at the output resolution
     supersample: int
     offsets: torch.Tensor  # P + 1 long
+    # per sample, one row per component (2 x M, 3 x M): shading runs on contiguous rows
     pixel: torch.Tensor  # M long: output pixel (row * W + col) of each sample
-    uv: torch.Tensor  # M x 2 texture coordinates, (0, 0) bottom-left
+    uv: torch.Tensor  # 2 x M texture coordinates, (0, 0) bottom-left
     textured: torch.Tensor  # M bool
-    normal: torch.Tensor  # M x 3 unit normals
-    to_camera: torch.Tensor  # M x 3 unit vectors from the surface point to the camera
+    normal: torch.Tensor  # 3 x M unit normals
+    to_camera: torch.Tensor  # 3 x M unit vectors from the surface point to the camera
     alpha: torch.Tensor  # P x 1 x H x W coverage in [0, 1]
     base_color: tuple[float, float, float]
+    _binned: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def binned_pixel(self, factor: int = 1) -> torch.Tensor:
+        """Each sample's pixel at ``1 / factor`` of the resolution, computed once per factor."""
+        H, W = self.size
+        if factor < 1 or H % factor or W % factor:
+            raise PhysadvError(f"downsample must be a whole divisor of the pool's {H} x {W} views, got {factor}")
+        if factor == 1:
+            return self.pixel
+        if factor not in self._binned:
+            row, col = self.pixel.div(W, rounding_mode="floor"), self.pixel % W
+            self._binned[factor] = row.div(factor, rounding_mode="floor") * (W // factor) + col.div(factor, rounding_mode="floor")
+        return self._binned[factor]
 
     def __len__(self) -> int:
         return len(self.poses)
@@ -58,7 +75,7 @@ class FragmentPool:
 
         tensors = {k: getattr(self, k).contiguous().cpu() for k in ("offsets", "pixel", "uv", "textured", "normal", "to_camera", "alpha")}
         meta = {"poses": [asdict(p) for p in self.poses], "camera": asdict(self.camera), "supersample": self.supersample,
-                "base_color": list(self.base_color)}
+                "base_color": list(self.base_color), "layout": LAYOUT}
         return save_checkpoint(path, tensors, meta)
 
     @staticmethod
@@ -66,6 +83,9 @@ class FragmentPool:
         from core.io import load_checkpoint
 
         tensors, meta = load_checkpoint(path, device)
+        if meta.get("layout") != LAYOUT:
+            raise PhysadvError(f"{path}: a fragment pool from an older physadv (sample layout "
+                               f"{meta.get('layout', 'M x C')}, expected {LAYOUT}); rasterize it again")
         try:
             poses = [Pose(**{**p, "look_at": tuple(p["look_at"])}) for p in meta["poses"]]
             return FragmentPool(poses, Intrinsics(**meta["camera"]), int(meta["supersample"]),
@@ -130,13 +150,13 @@ def rasterize_pool(mesh: TexturedMesh, poses: list[Pose], camera: Intrinsics, su
             m = covered[i].reshape(-1)
             counts.append(int(m.sum()))
             parts["pixel"].append(out_pixel[m])
-            parts["uv"].append(uv[i].reshape(-1, 2)[m])
+            parts["uv"].append(uv[i].reshape(-1, 2)[m].T)
             parts["textured"].append(textured[i].reshape(-1)[m])
-            parts["normal"].append(normal[i].reshape(-1, 3)[m])
-            parts["to_camera"].append(to_cam[i].reshape(-1, 3)[m])
+            parts["normal"].append(normal[i].reshape(-1, 3)[m].T)
+            parts["to_camera"].append(to_cam[i].reshape(-1, 3)[m].T)
         cov = covered.float()[:, None]
         alphas.append(torch.nn.functional.avg_pool2d(cov, s) if s > 1 else cov)
     offsets = torch.zeros(len(poses) + 1, dtype=torch.long, device=device)
     offsets[1:] = torch.tensor(counts, device=device).cumsum(0)
     return FragmentPool(list(poses), camera, s, offsets, base_color=tuple(mesh.base_color), alpha=torch.cat(alphas),
-                        **{k: torch.cat(v) for k, v in parts.items()})
+                        **{k: torch.cat(v, -1) for k, v in parts.items()})

@@ -55,6 +55,45 @@ def test_supersampled_render_is_box_filtered_pytorch3d_render():
     assert edge.sum() > 20  # partially covered pixels exist: the silhouette is anti-aliased
 
 
+def test_downsampled_render_equals_area_resize_of_full_render():
+    """Binning samples straight into coarse pixels is the box filter of the full-resolution render,
+    background composite included, and its gradient is the same."""
+    mesh = sphere(0.5, 16, 32)
+    pool = rasterize_pool(mesh, POSES, CAM, supersample=2, progress=False)
+    lights = sample_lights(LightConfig(), 3, torch.Generator().manual_seed(4))
+    bg = torch.rand(3, 3, 48, 64, generator=torch.Generator().manual_seed(5))
+    tex = mesh.texture.clone().requires_grad_()
+    full = F.interpolate(render(tex, pool, [2, 0, 2], lights, bg), scale_factor=1 / 4, mode="area")
+    (g_full,) = torch.autograd.grad(full.square().sum(), tex)
+    small = render(tex, pool, [2, 0, 2], lights, bg, downsample=4)
+    (g_small,) = torch.autograd.grad(small.square().sum(), tex)
+    assert small.shape == (3, 3, 12, 16)
+    assert (small - full).abs().max() < 1e-5
+    assert torch.allclose(g_small, g_full, atol=1e-5)
+    with pytest.raises(PhysadvError, match="downsample"):
+        render(tex, pool, [0], lights.index(slice(0, 1)), downsample=5)  # 48 x 64 is not a multiple of 5
+
+
+def test_texture_sampling_split_across_threads_equals_one_grid_sample():
+    from rendering.renderer import sample_texture
+
+    g = torch.Generator().manual_seed(6)
+    tex = torch.rand(64, 48, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    grid = torch.rand(300_001, 2, generator=g, dtype=torch.float64) * 2 - 1  # odd: the last split is padded
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)  # 4 splits
+    try:
+        ours = sample_texture(tex, grid)
+    finally:
+        torch.set_num_threads(threads)
+    ref = F.grid_sample(tex.permute(2, 0, 1)[None], grid[None, None], mode="bilinear", padding_mode="border",
+                        align_corners=False)[0, :, 0]
+    w = torch.rand(3, len(grid), generator=g, dtype=torch.float64)
+    assert ours.shape == ref.shape == (3, len(grid))
+    assert torch.allclose(ours, ref)
+    assert torch.allclose(*(torch.autograd.grad((x * w).sum(), tex)[0] for x in (ours, ref)))
+
+
 def test_gradient_reaches_texels_finite_difference():
     mesh = sign_plate("circle", thickness=0.01)
     tex = mesh.texture[::8, ::8].double().contiguous().requires_grad_()  # 32 x 32 texels
