@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+import kornia.augmentation as K
 import torch
 from torch import nn
 
@@ -66,6 +67,10 @@ class Noise:
 class Jpeg:
     p: float = 0.3
     quality: tuple[float, float] = (40.0, 95.0)
+    # "straight-through": libjpeg's real codec, its gradient passed through as the identity (BPDA, Athalye et
+    # al. 2018), a fraction of a millisecond per image; "differentiable": Kornia's differentiable codec
+    # (Reich et al. 2024), a true-gradient approximation, ten times the cost of the rest of the stack
+    gradient: str = "straight-through"
 
 
 @dataclass
@@ -100,6 +105,8 @@ class AugmentConfig:
                 raise ValueError(f"{name}: must be an odd number of pixels >= 3, got {k}")
         if not 0 <= self.perspective.scale < 0.5:
             raise ValueError(f"perspective.scale: must be within [0, 0.5), got {self.perspective.scale}")
+        if self.jpeg.gradient not in ("straight-through", "differentiable"):
+            raise ValueError(f"jpeg.gradient: 'straight-through' or 'differentiable', got {self.jpeg.gradient!r}")
         if self.noise.std < 0:
             raise ValueError(f"noise.std: must be >= 0, got {self.noise.std}")
 
@@ -109,10 +116,33 @@ class AugmentConfig:
         return AugmentConfig(ColourJitter(0), Gamma(0), Defocus(0), Motion(0), Noise(0), Jpeg(0), Perspective(0))
 
 
+def jpeg(images: torch.Tensor, quality: torch.Tensor | list[float]) -> torch.Tensor:
+    """libjpeg (OpenCV) encode and decode of ``N x 3 x H x W`` sRGB images in [0, 1], per-image ``quality``
+    (1-100). Differentiable as the identity: the forward is the real codec, the gradient passes straight through."""
+    import cv2
+    import numpy as np
+
+    quality = torch.as_tensor(quality).reshape(-1)
+    if len(quality) != len(images):
+        raise PhysadvError(f"jpeg: one quality per image expected, got {len(quality)} for {len(images)} images")
+    decoded = torch.empty(images.shape, dtype=images.dtype)
+    for i, img in enumerate(images.detach().cpu()):
+        arr = (img.permute(1, 2, 0).float().numpy() * 255).round().clip(0, 255).astype(np.uint8)[:, :, ::-1]
+        ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
+        dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
+        decoded[i] = torch.from_numpy(np.ascontiguousarray(dec)).permute(2, 0, 1).to(images.dtype) / 255
+    return images + (decoded.to(images.device) - images).detach()
+
+
+class StraightThroughJPEG(K.RandomJPEG):
+    """Kornia's ``RandomJPEG`` (same parameters, same replay) with libjpeg's codec and a straight-through gradient."""
+
+    def apply_transform(self, input, params, flags, transform=None):
+        return jpeg(input.clamp(0, 1), params["jpeg_quality"].expand(len(input)))
+
+
 def build_stack(cfg: AugmentConfig) -> list[nn.Module]:
     """The Kornia augmentations the config asks for, in camera order."""
-    import kornia.augmentation as K
-
     try:
         cfg.validate()
     except ValueError as exc:
@@ -133,7 +163,8 @@ def build_stack(cfg: AugmentConfig) -> list[nn.Module]:
     if cfg.noise.p > 0 and cfg.noise.std > 0:
         steps.append(K.RandomGaussianNoise(std=cfg.noise.std, p=cfg.noise.p))
     if cfg.jpeg.p > 0:
-        steps.append(K.RandomJPEG(tuple(cfg.jpeg.quality), p=cfg.jpeg.p))
+        jpeg = K.RandomJPEG if cfg.jpeg.gradient == "differentiable" else StraightThroughJPEG
+        steps.append(jpeg(tuple(cfg.jpeg.quality), p=cfg.jpeg.p))
     return steps
 
 
@@ -142,8 +173,6 @@ class EOTAugment(nn.Module):
 
     def __init__(self, cfg: AugmentConfig | None = None,
                  colour_transform: Callable[[torch.Tensor], torch.Tensor] | None = None):
-        import kornia.augmentation as K
-
         super().__init__()
         self.cfg = cfg or AugmentConfig()
         self.colour_transform = colour_transform

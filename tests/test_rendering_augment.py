@@ -86,3 +86,40 @@ def test_bad_config_and_input(tmp_path):
         load_config(AugmentConfig, bad)
     with pytest.raises(PhysadvError, match="N x 3 x H x W"):
         EOTAugment()(torch.rand(3, 32, 32))
+
+
+def test_straight_through_jpeg_is_libjpeg_forward_and_identity_backward():
+    from rendering.augment import jpeg
+
+    x = torch.nn.functional.interpolate(images(1, 12), size=48, mode="bicubic", align_corners=False).clamp(0, 1)
+    x = x.expand(2, -1, -1, -1).clone().requires_grad_()
+    out = jpeg(x, [50, 95])
+    arr = (x[0].detach().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    ok, enc = cv2.imencode(".jpg", arr[:, :, ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    ref = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1] / 255.0
+    assert np.abs(out[0].detach().permute(1, 2, 0).numpy() - ref).max() < 1e-6
+    assert (out[0] - x[0]).abs().mean() > 1.5 * (out[1] - x[1]).abs().mean() > 0  # quality 50 changes more than 95
+    w = torch.rand_like(x)
+    (g,) = torch.autograd.grad((out * w).sum(), x)
+    assert torch.equal(g, w)
+
+
+def test_jpeg_options_in_the_stack_agree_on_the_codec():
+    """The stack's straight-through JPEG draws qualities as Kornia's RandomJPEG does; Kornia's
+    differentiable codec at the same qualities approximates the same libjpeg output."""
+    from kornia.enhance import jpeg_codec_differentiable
+
+    x = torch.nn.functional.interpolate(images(4, 12), size=64, mode="bicubic", align_corners=False).clamp(0, 1)
+    only_jpeg = dict(colour=ColourJitter(0), gamma=Gamma(0), defocus=Defocus(0), motion=Motion(0), noise=Noise(0),
+                     perspective=Perspective(0))
+    torch.manual_seed(5)
+    st = EOTAugment(AugmentConfig(jpeg=Jpeg(1.0, (60.0, 80.0)), **only_jpeg))
+    a = st(x)
+    quality = st.params[0].data["jpeg_quality"]
+    assert quality.shape == (4,) and ((quality >= 60) & (quality <= 80)).all()
+    assert torch.equal(st(x, params=st.params), a)  # replayed
+    b = jpeg_codec_differentiable(x, quality)
+    assert (a - x).abs().mean() > 0.003  # the codec did something
+    assert (a - b).abs().mean() < 0.5 * (a - x).abs().mean()  # the two codecs agree far better than either with x
+    with pytest.raises(PhysadvError, match="jpeg.gradient"):
+        EOTAugment(AugmentConfig(jpeg=Jpeg(gradient="exact")))

@@ -37,6 +37,7 @@ from core.config import config_hash, load_config, to_dict
 from core.data import ImageSet
 from core.errors import PhysadvError
 from core.io import cache_dir, load_checkpoint, save_checkpoint
+from rendering.augment import jpeg
 from rendering.camera import Intrinsics, Pose, plane_homography
 from rendering.planar import apply_homography, bbox_of, render_planar
 from rendering.signs.textures import all_textures, sign_classes, sign_spec
@@ -225,16 +226,6 @@ def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator) -> list[Pose]:
             for i in range(n)]
 
 
-def _jpeg(images: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    out = torch.empty_like(images)
-    for i, img in enumerate(images):
-        arr = (img.permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)[:, :, ::-1]
-        ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
-        dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
-        out[i] = torch.from_numpy(np.ascontiguousarray(dec)).permute(2, 0, 1).float() / 255
-    return out
-
-
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Per-image isotropic Gaussian blur (sigma in pixels; 0 leaves the image unchanged)."""
     radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
@@ -343,8 +334,7 @@ def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: t
     contrast = _uniform(e.contrast, n, g).float().view(n, 1, 1, 1)
     bright = _uniform(e.brightness, n, g).float().view(n, 1, 1, 1)
     image = ((image - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
-    # JPEG is not differentiable: its gradient is passed straight through (identity), its effect is real
-    image = image + (_jpeg(image.detach(), _uniform(e.jpeg_quality, n, g)) - image).detach()
+    image = jpeg(image, _uniform(e.jpeg_quality, n, g))  # the real codec, its gradient passed straight through
     crops = F.interpolate(image, size=(cfg.crop_px, cfg.crop_px), mode="bilinear", align_corners=False, antialias=True)
     return SignBatch(crops.clamp(0, 1), labels, torch.tensor([p.distance for p in poses]),
                      torch.tensor([p.off_axis for p in poses]), torch.tensor(widths))
