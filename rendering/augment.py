@@ -122,23 +122,27 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor | list[float]) -> torch.Ten
     import cv2
     import numpy as np
 
-    quality = torch.as_tensor(quality).reshape(-1)
+    quality = torch.as_tensor(quality).reshape(-1).tolist()
     if len(quality) != len(images):
         raise PhysadvError(f"jpeg: one quality per image expected, got {len(quality)} for {len(images)} images")
-    decoded = torch.empty(images.shape, dtype=images.dtype)
-    for i, img in enumerate(images.detach().cpu()):
-        arr = (img.permute(1, 2, 0).float().numpy() * 255).round().clip(0, 255).astype(np.uint8)[:, :, ::-1]
-        ok, enc = cv2.imencode(".jpg", np.ascontiguousarray(arr), [cv2.IMWRITE_JPEG_QUALITY, int(quality[i])])
-        dec = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1]
-        decoded[i] = torch.from_numpy(np.ascontiguousarray(dec)).permute(2, 0, 1).to(images.dtype) / 255
-    return images + (decoded.to(images.device) - images).detach()
+    bgr = (images.detach().flip(1).permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    for i, q in enumerate(quality):
+        ok, enc = cv2.imencode(".jpg", bgr[i], [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+        bgr[i] = cv2.imdecode(enc, cv2.IMREAD_COLOR)
+    decoded = torch.from_numpy(bgr).to(images.device).permute(0, 3, 1, 2).flip(1).to(images.dtype) / 255
+    return images + (decoded - images).detach()
 
 
 class StraightThroughJPEG(K.RandomJPEG):
     """Kornia's ``RandomJPEG`` (same parameters, same replay) with libjpeg's codec and a straight-through gradient."""
 
     def apply_transform(self, input, params, flags, transform=None):
-        return jpeg(input.clamp(0, 1), params["jpeg_quality"].expand(len(input)))
+        out = input.clamp(0, 1)
+        chosen = (params["batch_prob"] > 0.5).expand(len(out)).nonzero().flatten()  # Kornia blends the rest away
+        if len(chosen) == 0:
+            return out
+        coded = jpeg(out[chosen], params["jpeg_quality"].expand(len(out))[chosen])
+        return out.index_put((chosen,), coded)
 
 
 def build_stack(cfg: AugmentConfig) -> list[nn.Module]:

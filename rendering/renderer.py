@@ -25,11 +25,14 @@ from rendering.mesh import check_texture
 
 
 def shade(texels: torch.Tensor, normal: torch.Tensor, to_camera: torch.Tensor, lights: Lights,
-          view: torch.Tensor | None = None) -> torch.Tensor:
-    """Phong shading of samples (``3 x M`` each, one row per component). With ``view`` (``M`` long),
-    sample ``j`` sees light ``view[j]``; without, every sample sees the first light."""
+          counts: list[int] | None = None) -> torch.Tensor:
+    """Phong shading of samples (``3 x M`` each, one row per component). With ``counts``, view ``i`` owns
+    the next ``counts[i]`` samples and its own light; without, every sample sees the first light."""
     params = torch.cat([lights.ambient, lights.diffuse, lights.specular, lights.direction, lights.shininess[:, None]], 1).T
-    params = params[:, view] if view is not None else params[:, :1]
+    if counts is None:
+        params = params[:, :1]
+    else:  # each view's column repeated over its samples (concatenated expands: a copy, no index arithmetic)
+        params = torch.cat([params[:, i : i + 1].expand(-1, c) for i, c in enumerate(counts)], 1)
     ambient, diffuse, specular, d, shininess = params.split([3, 3, 3, 3, 1])
     cos = (normal * d).sum(0)
     # reflect . to_camera with reflect = 2 cos normal - d, without forming the reflected vector
@@ -84,7 +87,7 @@ def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | li
         base = torch.tensor(pool.base_color, dtype=texels.dtype, device=texels.device)
         texels = torch.where(textured, texels, base[:, None])
     batch = torch.repeat_interleave(torch.arange(n, device=idx.device), counts)
-    colour = shade(texels, take(pool.normal), take(pool.to_camera), lights, batch if len(lights) == n else None)
+    colour = shade(texels, take(pool.normal), take(pool.to_camera), lights, counts.tolist() if len(lights) == n else None)
     if clamp:  # clamping samples keeps the composite (a convex combination) in [0, 1]
         colour = colour.clamp(0, 1)
     # composite: start from the background times (1 - coverage) (at the pool's resolution, box-filtered
