@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core import plots
 from core.io import atomic_path, atomic_write_text, write_json
+from core.plots import grid_means
 
 
 def _fmt(v, digits: int = 2) -> str:
@@ -38,45 +40,17 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
 
 def success_grid(cells: list[dict], set_name: str = "adversarial", key: str = "untargeted_rate"):
     """(distances, angles, matrix) of ``key`` over distance x angle (lights averaged); NaN where no photo."""
-    cs = [c for c in cells if c["set"] == set_name and c.get(key) is not None]
-    ds = sorted({c["distance"] for c in cs if c["distance"] is not None})
-    angs = sorted({c["angle"] for c in cs if c["angle"] is not None})
-    grid = np.full((len(ds), len(angs)), np.nan)
-    for i, d in enumerate(ds):
-        for j, a in enumerate(angs):
-            v = [c[key] for c in cs if c["distance"] == d and c["angle"] == a]
-            if v:
-                grid[i, j] = float(np.mean(v))
-    return ds, angs, grid
+    cs = [c for c in cells if c["set"] == set_name and c.get(key) is not None
+          and c["distance"] is not None and c["angle"] is not None]
+    return grid_means(cs, lambda c: c["distance"], lambda c: c["angle"], lambda c: c[key])
 
 
 def heatmap_png(cells: list[dict], title: str, key: str, unit: str, set_name: str = "adversarial") -> bytes | None:
     """A distance x angle heatmap of ``key`` as PNG bytes (None when no cell has a value)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ds, angs, grid = success_grid(cells, set_name, key)
     if grid.size == 0:
         return None
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(angs), 1.0 + 0.45 * len(ds)))
-    im = ax.imshow(grid, cmap="RdYlGn_r" if set_name == "adversarial" else "RdYlGn", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(angs)), [f"{a:g}°" for a in angs])
-    ax.set_yticks(range(len(ds)), [f"{d:g} {unit}" for d in ds])
-    ax.set_xlabel("angle")
-    ax.set_ylabel("distance")
-    for i in range(len(ds)):
-        for j in range(len(angs)):
-            if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.05)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return plots.heatmap_png(grid, ds, angs, unit, title, high_is_good=set_name != "adversarial")
 
 
 def _png_bytes(image: np.ndarray) -> bytes:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core import plots
 from core.io import atomic_path, atomic_write_text
+from core.plots import grid_means
 
 
 @dataclass
@@ -130,36 +132,11 @@ def markdown_table(records: list[ViewRecord], classes: list[str] | None = None) 
 def heatmap(path: str | Path, records: list[ViewRecord], variant: str = "adversarial", metric: str = "targeted",
             title: str | None = None) -> Path:
     """Success (or accuracy) by distance (rows) and angle (columns) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rs = [r for r in records if r.variant == variant]
-    ds = sorted({r.distance_ft for r in rs})
-    angs = sorted({r.angle_deg for r in rs})
-    grid = np.full((len(ds), len(angs)), np.nan)
-    for i, d in enumerate(ds):
-        for j, a in enumerate(angs):
-            cell = [getattr(r, metric) for r in rs if r.distance_ft == d and r.angle_deg == a]
-            if cell:
-                grid[i, j] = np.mean(cell)
-    fig, ax = plt.subplots(figsize=(1.1 * len(angs) + 2, 0.5 * len(ds) + 1.5))
-    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    ax.set_xticks(range(len(angs)), [f"{a:g}°" for a in angs])
-    ax.set_yticks(range(len(ds)), [f"{d:g} ft" for d in ds])
-    ax.set_xlabel("viewing angle")
-    ax.set_ylabel("distance")
-    for i in range(len(ds)):
-        for j in range(len(angs)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
-    ax.set_title(title or f"{variant}: {'targeted success' if metric == 'targeted' else metric}")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
+    ds, angs, grid = grid_means(rs, lambda r: r.distance_ft, lambda r: r.angle_deg, lambda r: getattr(r, metric))
+    png = plots.heatmap_png(grid, ds, angs, "ft", title or f"{variant}: {'targeted success' if metric == 'targeted' else metric}")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+        Path(tmp).write_bytes(png)
     return Path(path)
 
 

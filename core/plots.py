@@ -1,0 +1,50 @@
+"""Figures shared by the packages: the success-by-distance-and-angle heatmap."""
+from __future__ import annotations
+
+import io
+from typing import Callable, Iterable
+
+import numpy as np
+
+
+def grid_means(items: Iterable, row: Callable, col: Callable, value: Callable) -> tuple[list, list, np.ndarray]:
+    """(row keys, column keys, matrix of the mean ``value`` of the items in each cell; NaN where none)."""
+    items = list(items)
+    rows, cols = sorted({row(x) for x in items}), sorted({col(x) for x in items})
+    sums, counts = np.zeros((len(rows), len(cols))), np.zeros((len(rows), len(cols)))
+    r_index, c_index = {r: i for i, r in enumerate(rows)}, {c: j for j, c in enumerate(cols)}
+    for x in items:
+        i, j = r_index[row(x)], c_index[col(x)]
+        sums[i, j] += float(value(x))
+        counts[i, j] += 1
+    with np.errstate(invalid="ignore"):
+        return rows, cols, sums / counts
+
+
+def heatmap_png(grid: np.ndarray, distances: list, angles: list, distance_unit: str, title: str,
+                high_is_good: bool = True) -> bytes:
+    """A distance (rows) x angle (columns) heatmap of rates in [0, 1], each cell labelled in percent, as PNG
+    bytes. Green is good: high rates when ``high_is_good`` (accuracy), low ones otherwise (attack success
+    seen from the defender's side)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.1 * len(angles) + 2, 0.5 * len(distances) + 1.5))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn" if high_is_good else "RdYlGn_r", aspect="auto")
+    ax.set_xticks(range(len(angles)), [f"{a:g}°" for a in angles])
+    ax.set_yticks(range(len(distances)), [f"{d:g} {distance_unit}" for d in distances])
+    ax.set_xlabel("viewing angle")
+    ax.set_ylabel("distance")
+    for i in range(len(distances)):
+        for j in range(len(angles)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
