@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.colour import linear_to_srgb, srgb_to_linear
 from core.errors import PhysadvError
 from core.io import load_checkpoint, save_checkpoint
 
@@ -31,14 +32,6 @@ def _channels_last(x: torch.Tensor, channel_dim: int) -> tuple[torch.Tensor, int
     if x.shape[channel_dim] != 3:
         raise PhysadvError(f"colour: expected 3 channels in dimension {channel_dim}, got shape {tuple(x.shape)}")
     return x.movedim(channel_dim, -1), channel_dim
-
-
-def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
-    return torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
-    return torch.where(lin <= 0.0031308, lin * 12.92, 1.055 * lin.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def rgb_to_xyz(rgb: torch.Tensor, channel_dim: int = -1) -> torch.Tensor:

@@ -14,8 +14,8 @@ from core.errors import PhysadvError
 from rendering.camera import Pose
 from rendering.signs.classifier import SignsConfig, get_sign_classifier, grid_set, train_config
 from rendering.signs.textures import sign_classes, sign_spec, sign_texture
-from rendering.signs.world import (PoseRanges, WorldConfig, generate_signs, gtsrb_crop, linear_to_srgb,
-                                   sample_poses, srgb_to_linear, temperature_rgb)
+from core.colour import linear_to_srgb, srgb_to_linear
+from rendering.signs.world import PoseRanges, WorldConfig, generate_signs, gtsrb_crop, sample_poses, temperature_rgb
 
 SMALL = WorldConfig(train_per_class=12, test_per_class=4, work_px=48)
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.colour import linear_to_srgb, srgb_to_linear
 from core.config import config_hash, load_config, to_dict
 from core.data import ImageSet
 from core.errors import PhysadvError
@@ -182,15 +183,6 @@ def gtsrb_crop(image: torch.Tensor, bbox, size: int = 32, margin: float = 0.1) -
 
 
 # --------------------------------------------------------------------------- colour
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055).clamp(min=0) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
-
-
 def temperature_rgb(kelvin: torch.Tensor) -> torch.Tensor:
     """Linear RGB gains of black-body light at ``kelvin`` (Planck's law at 610/550/465 nm), 6500 K = (1, 1, 1)."""
     lam = torch.tensor([610e-9, 550e-9, 465e-9], dtype=torch.float64)
@@ -297,7 +289,7 @@ def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: t
     ramp = torch.linspace(-0.5, 0.5, S)
     grad = (torch.cos(theta).view(n, 1, 1) * ramp.view(1, 1, S) + torch.sin(theta).view(n, 1, 1) * ramp.view(1, S, 1))
     shade = (1 + cfg.light.shading * torch.rand(n, generator=g).view(n, 1, 1) * grad).unsqueeze(1)
-    lit = linear_to_srgb(lin_all[labels] * (gain * tint * shade))
+    lit = linear_to_srgb((lin_all[labels] * (gain * tint * shade)).clamp(0, 1))
     texture = torch.cat([lit, alpha_all[labels]], 1)
 
     # the crop window (in camera pixels) around each sign's projected outline, with detector-like jitter
