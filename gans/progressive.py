@@ -5,6 +5,12 @@ many 2x stages are in use (level 0 = 4x4) and the fade-in weight ``alpha`` of th
 layers stay trainable. Pixelwise feature normalisation in G, minibatch standard deviation in D and the
 equalised learning rate (weights ~ N(0, 1) scaled at run time by He's constant) as in the paper.
 The generator's output is linear, as in the paper; callers clamp to [-1, 1] at the image boundary.
+
+As in the authors' implementation, both networks speak the final resolution at every stage: G's
+output is nearest-upsampled to it and D average-pools its input down to the current stage. So a
+stage change leaves both networks the same functions of the same pixels, and the gradient penalty
+is measured in one pixel space throughout (measured at the stage's own size, the same critic's
+gradient norm would halve at every change and the penalty would jump).
 """
 from __future__ import annotations
 
@@ -18,11 +24,11 @@ from core.errors import PhysadvError
 
 
 class EqualizedConv2d(nn.Module):
-    def __init__(self, cin: int, cout: int, k: int, padding: int = 0):
+    def __init__(self, cin: int, cout: int, k: int, padding: int = 0, gain: float = math.sqrt(2.0)):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(cout, cin, k, k))
         self.bias = nn.Parameter(torch.zeros(cout))
-        self.scale = math.sqrt(2.0 / (cin * k * k))
+        self.scale = gain / math.sqrt(cin * k * k)
         self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,6 +77,10 @@ class _Staged(nn.Module):
     def set_stage(self, level: int, alpha: float) -> None:
         self.level, self.alpha = int(level), float(alpha)
 
+    @property
+    def current_resolution(self) -> int:
+        return 4 * 2 ** self.level
+
 
 class ProgressiveGenerator(_Staged):
     def __init__(self, z_dim: int = 128, resolution: int = 32, channels: int = 1, width: int = 64, num_classes: int = 0):
@@ -84,7 +94,7 @@ class ProgressiveGenerator(_Staged):
         self.conv0 = EqualizedConv2d(width, width, 3, 1)
         self.blocks = nn.ModuleList(
             nn.ModuleList([EqualizedConv2d(width, width, 3, 1), EqualizedConv2d(width, width, 3, 1)]) for _ in range(self.levels))
-        self.to_rgb = nn.ModuleList(EqualizedConv2d(width, channels, 1) for _ in range(self.levels + 1))
+        self.to_rgb = nn.ModuleList(EqualizedConv2d(width, channels, 1, gain=1.0) for _ in range(self.levels + 1))  # linear
         self.set_stage(self.levels, 1.0)
 
     @staticmethod
@@ -104,11 +114,7 @@ class ProgressiveGenerator(_Staged):
         if self.level > 0 and self.alpha < 1:
             skip = F.interpolate(self.to_rgb[self.level - 1](prev), scale_factor=2, mode="nearest")
             out = self.alpha * out + (1 - self.alpha) * skip
-        return out
-
-    @property
-    def current_resolution(self) -> int:
-        return 4 * 2 ** self.level
+        return upsample_to(out, self.resolution)
 
 
 class ProgressiveDiscriminator(_Staged):
@@ -128,7 +134,9 @@ class ProgressiveDiscriminator(_Staged):
         self.set_stage(self.levels, 1.0)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of images at the stage's resolution or any integer multiple of it (average-pooled down)."""
         act = lambda t: F.leaky_relu(t, 0.2)  # noqa: E731
+        x = downsample_to(x, self.current_resolution)
         h = act(self.from_rgb[self.level](x))
         for i in reversed(range(self.level)):
             for conv in self.blocks[i]:
@@ -154,12 +162,29 @@ def stage_at(step: int, levels: int, stable_steps: int, fade_steps: int) -> tupl
     return level, min(1.0, within / max(1, fade_steps))
 
 
-def resize_reals(x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
-    """Real images at the current stage's size, faded between the two resolutions like the generator output."""
-    size = 4 * 2 ** level
-    factor = x.shape[-1] // size
-    cur = F.avg_pool2d(x, factor) if factor > 1 else x
+def upsample_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=size // x.shape[-1], mode="nearest") if x.shape[-1] < size else x
+
+
+def downsample_to(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] % size or x.shape[-2] % size:
+        raise PhysadvError(f"progressive discriminator: input of {x.shape[-2]}x{x.shape[-1]} pixels is not a multiple of the stage's {size}")
+    return F.avg_pool2d(x, x.shape[-1] // size) if x.shape[-1] > size else x
+
+
+def fade_reals(x: torch.Tensor, level: int, alpha: float) -> torch.Tensor:
+    """Real images as the discriminator must see them at a stage (Karras et al. 2018, section 2 / figure 2):
+    at the stage's size, faded during a fade-in as lerp(upsample(downsample(x)), x, alpha) like the
+    generator's output, then nearest-upsampled back to ``x``'s size (the size both networks speak)."""
+    cur = downsample_to(x, 4 * 2 ** level)
     if level > 0 and alpha < 1:
         low = F.interpolate(F.avg_pool2d(cur, 2), scale_factor=2, mode="nearest")
         cur = alpha * cur + (1 - alpha) * low
-    return cur
+    return upsample_to(cur, x.shape[-1])
+
+
+def phase(step: int, levels: int, stable_steps: int, fade_steps: int) -> tuple[int, bool]:
+    """(level, fading) at ``step``; the authors reset both optimisers' state whenever this changes
+    (``reset_opt_for_new_lod``: when new layers come in and when their fade-in ends)."""
+    level, alpha = stage_at(step, levels, stable_steps, fade_steps)
+    return level, alpha < 1

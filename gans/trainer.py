@@ -36,7 +36,7 @@ from core.progress import progress
 from core.train import resolve_device
 from gans.games import GameConfig, make_game
 from gans.models import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_base, dcgan_init)
-from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, progressive_levels, resize_reals, stage_at
+from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, progressive_levels, stage_at
 
 ARCHS = ("dcgan", "mlp", "progressive")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -90,6 +90,7 @@ class OptimConfig:
 class ProgressiveConfig:
     stable_steps: int = 400  # generator steps per stage at full alpha
     fade_steps: int = 400  # generator steps of linear fade-in when a stage is added
+    reset_optimizer: bool = True  # reset both optimisers' state when a fade-in starts and ends (the authors' default)
 
 
 @dataclass
@@ -110,8 +111,11 @@ class GanConfig:
     max_minutes: Optional[float] = None  # wall-clock budget: checkpoint and stop early when it runs out
     seed: int = 0
     device: str = "auto"
+    threads: Optional[int] = None  # CPU threads for this process (torch.set_num_threads); None: torch's default
 
     def validate(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be at least 1")
         if not 0 <= self.ema < 1:
@@ -291,7 +295,8 @@ def _distributed() -> tuple[int, int]:
     return rank, world
 
 
-def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None) -> None:
+def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None, fade_steps: int = 0) -> None:
+    """Loss curves (raw and smoothed); progressive runs mark each stage change and shade its fade-in."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -306,8 +311,9 @@ def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None)
         w = max(1, len(v) // 100)
         (line,) = ax.plot(steps[w - 1 :], np.convolve(v, np.ones(w) / w, mode="valid"), lw=1.5, label=f"{key} (mean of {w})")
         ax.plot(steps, v, lw=0.5, alpha=0.3, color=line.get_color())
-    for s in stage_steps or []:
-        ax.axvline(s, color="grey", lw=0.6, ls="--")
+    for i, s in enumerate(stage_steps or []):
+        ax.axvline(s, color="grey", lw=0.6, ls="--", label="stage change" if i == 0 else None)
+        ax.axvspan(s, s + fade_steps, color="grey", alpha=0.12, lw=0, label="fade-in" if i == 0 and fade_steps else None)
     ax.set_xlabel("generator step")
     ax.set_ylabel("loss")
     ax.legend()
@@ -322,6 +328,8 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
     """Train (or resume) a GAN; returns the metrics also written to ``out/metrics.json`` (rank 0)."""
     out = Path(out)
     rank, world = _distributed()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -382,7 +390,7 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
         x = data.images[idx].to(device) * 2 - 1
         y = data.labels[idx].to(device) if cfg.model.conditional else None
         if progressive:
-            x = resize_reals(x, level, alpha)
+            x = fade_reals(x, level, alpha)
         return x, y
 
     def save(step: int) -> None:
@@ -411,8 +419,6 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
         with torch.no_grad():
             imgs = to_unit(net(fixed_z, fixed_y)).cpu()
         net.train(was)
-        if progressive and imgs.shape[-1] != cfg.model.resolution:
-            imgs = F.interpolate(imgs, size=(cfg.model.resolution,) * 2, mode="nearest")
         save_image_grid(out / "samples" / f"step_{step:06d}.png", imgs, nrow=int(math.sqrt(cfg.n_samples)) or 8, scale=2)
 
     if rank == 0:
@@ -426,9 +432,13 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
     for step in bar:
         level, alpha = 0, 1.0
         if progressive:
-            level, alpha = stage_at(step, levels, cfg.progressive.stable_steps, cfg.progressive.fade_steps)
+            pc = cfg.progressive
+            level, alpha = stage_at(step, levels, pc.stable_steps, pc.fade_steps)
             for net in (G, D) + ((G_ema,) if G_ema is not None else ()):
                 net.set_stage(level, alpha)
+            if pc.reset_optimizer and step > 0 and phase(step, levels, pc.stable_steps, pc.fade_steps) != phase(
+                    step - 1, levels, pc.stable_steps, pc.fade_steps):
+                opt_g.state.clear(), opt_d.state.clear()
         # k discriminator (critic) updates
         for _ in range(game.k):
             real, y = real_batch(level, alpha)
@@ -486,7 +496,7 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
         metrics["stage_change_jumps"] = stage_jumps(history, stage_changes, window=max(5, cfg.progressive.fade_steps // 4))
     if rank == 0:
         if history["step"]:
-            plot_losses(out / "losses.png", history, stage_changes)
+            plot_losses(out / "losses.png", history, stage_changes, cfg.progressive.fade_steps if progressive else 0)
         write_json(out / "metrics.json", metrics)
     metrics["history"] = history
     return metrics

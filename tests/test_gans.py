@@ -13,7 +13,7 @@ from core.io import load_checkpoint
 from gans.games import WGAN, WGANGP, GameConfig, Minimax, make_game
 from gans.metrics import class_coverage, frechet_distance, frechet_distance_gaussians, inception_score, kernel_inception_distance
 from gans.models import DCGANDiscriminator, DCGANGenerator, MLPGenerator
-from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, stage_at
+from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, stage_at
 from gans.trainer import GanConfig, load_generator, train_gan
 
 
@@ -155,22 +155,26 @@ def test_conditional_training_and_sampling(tmp_path, small_mnist):
 
 # --------------------------------------------------------------------------- progressive growing
 def test_progressive_fade_in_is_continuous_at_a_stage_change():
+    """At a stage change (alpha = 0) G, D, the faded reals and so the whole WGAN-GP critic loss, gradient penalty
+    and drift included, are the same as at the end of the previous stage: nothing jumps but what training moves."""
     torch.manual_seed(0)
     G, D = ProgressiveGenerator(16, 32, 1, 8), ProgressiveDiscriminator(32, 1, 8)
-    z = torch.randn(4, 16)
-    G.set_stage(1, 1.0)
-    before = G(z)
-    G.set_stage(2, 0.0)
-    after = G(z)  # the new 16x16 stage at alpha = 0 is the nearest-upsampled 8x8 output
-    assert after.shape == (4, 1, 16, 16)
-    assert torch.allclose(after, torch.nn.functional.interpolate(before, scale_factor=2, mode="nearest"), atol=1e-6)
-    x = torch.randn(4, 1, 16, 16)
-    D.set_stage(2, 0.0)
-    d_new = D(x)
-    D.set_stage(1, 1.0)
-    assert torch.allclose(d_new, D(torch.nn.functional.avg_pool2d(x, 2)), atol=1e-5)
-    G.set_stage(3, 1.0)
-    assert G(z).shape == (4, 1, 32, 32)
+    z, x = torch.randn(8, 16), torch.rand(8, 1, 32, 32) * 2 - 1
+    game = WGANGP(k=1, drift=0.001)
+    losses = []
+    for level, alpha in [(1, 1.0), (2, 0.0)]:
+        G.set_stage(level, alpha), D.set_stage(level, alpha)
+        fake, real = G(z), fade_reals(x, level, alpha)
+        assert fake.shape == real.shape == (8, 1, 32, 32)  # both networks speak the final resolution at every stage
+        game.generator = torch.Generator().manual_seed(1)  # the same interpolation weights eps
+        losses.append((fake, real, D(real), game.d_loss(D, real, fake)))
+    (f0, r0, d0, (l0, s0)), (f1, r1, d1, (l1, s1)) = losses
+    # the 16x16 stage at alpha = 0 is the nearest-upsampled 8x8 output; its reals are the 8x8 reals
+    assert torch.allclose(f0, f1, atol=1e-6) and torch.allclose(r0, r1, atol=1e-6) and torch.allclose(d0, d1, atol=1e-5)
+    assert s0["gp"] > 0.01 and s1["gp"] == pytest.approx(s0["gp"], rel=1e-4) and l1.item() == pytest.approx(l0.item(), rel=1e-4)
+    # reals fade linearly between the two resolutions (Karras et al. section 2)
+    half = fade_reals(x, 2, 0.5)
+    assert torch.allclose(half, 0.5 * fade_reals(x, 2, 1.0) + 0.5 * fade_reals(x, 1, 1.0), atol=1e-6)
 
 
 def test_stage_schedule():
@@ -180,6 +184,9 @@ def test_stage_schedule():
     assert stage_at(15, 3, 10, 5) == (1, 1.0)
     assert stage_at(25, 3, 10, 5) == (2, 0.0)
     assert stage_at(10_000, 3, 10, 5) == (3, 1.0)
+    # the optimisers' state is reset when a fade-in starts (step 10, 25) and when it ends (15, 30), as the authors do
+    changes = [s for s in range(1, 60) if phase(s, 3, 10, 5) != phase(s - 1, 3, 10, 5)]
+    assert changes == [10, 15, 25, 30, 40, 45]
 
 
 def test_progressive_training_runs_through_stages(tmp_path):
