@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
         except ModuleNotFoundError:
             continue
-        importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub)  # importing rendering.signs.cli also registers the signs dataset
     return parser
 
 
@@ -42,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.job == "classifier":  # datasets registered by other packages (the synthetic signs)
-            importlib.import_module("rendering.signs")
         return int(args.func(args) or 0)
     except PhysadvError as exc:
         if debug:

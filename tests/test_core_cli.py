@@ -27,6 +27,12 @@ def test_help_lists_the_jobs():
         assert job in out.stdout
 
 
+def test_the_command_line_knows_every_packages_datasets():
+    code = "from physical.cli import build_parser; build_parser(); from core.data import dataset_names; print(dataset_names())"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "'signs'" in out.stdout and "'mnist'" in out.stdout, out.stderr
+
+
 def test_unknown_config_key_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: lenet-mnist\nepochz: 3\n")
