@@ -75,44 +75,49 @@ class EOT3DResult:
 class MeshViews:
     """Cached fragments of a mesh + the crop box of its sign face in each view."""
 
-    def __init__(self, mesh: TexturedMesh, cfg: EOT3DConfig, n: int, g: torch.Generator, face_outline_m):
+    def __init__(self, mesh: TexturedMesh, cfg: EOT3DConfig, n: int, g: torch.Generator, face_outline_m,
+                 device: str | torch.device = "cpu"):
         self.cfg = cfg
+        self.device = torch.device(device)
         poses = sample_poses(cfg.poses, n, g)
-        self.pool: FragmentPool = rasterize_pool(mesh, poses, cfg.poses.camera(), supersample=2, progress=False)
+        self.pool: FragmentPool = rasterize_pool(mesh, poses, cfg.poses.camera(), supersample=2, progress=False).to(device)
         intr = cfg.poses.camera()
         self.boxes = [bbox_of(apply_homography(plane_homography(p, intr), face_outline_m)) for p in poses]
 
     def crops(self, texture_hwc: torch.Tensor, idx: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n = len(idx)
         h, w = self.pool.size
-        lights = sample_lights(self.cfg.lights, n, g)
-        bgs = sample_backgrounds(n, h, w, generator=g)
+        lights = sample_lights(self.cfg.lights, n, g).to(self.device)
+        bgs = sample_backgrounds(n, h, w, generator=g).to(self.device)
         images = render(texture_hwc, self.pool, idx, lights, bgs)
         crops = torch.stack([gtsrb_crop(images[k], self.boxes[int(i)], 32) for k, i in enumerate(idx)])
-        return (crops + self.cfg.noise_std * torch.randn(crops.shape, generator=g)).clamp(0, 1)
+        return (crops + self.cfg.noise_std * torch.randn(crops.shape, generator=g).to(self.device)).clamp(0, 1)
 
 
-def _mesh(cfg: EOT3DConfig, texture_hwc: torch.Tensor) -> TexturedMesh:
+def target_mesh(cfg: EOT3DConfig, texture_hwc: torch.Tensor) -> TexturedMesh:
+    """The mesh whose texture is optimised: the file `cfg.mesh`, or the procedural sign of `cfg.source` on a post."""
     if cfg.mesh:
         return load_mesh(cfg.mesh, texture=texture_hwc)
     spec = sign_spec(cfg.source)
     return sign_plate(spec.shape, spec.size_m, post_length=cfg.post_length, texture=texture_hwc)
 
 
-def eot_3d(model: Classifier, cfg: EOT3DConfig, progress_bar: bool = True) -> EOT3DResult:
+def eot_3d(model: Classifier, cfg: EOT3DConfig, progress_bar: bool = True,
+           device: str | torch.device = "cpu") -> EOT3DResult:
     start = time.perf_counter()
     for name in (cfg.source, cfg.target):
         if name not in model.classes:
             raise PhysadvError(f"class '{name}' does not exist; classes: {', '.join(model.classes)}")
     target, source = model.classes.index(cfg.target), model.classes.index(cfg.source)
-    model = model.eval().requires_grad_(False)
+    model = model.to(device).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(cfg.seed)
     rgb, alpha = sign_texture(cfg.source, cfg.texture_px)
     clean = rgb.permute(1, 2, 0).contiguous()  # H x W x 3, as the renderer takes it
     outline = sign_spec(cfg.source).outline()
-    mesh = _mesh(cfg, clean)
-    views = MeshViews(mesh, cfg, cfg.pool_size, g, outline)
-    face = (alpha[0] > 0.5).float()[..., None]
+    mesh = target_mesh(cfg, clean)
+    views = MeshViews(mesh, cfg, cfg.pool_size, g, outline, device)
+    clean = clean.to(device)
+    face = (alpha[0] > 0.5).float()[..., None].to(device)
     w = torch.atanh((clean * 2 - 1).clamp(-0.999, 0.999)).clone().requires_grad_(True)
     opt = torch.optim.Adam([w], lr=cfg.lr)
     lab0 = rgb_to_lab(clean)
@@ -144,7 +149,7 @@ def eot_3d(model: Classifier, cfg: EOT3DConfig, progress_bar: bool = True) -> EO
             tex = clean + (tex - clean).clamp(-cfg.eps, cfg.eps)
         tex = clean * (1 - face) + tex * face
         ge = torch.Generator().manual_seed(cfg.seed + 1_000_003)  # fresh poses, lights and backgrounds
-        fresh = MeshViews(mesh, cfg, cfg.eval_poses, ge, outline)
+        fresh = MeshViews(mesh, cfg, cfg.eval_poses, ge, outline, device)
         stats = {}
         for name, t in (("adv", tex), ("clean", clean)):
             gg = torch.Generator().manual_seed(cfg.seed + 7)  # the same lights/backgrounds for both
@@ -154,7 +159,7 @@ def eot_3d(model: Classifier, cfg: EOT3DConfig, progress_bar: bool = True) -> EO
         de = (rgb_to_lab(tex) - lab0).pow(2).sum(-1).sqrt()
         mean_de = float((de * face[..., 0]).sum() / face.sum())
     pa, pc = stats["adv"], stats["clean"]
-    return EOT3DResult(tex.permute(2, 0, 1).contiguous(), rgb, float(pa[:, target].mean()),
+    return EOT3DResult(tex.permute(2, 0, 1).contiguous().cpu(), rgb, float(pa[:, target].mean()),
                        float((pa.argmax(1) == target).float().mean()), float((pc.argmax(1) == source).float().mean()),
                        float(pc[:, target].mean()), mean_de, history, time.perf_counter() - start, per_step)
 
@@ -162,12 +167,14 @@ def eot_3d(model: Classifier, cfg: EOT3DConfig, progress_bar: bool = True) -> EO
 def contact_sheet(model: Classifier, cfg: EOT3DConfig, texture: torch.Tensor, n: int = 8, seed: int = 3):
     """Full rendered views of the textured mesh (for pictures), and the classifier's labels of their crops."""
     g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     tex = texture.permute(1, 2, 0).contiguous()
-    views = MeshViews(_mesh(cfg, tex), cfg, n, g, sign_spec(cfg.source).outline())
+    views = MeshViews(target_mesh(cfg, tex), cfg, n, g, sign_spec(cfg.source).outline(), device)
     idx = torch.arange(n)
     h, w = views.pool.size
     with torch.no_grad():
-        images = render(tex, views.pool, idx, sample_lights(cfg.lights, n, g), sample_backgrounds(n, h, w, generator=g))
+        images = render(tex.to(device), views.pool, idx, sample_lights(cfg.lights, n, g).to(device),
+                        sample_backgrounds(n, h, w, generator=g).to(device))
         crops = torch.stack([gtsrb_crop(images[k], views.boxes[k], 32) for k in range(n)])
         labels = [model.classes[int(c)] for c in model(crops).argmax(1)]
-    return images, labels
+    return images.cpu(), labels

@@ -140,6 +140,23 @@ def test_eot_3d_paints_only_the_sign_face(random_sign_model):
     assert 0 <= r.mean_target_probability <= 1 and r.mean_delta_e >= 0
 
 
+def test_design_eot3d_job_writes_texture_mesh_views_and_metrics(random_sign_model, tmp_path):
+    import json
+
+    from core.train import save_classifier
+    from physical.cli import main
+
+    save_classifier(tmp_path / "model.safetensors", random_sign_model, {"config": {"model_args": {"width": 0.25, "hidden": 64}}})
+    out = tmp_path / "run"
+    assert main(["design", "eot3d", "--out", str(out), "--set", f"classifier={tmp_path / 'model.safetensors'}",
+                 "--set", "attack.steps=2", "--set", "attack.pool_size=3", "--set", "attack.eval_poses=4",
+                 "--set", "attack.texture_px=48", "--set", "attack.poses.image_size=[48, 48]", "--set", "device=cpu"]) == 0
+    for name in ("texture.png", "texture.safetensors", "textured.glb", "views.png", "loss.png", "config.yaml"):
+        assert (out / name).is_file(), name
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["fresh_poses"] == 4 and 0 <= m["targeted_success"] <= 1 and m["mean_delta_e_lab"] >= 0
+
+
 @pytest.mark.slow
 def test_designed_texture_survives_opencv_warps(tmp_path):
     """Issue bar: the RP2 texture, read back from its exported PNG and warped with OpenCV (not our renderer)
