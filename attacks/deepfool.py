@@ -30,19 +30,15 @@ def candidate_classes(logits: torch.Tensor, labels: torch.Tensor, k: int) -> tor
     return scores.topk(min(k, logits.shape[1]), dim=1).indices
 
 
-def boundary_gradients(model: nn.Module, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Logits at ``x``, the differences ``f_k - f_label`` (``N x (k-1)``) and their gradients ``N x (k-1) x D``.
-
-    The per-image gradients of every difference come from one vectorised backward over the batch sum.
-    """
-    x = x.detach().requires_grad_(True)
-    logits = model(x)
+def boundary_gradients(x: torch.Tensor, logits: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The differences ``f_k - f_label`` (``N x (k-1)``) of ``logits = model(x)`` (``x`` requires grad) and their
+    gradients ``N x (k-1) x D``, from one vectorised backward over the batch sum."""
     fs = logits.gather(1, cand)
     diff = fs[:, 1:] - fs[:, :1]
     m = diff.shape[1]
     eye = torch.eye(m, device=x.device, dtype=diff.dtype).unsqueeze(1).expand(m, len(x), m)
     (grads,) = torch.autograd.grad(diff, x, grad_outputs=eye, is_grads_batched=True)
-    return logits.detach(), diff.detach(), grads.transpose(0, 1).flatten(2)
+    return diff.detach(), grads.transpose(0, 1).flatten(2)
 
 
 def deepfool_step(diff: torch.Tensor, w: torch.Tensor, norm: str) -> torch.Tensor:
@@ -81,24 +77,25 @@ class DeepFool(Attack):
         super().__init__(model, batch_size)
         self.overshoot, self.max_iter, self.candidates, self.norm = overshoot, max_iter, candidates, norm
 
+    @torch.enable_grad()
     def _attack(self, x, y, target):
         if target is not None:
             raise PhysadvError("DeepFool is untargeted: call it without target")
-        with torch.no_grad():
-            cand = candidate_classes(self.model(x), y, self.candidates)
         r_tot = torch.zeros_like(x)
         iters = torch.zeros(len(x), dtype=torch.long, device=x.device)
         active = torch.arange(len(x), device=x.device)
-        for step in range(self.max_iter + 1):
-            xa = (x[active] + (1 + self.overshoot) * r_tot[active]).clamp(0, 1)
-            if step == self.max_iter:
-                break
-            logits, diff, w = boundary_gradients(self.model, xa, cand[active])
-            w = box_feasible(w, xa.flatten(1))
+        cand = None
+        for step in range(self.max_iter):
+            xa = (x[active] + (1 + self.overshoot) * r_tot[active]).clamp(0, 1).requires_grad_(True)
+            logits = self.model(xa)
+            if cand is None:  # step 0: xa is x
+                cand = candidate_classes(logits, y, self.candidates)
             still = logits.argmax(1) == y[active]  # label not changed yet: keep going, else freeze
+            if not still.any():
+                break  # every image crossed: no backward needed
+            diff, w = boundary_gradients(xa, logits, cand[active])
+            w = box_feasible(w, xa.detach().flatten(1))
             active, diff, w = active[still], diff[still], w[still]
-            if len(active) == 0:
-                break
             r_tot[active] += deepfool_step(diff, w, self.norm).view(-1, *x.shape[1:])
             iters[active] += 1
         return (x + (1 + self.overshoot) * r_tot).clamp(0, 1), iters

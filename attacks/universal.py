@@ -6,11 +6,15 @@ still classified as ``x`` is, DeepFool finds the minimal extra ``dv`` sending ``
 DeepFool converged within ``max_iter_df`` (as the reference code does). Stop when the fooling rate on the
 training images reaches ``1 - delta`` or after ``max_passes`` passes.
 
-The loop is exactly sequential; only the label checks are batched: predictions for the next chunk of images
-under the current ``v`` come from one forward, recomputed after each update of ``v``.
+The loop is exactly sequential (the same ``v`` as checking and attacking one image at a time); only the
+bookkeeping is batched: one forward tells which of the next few images ``v`` already fools, looking ahead
+about twice the expected run of fooled images (from the fooling rate seen so far in the pass), and the rest
+of that look-ahead is re-checked only after ``v`` changes. DeepFool on one image spends no extra forward
+for its candidate classes and no backward once the label has changed.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -35,6 +39,7 @@ class UAPFit:
     updates: int
     seconds: float
     history: list[float] = field(default_factory=list)  # training fooling rate after each pass
+    pass_seconds: list[float] = field(default_factory=list)  # time since the start at the end of each pass
 
 
 def random_noise_like(v: torch.Tensor, n: int, norm: str, generator: torch.Generator) -> torch.Tensor:
@@ -73,37 +78,43 @@ class UniversalPerturbation(Attack):
         v = torch.zeros((1, *images.shape[1:]), device=dev)
         gen = torch.Generator().manual_seed(self.seed)
         history: list[float] = []
+        pass_seconds: list[float] = []
         calls = updates = 0
         fooling = 0.0
         for p in range(self.max_passes):
             order = torch.randperm(len(images), generator=gen).to(dev)
-            i = 0
+            pos = seen = skipped = 0
             bar = progress(total=len(order), desc=f"uap pass {p + 1}", disable=not show_progress)
-            while i < len(order):
-                idx = order[i:i + self.chunk]
+            while pos < len(order):
+                # look ahead ~2x the expected run of fooled images, 1 / (1 - rate), rate seen so far in this pass
+                look = min(self.chunk, max(1, math.ceil(2 * (seen + 1) / (seen + 1 - skipped))))
+                idx = order[pos:pos + look]
                 with torch.no_grad():
-                    same = self.model((x_all[idx] + v).clamp(0, 1)).argmax(1) == clean[idx]
-                if not same.any():
-                    bar.update(len(idx))
-                    i += len(idx)
-                    continue
-                j = int(same.nonzero()[0])  # the first image of the chunk that v does not fool yet
-                k = idx[j:j + 1]
-                xv = (x_all[k] + v).clamp(0, 1)
-                adv, iters = self.deepfool._attack(xv, clean[k], None)
-                calls += 1
-                if int(iters[0]) < self.max_iter_df:  # DeepFool converged: keep its update
-                    v = project(v + (adv - xv), self.xi, self.norm)
-                    updates += 1
-                bar.update(j + 1)
-                i += j + 1
+                    alive = self.model((x_all[idx] + v).clamp(0, 1)).argmax(1) == clean[idx]  # not fooled by v yet
+                done = len(idx)
+                for j in alive.nonzero().flatten().tolist():
+                    k = idx[j:j + 1]
+                    xv = (x_all[k] + v).clamp(0, 1)
+                    adv, iters = self.deepfool._attack(xv, clean[k], None)
+                    calls += 1
+                    if int(iters[0]) < self.max_iter_df:  # DeepFool converged: keep its update
+                        v = project(v + (adv - xv), self.xi, self.norm)
+                        updates += 1
+                        done = j + 1  # v changed: what follows must be checked again
+                        break
+                skipped += done - int(alive[:done].sum())
+                seen += done
+                pos += done
+                bar.update(done)
             bar.close()
             fooling = float((predict(self.model, (x_all + v).clamp(0, 1)).to(dev) != clean).float().mean())
             history.append(round(fooling, 4))
+            pass_seconds.append(round(time.perf_counter() - start, 3))
             if fooling >= 1 - self.delta:
                 break
         self.perturbation = v.detach().cpu()
-        return UAPFit(self.perturbation, fooling, len(history), calls, updates, time.perf_counter() - start, history)
+        return UAPFit(self.perturbation, fooling, len(history), calls, updates, time.perf_counter() - start, history,
+                      pass_seconds)
 
     def _attack(self, x, y, target):
         if self.perturbation is None:

@@ -153,6 +153,36 @@ def test_uap_fools_more_than_noise(fc_mnist, mnist_test):
     assert res.metrics()["fooling_rate"] > 3 * max(noise_rate, 0.01)
 
 
+def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
+    """Algorithm 1 written out one image at a time: check x + v, DeepFool if not fooled, keep converged steps."""
+    from attacks.gradient import project
+
+    df = DeepFool(model, max_iter=max_iter_df)
+    clean = predict(model, images)
+    v = torch.zeros_like(images[:1])
+    gen = torch.Generator().manual_seed(seed)
+    updates = 0
+    for _ in range(passes):
+        for i in torch.randperm(len(images), generator=gen).tolist():
+            xv = (images[i:i + 1] + v).clamp(0, 1)
+            if int(predict(model, xv)[0]) != int(clean[i]):
+                continue
+            adv, iters = df._attack(xv, clean[i:i + 1], None)
+            if int(iters[0]) < max_iter_df:
+                v, updates = project(v + (adv - xv), xi, "l2"), updates + 1
+    return v, updates
+
+
+def test_uap_fast_path_gives_the_plain_loops_v(lenet_mnist):
+    from core.data import load_dataset
+
+    train = load_dataset("mnist", "train").subset(40, seed=1).images
+    v_ref, updates = plain_uap(lenet_mnist, train, xi=3.0, passes=2)
+    fit = UniversalPerturbation(lenet_mnist, xi=3.0, norm="l2", delta=0.0, max_passes=2).fit(train, show_progress=False)
+    assert fit.updates == updates > 10 and fit.passes == 2
+    assert torch.allclose(fit.perturbation, v_ref, atol=1e-6)
+
+
 @pytest.mark.parametrize("bad", ["outside", "labels", "eps", "name", "nan"])
 def test_bad_input_is_a_clear_error(bad):
     model = affine(36, 3)
