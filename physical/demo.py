@@ -122,13 +122,21 @@ def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
     from physical.report import loss_curve
     from physical.rp2 import RP2Config, rp2_attack
 
+    from core.io import cache_dir
+
     out.mkdir(parents=True, exist_ok=True)
     cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
                                 "val_views": 96 if plan.rp2_steps >= 100 else 32,
                                 "search_steps": plan.mask_search_steps,
                                 # RP2's mask search: an L1 pass over the face, then the strongest 15% as stickers
                                 "mask": {"kind": "search", "coverage": 0.15, "max_coverage": 0.15}}, "demo")
-    r = rp2_attack(model, cfg, checkpoint=out / "checkpoint.safetensors", device=device)
+    cached = cache_dir("demo") / f"rp2-{design_key(model, cfg)}.safetensors"
+    if cached.is_file():  # the same config against the same weights: the same design
+        print(f"reusing the RP2 design cached in {cached}")
+        r = load_rp2_result(cached)
+    else:
+        r = rp2_attack(model, cfg, checkpoint=out / "checkpoint.safetensors", device=device)
+        save_rp2_result(cached, r)
     save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean})
     write_image(out / "stickers.png", r.stickers)
     loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("targeted")}, "RP2 loss terms")
@@ -136,6 +144,42 @@ def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
                "steps": cfg.steps, "seconds": round(r.seconds, 1), "seconds_per_step": round(r.seconds_per_step, 3),
                "classifier_share_of_step": round(r.classifier_share, 3)}
     return {"result": r, "config": cfg, "dir": out, "metrics": metrics}
+
+
+def design_key(model, cfg) -> str:
+    """A design's identity: its config and the classifier's weights."""
+    import hashlib
+
+    from core.config import config_hash
+
+    h = hashlib.sha256(config_hash(cfg).encode())
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+_TENSORS = ("texture", "clean", "alpha", "mask")
+
+
+def save_rp2_result(path: Path, r) -> None:
+    from dataclasses import asdict
+
+    from core.io import save_checkpoint
+
+    fields = asdict(r)
+    save_checkpoint(path, {k: fields.pop(k) for k in _TENSORS}, fields)
+
+
+def load_rp2_result(path: Path):
+    from core.io import load_checkpoint
+    from physical.rp2 import RP2Result
+
+    tensors, meta = load_checkpoint(path)
+    try:
+        return RP2Result(**tensors, **meta)
+    except TypeError as exc:
+        raise PhysadvError(f"{path}: not an RP2 design from this version ({exc}); delete it") from None
 
 
 def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:

@@ -110,3 +110,25 @@ def test_summary_rates_by_hand(tmp_path):
     assert "| 5 | 0 | c (0.50) | b (0.40) | 50% |" in report.markdown_table(recs, ["a", "b", "c"])
     report.heatmap(tmp_path / "h.png", _records())
     assert cv2.imread(str(tmp_path / "h.png")) is not None
+
+
+def test_demo_design_cache_round_trip_and_key(tmp_path):
+    from core.models import build_classifier
+    from physical.demo import design_key, load_rp2_result, save_rp2_result
+    from physical.rp2 import RP2Config, RP2Result
+
+    g = torch.Generator().manual_seed(0)
+    r = RP2Result(torch.rand(3, 8, 8, generator=g), torch.rand(3, 8, 8, generator=g), torch.ones(1, 8, 8),
+                  (torch.rand(8, 8, generator=g) > 0.5).float(), 0.4, 0.9, 30, {"rp2/loss": [1.0, 0.5]}, 12.0, 0.1, 0.3)
+    save_rp2_result(tmp_path / "d.safetensors", r)
+    back = load_rp2_result(tmp_path / "d.safetensors")
+    assert torch.equal(back.texture, r.texture) and torch.equal(back.mask, r.mask)
+    assert (back.coverage, back.best_step, back.history) == (r.coverage, r.best_step, r.history)
+    torch.manual_seed(1)
+    a = build_classifier("gtsrb-cnn", width=0.25, hidden=16)
+    key = design_key(a, RP2Config())
+    assert key == design_key(a, RP2Config())
+    assert key != design_key(a, RP2Config(steps=7))  # another config
+    with torch.no_grad():
+        next(a.parameters())[0, 0, 0, 0] += 1e-3
+    assert key != design_key(a, RP2Config())  # other weights
