@@ -493,7 +493,7 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
                "final_g_loss": history["g_loss"][-1] if history["g_loss"] else None,
                "world_size": world, "checkpoint": str(ckpt_path), "stage_changes": stage_changes}
     if stage_changes:
-        metrics["stage_change_jumps"] = stage_jumps(history, stage_changes, window=max(5, cfg.progressive.fade_steps // 4))
+        metrics["stage_change_jumps"] = stage_jumps(history, stage_changes, spread_window=max(10, cfg.progressive.fade_steps // 4))
     if rank == 0:
         if history["step"]:
             plot_losses(out / "losses.png", history, stage_changes, cfg.progressive.fade_steps if progressive else 0)
@@ -502,20 +502,37 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
     return metrics
 
 
-def stage_jumps(history: dict, changes: list[int], window: int) -> list[dict]:
-    """At each stage change: the discriminator loss averaged over ``window`` steps before and after, against the
-    spread (std) of the loss in the window before; a jump within a few stds is what the fade-in allows."""
-    steps = np.asarray(history["step"])
+JUMP_WINDOW = 5  # steps averaged on each side of a stage change
+JUMP_LIMIT = 2.0  # a jump within 2 spreads is what the fade-in allows (see stage_jumps)
+
+
+def stage_jumps(history: dict, changes: list[int], spread_window: int, window: int = JUMP_WINDOW) -> list[dict]:
+    """How far the critic loss moves at each stage change, in units of its spread before the change.
+
+    jump = |mean of the ``window`` steps after - mean of the ``window`` steps before|, spread = std of the loss over
+    the ``spread_window`` steps before. The fade-in keeps both networks (and the penalty) continuous at the change,
+    and alpha grows by only window/fade_steps in the window, so a stage change should move the loss no more than
+    ordinary training moves it over any 2 x ``window`` steps. ``ordinary_q99`` is the 99th percentile of the same
+    statistic at every step at least ``spread_window`` away from a change: the yardstick for ``JUMP_LIMIT``."""
     d = np.asarray(history["d_loss"], dtype=float)
+    first = int(history["step"][0]) - 1 if history["step"] else 0  # history[i] is 0-based step first + i
+
+    def stat(t: int) -> float:
+        i = t - first
+        return abs(d[i : i + window].mean() - d[i - window : i].mean()) / max(d[i - spread_window : i].std(), 1e-12)
+
+    valid = lambda t: t - first >= max(spread_window, window, 2) and t - first + window <= len(d)  # noqa: E731
+    ordinary = [stat(t) for t in range(first, first + len(d)) if valid(t) and all(abs(t - c) >= spread_window for c in changes)]
+    q99 = round(float(np.percentile(ordinary, 99)), 2) if ordinary else None
     out = []
-    for s in changes:
-        before, after = d[(steps > s - window) & (steps <= s)], d[(steps > s) & (steps <= s + window)]
-        if len(before) < 2 or len(after) < 1:
+    for c in changes:
+        if not valid(c):
             continue
-        jump, spread = abs(after.mean() - before.mean()), before.std()
-        out.append({"step": s, "d_loss_before": round(float(before.mean()), 4), "d_loss_after": round(float(after.mean()), 4),
-                    "jump": round(float(jump), 4), "spread_before": round(float(spread), 4),
-                    "jump_in_spreads": round(float(jump / max(spread, 1e-12)), 2)})
+        i = c - first
+        before, after = d[i - window : i].mean(), d[i : i + window].mean()
+        out.append({"step": c, "d_loss_before": round(float(before), 4), "d_loss_after": round(float(after), 4),
+                    "spread_before": round(float(d[i - spread_window : i].std()), 4), "jump_in_spreads": round(float(stat(c)), 2),
+                    "ordinary_q99": q99, "within_limit": bool(stat(c) <= JUMP_LIMIT)})
     return out
 
 

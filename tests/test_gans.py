@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import linalg
 
-from core.config import from_dict
+from core.config import from_dict, to_dict
 from core.data import ImageSet, load_dataset
 from core.errors import PhysadvError
 from core.io import load_checkpoint
@@ -14,7 +14,7 @@ from gans.games import WGAN, WGANGP, GameConfig, Minimax, make_game
 from gans.metrics import class_coverage, frechet_distance, frechet_distance_gaussians, inception_score, kernel_inception_distance
 from gans.models import DCGANDiscriminator, DCGANGenerator, MLPGenerator
 from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, stage_at
-from gans.trainer import GanConfig, load_generator, train_gan
+from gans.trainer import JUMP_LIMIT, GanConfig, load_generator, stage_jumps, train_gan
 
 
 @pytest.fixture(scope="module")
@@ -194,10 +194,16 @@ def test_progressive_training_runs_through_stages(tmp_path):
     cfg = tiny(steps=8, batch_size=8, model={"arch": "progressive", "resolution": 16, "width": 8, "d_width": 8, "d_norm": "none"},
                game={"name": "wgan-gp", "k": 1, "drift": 0.001}, progressive={"stable_steps": 2, "fade_steps": 1},
                sample_every=4, checkpoint_every=4)
-    m = train_gan(cfg, tmp_path, data=data, show_progress=False)
+    m = train_gan(cfg, tmp_path / "a", data=data, show_progress=False)
     assert m["stage_changes"] == [2, 5] and m["steps"] == 8
-    G, _, meta = load_generator(tmp_path / "checkpoint.safetensors")
+    G, _, meta = load_generator(tmp_path / "a" / "checkpoint.safetensors")
     assert meta["stage"] == [2, 1.0] and G(torch.randn(2, 16)).shape == (2, 1, 16, 16)
+    # resume across a stage change and the optimiser resets (steps 5, 6) gives the same weights
+    train_gan(from_dict(GanConfig, {**to_dict(cfg), "steps": 4}, "test"), tmp_path / "b", data=data, show_progress=False)
+    train_gan(cfg, tmp_path / "b", data=data, show_progress=False, resume=tmp_path / "b" / "checkpoint.safetensors")
+    a, _ = load_checkpoint(tmp_path / "a" / "checkpoint.safetensors")
+    b, _ = load_checkpoint(tmp_path / "b" / "checkpoint.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
 # --------------------------------------------------------------------------- metrics against closed forms
@@ -288,3 +294,34 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert all(math.isfinite(v) for v in meta["history"]["d_loss"] + meta["history"]["g_loss"])
     # both processes consumed distinct halves of each global batch: 4 steps x 1 D step x 2 x 8 images
     assert meta["data_position"] == [0, 4 * 2 * 8]
+
+
+def test_stage_jumps_flags_a_step_in_the_loss_and_not_noise():
+    rng = np.random.default_rng(0)
+    d = rng.normal(0, 1, 400)  # stationary noise: no change point is special
+    hist = {"step": list(range(1, 401)), "d_loss": d.tolist()}
+    calm = [j["jump_in_spreads"] for j in stage_jumps(hist, [100, 200, 300], spread_window=30)]
+    stepped = d + 4.0 * (np.arange(400) >= 200)  # a discontinuity of 4 sds at step 200
+    jumps = stage_jumps({"step": hist["step"], "d_loss": stepped.tolist()}, [100, 200, 300], spread_window=30)
+    # |difference of two 5-step means| of unit noise has sd sqrt(2/5) = 0.63: 2 spreads is about 3 sds of it
+    assert max(calm) < JUMP_LIMIT and jumps[1]["jump_in_spreads"] > 1.5 * JUMP_LIMIT and not jumps[1]["within_limit"]
+    assert jumps[0]["ordinary_q99"] < JUMP_LIMIT + 0.5
+
+
+@pytest.mark.slow
+def test_progressive_recipe_reaches_32x32_without_a_loss_jump_at_stage_changes(tmp_path):
+    """The issue's bar on the recipe (configs/gans/progressive.yaml, ~4 min on one shared core): 4x4 -> 32x32 through
+    three fade-ins, and at each stage change the critic loss moves at most JUMP_LIMIT = 2 spreads (the mean of the 5
+    steps after against the 5 before, over the std of the fade_steps / 4 steps before). 2 is about the 99th percentile
+    of the same statistic at ordinary steps of such a run (2.4 here); a penalty measured at each stage's own size
+    instead (the earlier implementation) moved it 2.4, 6.1 and 3.7 spreads."""
+    from core.config import load_config
+
+    cfg = load_config(GanConfig, "configs/gans/progressive.yaml", ["device=cpu", "threads=1"])
+    m = train_gan(cfg, tmp_path, show_progress=False)
+    G, _, meta = load_generator(tmp_path / "checkpoint.safetensors")
+    assert meta["stage"] == [3, 1.0] and G.current_resolution == 32 and G(torch.randn(2, cfg.model.z_dim)).shape == (2, 1, 32, 32)
+    jumps = m["stage_change_jumps"]
+    assert [j["step"] for j in jumps] == [150, 450, 750]
+    assert all(j["jump_in_spreads"] <= JUMP_LIMIT for j in jumps), jumps
+    assert (tmp_path / "losses.png").is_file()
