@@ -6,7 +6,7 @@ data model.
 # Exports load lazily, so that ``physadv`` (which imports ``gans.cli``) starts without importing torch.
 _EXPORTS = {
     "gans.games": ["GAMES", "Game", "GameConfig", "Minimax", "WGAN", "WGANGP", "make_game"],
-    "gans.models": ["DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator"],
+    "gans.models": ["DCGANGenerator", "DCGANDiscriminator", "MLPGenerator", "MLPDiscriminator", "MaxoutDiscriminator"],
     "gans.progressive": ["ProgressiveGenerator", "ProgressiveDiscriminator"],
     "gans.trainer": ["GanConfig", "build_networks", "train_gan", "generate", "load_generator"],
     "gans.metrics": ["frechet_distance", "kernel_inception_distance", "inception_score", "class_coverage",

@@ -138,6 +138,41 @@ class MLPDiscriminator(nn.Module):
         return self.net(h).squeeze(1)
 
 
+class Maxout(nn.Module):
+    """Goodfellow et al. 2013: the max over ``pieces`` affine maps per unit."""
+
+    def __init__(self, cin: int, units: int, pieces: int):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(cin, units * pieces)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).view(len(x), self.units, self.pieces).max(2).values
+
+
+class MaxoutDiscriminator(nn.Module):
+    """The MNIST discriminator of Goodfellow et al. 2014 (their code's mnist.yaml): two maxout layers of ``width``
+    units with 5 pieces, dropout keeping 80% of the inputs and 50% of the hidden units, a linear score."""
+
+    def __init__(self, resolution: int = 28, channels: int = 1, width: int = 240, num_classes: int = 0, pieces: int = 5):
+        super().__init__()
+        self.resolution, self.channels = resolution, channels
+        d = channels * resolution * resolution
+        self.labels = _Labels(num_classes, d)
+        self.net = nn.Sequential(nn.Dropout(0.2), Maxout(d * (2 if num_classes else 1), width, pieces), nn.Dropout(0.5),
+                                 Maxout(width, width, pieces), nn.Dropout(0.5), nn.Linear(width, 1))
+
+    forward = MLPDiscriminator.forward
+
+
+def uniform_init(module: nn.Module, bound: float) -> None:
+    """Weights ~ U[-bound, bound], biases 0 (the ``irange`` of Goodfellow et al.'s code: 0.05 for G, 0.005 for D)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
+
 def dcgan_init(module: nn.Module) -> None:
     """DCGAN initialisation: conv/linear weights N(0, 0.02), batch-norm scale N(1, 0.02), biases 0."""
     for m in module.modules():

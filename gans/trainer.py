@@ -35,17 +35,18 @@ from core.io import load_checkpoint, load_state_into, save_checkpoint, save_imag
 from core.progress import progress
 from core.train import resolve_device
 from gans.games import GameConfig, make_game
-from gans.models import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_base, dcgan_init)
+from gans.models import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPDiscriminator, MLPGenerator, dcgan_base,
+                         dcgan_init, uniform_init)
 from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, progressive_levels, stage_at
 
-ARCHS = ("dcgan", "mlp", "progressive")
+ARCHS = ("dcgan", "mlp", "maxout", "progressive")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 CHECKPOINT_KIND = "physadv-gan"
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "dcgan"  # dcgan | mlp | progressive
+    arch: str = "dcgan"  # dcgan | mlp | maxout (Goodfellow et al. 2014: ReLU MLP G, maxout + dropout D) | progressive
     resolution: int = 28
     z_dim: int = 100
     z_dist: str = "normal"  # normal | uniform (U[-1, 1], as in DCGAN)
@@ -135,6 +136,10 @@ def build_networks(m: ModelConfig, channels: int, num_classes: int = 0) -> tuple
     elif m.arch == "mlp":
         G = MLPGenerator(m.z_dim, m.resolution, channels, m.width, nc)
         D = MLPDiscriminator(m.resolution, channels, m.d_width, nc)
+    elif m.arch == "maxout":
+        G = MLPGenerator(m.z_dim, m.resolution, channels, m.width, nc)
+        D = MaxoutDiscriminator(m.resolution, channels, m.d_width, nc)
+        uniform_init(G, 0.05), uniform_init(D, 0.005)
     elif m.arch == "progressive":
         G = ProgressiveGenerator(m.z_dim, m.resolution, channels, m.width, nc)
         D = ProgressiveDiscriminator(m.resolution, channels, m.d_width, m.d_norm, nc)

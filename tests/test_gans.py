@@ -325,3 +325,16 @@ def test_progressive_recipe_reaches_32x32_without_a_loss_jump_at_stage_changes(t
     assert [j["step"] for j in jumps] == [150, 450, 750]
     assert all(j["jump_in_spreads"] <= JUMP_LIMIT for j in jumps), jumps
     assert (tmp_path / "losses.png").is_file()
+
+
+def test_maxout_discriminator_takes_the_max_of_affine_pieces():
+    from gans.models import Maxout, MaxoutDiscriminator
+
+    torch.manual_seed(0)
+    m, x = Maxout(6, 3, 4), torch.randn(5, 6)
+    pieces = (x @ m.linear.weight.T + m.linear.bias).view(5, 3, 4)
+    assert torch.allclose(m(x), pieces.max(2).values)
+    D = MaxoutDiscriminator(28, 1, 16, num_classes=10).eval()  # eval: no dropout, deterministic
+    x = torch.rand(3, 1, 28, 28)
+    y = torch.tensor([0, 1, 2])
+    assert D(x, y).shape == (3,) and torch.equal(D(x, y), D(x, y))
