@@ -20,7 +20,7 @@ class AttackResult:
     """What an attack did to each image (all tensors on the CPU, first dimension N)."""
 
     images: torch.Tensor        # clean images
-    adversarial: torch.Tensor   # attacked images, in [0, 1]
+    adversarial: torch.Tensor   # attacked images, in [0, 1] (unless the attack runs with box=False)
     labels: torch.Tensor        # reference labels (true labels, or the model's own predictions)
     clean_pred: torch.Tensor    # the model's prediction on the clean images
     pred: torch.Tensor          # the model's prediction on the adversarial images
@@ -103,6 +103,7 @@ class Attack:
     """
 
     name = "attack"
+    box = True  # adversarial images are clamped to [0, 1] (DeepFool(box=False): the paper's unconstrained setting)
 
     def __init__(self, model: nn.Module, batch_size: int = 256):
         check_positive_int(batch_size=batch_size)
@@ -160,7 +161,7 @@ class Attack:
                 y = labels[sl].to(self.device)
             t = target[sl].to(self.device) if target is not None else None
             adv, it, *more = self._attack(x, y, t)
-            advs.append(adv.detach().clamp(0, 1).cpu())
+            advs.append((adv.detach().clamp(0, 1) if self.box else adv.detach()).cpu())
             iters.append(torch.as_tensor(it).expand(len(x)).cpu().long())
             for k, v in (more[0] if more else {}).items():
                 extras.setdefault(k, []).append(v.detach().cpu())

@@ -10,7 +10,8 @@ At each step the classifier is linearised around the current point; with candida
 
 accumulated in ``r_tot``; the next point is ``x + (1 + overshoot) * r_tot`` (overshoot on the accumulated
 perturbation, as the authors' reference code does), clamped to [0, 1]. Pixels already at 0 or 1 drop the
-gradient components that point out of the box (``box_feasible``), so each linearised step stays feasible. The whole batch runs together: the
+gradient components that point out of the box (``box_feasible``), so each linearised step stays feasible
+(``box=False``: no clamping and no box, the paper's unconstrained setting). The whole batch runs together: the
 gradients of all candidate differences for every image come from one vectorised backward
 (``autograd.grad(..., is_grads_batched=True)``), and images whose label already changed are frozen.
 """
@@ -67,7 +68,7 @@ class DeepFool(Attack):
     name = "deepfool"
 
     def __init__(self, model: nn.Module, overshoot: float = 0.02, max_iter: int = 50, candidates: int = 10,
-                 norm: str = "l2", batch_size: int = 256):
+                 norm: str = "l2", box: bool = True, batch_size: int = 256):
         check_nonneg(overshoot=overshoot)
         check_positive_int(max_iter=max_iter, candidates=candidates)
         if candidates < 2:
@@ -75,7 +76,10 @@ class DeepFool(Attack):
         if norm not in ("l2", "linf"):
             raise PhysadvError(f"norm must be 'l2' or 'linf', got '{norm}'")
         super().__init__(model, batch_size)
-        self.overshoot, self.max_iter, self.candidates, self.norm = overshoot, max_iter, candidates, norm
+        self.overshoot, self.max_iter, self.candidates, self.norm, self.box = overshoot, max_iter, candidates, norm, bool(box)
+
+    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(0, 1) if self.box else x
 
     @torch.enable_grad()
     def _attack(self, x, y, target):
@@ -86,7 +90,7 @@ class DeepFool(Attack):
         active = torch.arange(len(x), device=x.device)
         cand = None
         for step in range(self.max_iter):
-            xa = (x[active] + (1 + self.overshoot) * r_tot[active]).clamp(0, 1).requires_grad_(True)
+            xa = self._clamp(x[active] + (1 + self.overshoot) * r_tot[active]).requires_grad_(True)
             logits = self.model(xa)
             if cand is None:  # step 0: xa is x
                 cand = candidate_classes(logits, y, self.candidates)
@@ -94,8 +98,9 @@ class DeepFool(Attack):
             if not still.any():
                 break  # every image crossed: no backward needed
             diff, w = boundary_gradients(xa, logits, cand[active])
-            w = box_feasible(w, xa.detach().flatten(1))
+            if self.box:
+                w = box_feasible(w, xa.detach().flatten(1))
             active, diff, w = active[still], diff[still], w[still]
             r_tot[active] += deepfool_step(diff, w, self.norm).view(-1, *x.shape[1:])
             iters[active] += 1
-        return (x + (1 + self.overshoot) * r_tot).clamp(0, 1), iters
+        return self._clamp(x + (1 + self.overshoot) * r_tot), iters

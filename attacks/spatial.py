@@ -135,9 +135,9 @@ def register_canvas_dataset(pad: int = 8) -> str:
     return name
 
 
-def canvas_classifier(model: str = "allconv-mnist", pad: int = 8, progress: bool = True):
-    """A classifier trained (once, then cached by core) on MNIST on a black canvas. Needs an architecture that
-    accepts any input size (allconv-mnist, nin-mnist: global average pooling)."""
+def canvas_classifier(model: str = "lenet-mnist", pad: int = 8, progress: bool = True):
+    """A classifier trained (once, then cached by core) on MNIST on a black canvas, with the same recipe as on
+    28 px. lenet-mnist sizes its head to the canvas; allconv-mnist and nin-mnist pool globally."""
     from core.config import from_dict
     from core.train import TrainConfig, get_classifier
 

@@ -206,7 +206,8 @@ MNIST_NORM = ((0.1307,), (0.3081,))
 RGB_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 ARCHITECTURES: dict[str, ArchSpec] = {
-    "lenet-mnist": ArchSpec(lambda num_classes=10, **k: LeNet(1, 28, num_classes), (1, 28, 28), *MNIST_NORM, "mnist"),
+    "lenet-mnist": ArchSpec(lambda num_classes=10, image_size=28, **k: LeNet(1, image_size, num_classes), (1, 28, 28),
+                            *MNIST_NORM, "mnist"),
     "fc500-150-10-mnist": ArchSpec(lambda num_classes=10, **k: FC500_150(784, num_classes), (1, 28, 28), *MNIST_NORM, "mnist"),
     "mlp-mnist": ArchSpec(lambda num_classes=10, **k: nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(),
                                                                      nn.Linear(300, num_classes)),
@@ -241,6 +242,8 @@ def build_classifier(name: str, classes: Sequence[str] | None = None, input_size
     spec = get_arch(name)
     n = len(classes) if classes is not None else spec.num_classes
     classes = list(classes) if classes is not None else [str(i) for i in range(n)]
+    if input_size is not None and name == "lenet-mnist":  # its fc head follows the input side (e.g. a black canvas)
+        arch_kwargs.setdefault("image_size", input_size[-1])
     net = spec.build(num_classes=n, **arch_kwargs)
     return Classifier(net, classes, input_size or spec.input_size, spec.mean, spec.std, arch=name)
 

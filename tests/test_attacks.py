@@ -153,6 +153,44 @@ def test_uap_fools_more_than_noise(fc_mnist, mnist_test):
     assert res.metrics()["fooling_rate"] > 3 * max(noise_rate, 0.01)
 
 
+@pytest.mark.parametrize("box", [False, True])
+def test_fgsm_baseline_is_the_papers_definition(box):
+    """DeepFool sec. 4.1: one eps, the smallest misclassifying 90% of the set; rho = mean ||eps sign(g)|| / ||x||."""
+    from attacks.gradient import fgsm_baseline
+
+    model = affine(36, 4, seed=7, scale=0.3)
+    x = interior_images(60, seed=8)
+    y = predict(model, x)
+    out = fgsm_baseline(model, x, y, rate=0.9, box=box, grid=200, refine=20)
+    w = model[1].weight.detach()
+    p = torch.softmax(model(x), 1).detach()
+    s = ((p - torch.eye(4)[y]) @ w).sign()               # sign of d CE / dx, closed form for a linear model
+
+    def fooled(eps):
+        adv = x.flatten(1) + eps * s
+        return int((predict(model, (adv.clamp(0, 1) if box else adv).view_as(x)) != y).sum())
+
+    eps = out["eps"]
+    assert fooled(eps) >= 54 > fooled(eps - 1e-3)       # 90% of 60
+    rho = (eps * s.norm(dim=1) / x.flatten(1).norm(dim=1)).mean()
+    assert out["rho_adv_l2"] == pytest.approx(float(rho), rel=1e-4)
+    assert out["rho_adv_linf"] == pytest.approx(float((eps / x.flatten(1).amax(1)).mean()), rel=1e-4)
+
+
+def test_deepfool_without_box_matches_closed_form_outside_the_box():
+    model = affine(36, 2, seed=9, scale=0.02)
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(10)).round()  # pixels at 0 and 1: the box binds
+    res = DeepFool(model, overshoot=0.0, box=False).run(x)
+    w, f = model[1].weight.detach(), model(x).detach()
+    y = f.argmax(1)
+    wd = w[1 - y] - w[y]
+    fd = f[torch.arange(8), 1 - y] - f[torch.arange(8), y]
+    r = -fd[:, None] * wd / wd.norm(dim=1, keepdim=True) ** 2 + 1e-4 * wd / wd.norm(dim=1, keepdim=True)
+    assert torch.allclose(res.perturbation.flatten(1), r, atol=1e-5)
+    assert res.adversarial.min() < 0 or res.adversarial.max() > 1   # it did leave [0, 1]
+    assert res.success.all()
+
+
 def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
     """Algorithm 1 written out one image at a time: check x + v, DeepFool if not fooled, keep converged steps."""
     from attacks.gradient import project
@@ -176,8 +214,11 @@ def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
 def test_uap_fast_path_gives_the_plain_loops_v(lenet_mnist):
     from core.data import load_dataset
 
+    from attacks.universal import native_cpu_conv
+
     train = load_dataset("mnist", "train").subset(40, seed=1).images
-    v_ref, updates = plain_uap(lenet_mnist, train, xi=3.0, passes=2)
+    with native_cpu_conv(torch.device("cpu")):  # the kernels fit() uses: the same float rounding
+        v_ref, updates = plain_uap(lenet_mnist, train, xi=3.0, passes=2)
     fit = UniversalPerturbation(lenet_mnist, xi=3.0, norm="l2", delta=0.0, max_passes=2).fit(train, show_progress=False)
     assert fit.updates == updates > 10 and fit.passes == 2
     assert torch.allclose(fit.perturbation, v_ref, atol=1e-6)

@@ -33,6 +33,20 @@ def test_grid_is_the_papers_and_canvas_keeps_content():
     assert float(cut.sum()) < 0.98 * float(x.sum())                           # the standard setting cuts
 
 
+def test_lenet_mnist_follows_the_input_size(tmp_path):
+    from core.models import build_classifier
+    from core.train import load_classifier, save_classifier
+
+    default = build_classifier("lenet-mnist")
+    assert default.input_size == (1, 28, 28) and default.net.classifier[1].in_features == 50 * 4 * 4
+    canvas = build_classifier("lenet-mnist", input_size=(1, 44, 44))
+    assert canvas.net.classifier[1].in_features == 50 * 8 * 8        # ((44 - 4) / 2 - 4) / 2 = 8
+    assert canvas(torch.rand(2, 1, 44, 44)).shape == (2, 10)
+    back = load_classifier(save_classifier(tmp_path / "c.safetensors", canvas))
+    x = torch.rand(3, 1, 44, 44)
+    assert torch.allclose(back(x), canvas(x))
+
+
 class Distance(nn.Module):
     """Two-class toy model whose logits depend on the L1 distance d to a reference image."""
 
