@@ -128,16 +128,22 @@ def read_texture(path: str | Path, size: int | None = None) -> torch.Tensor:
     return t
 
 
-def _rp2(args: argparse.Namespace) -> int:
+def _start_sign_job(cls, name: str, args: argparse.Namespace):
+    """Resolve the job's config, open its run folder, pick the device, load its sign classifier."""
     from core.train import resolve_device
+
+    job = resolve_config(cls, args)
+    run = start_run(name, job, args)
+    device = resolve_device(job.device)
+    return job, run, device, load_classifier_for(job.classifier, device)
+
+
+def _rp2(args: argparse.Namespace) -> int:
     from physical.grid import evaluate_grid, write_grid_reports
     from physical.report import loss_curve
     from physical.rp2 import rp2_attack
 
-    job = resolve_config(RP2Job, args)
-    run = start_run("design-rp2", job, args)
-    device = resolve_device(job.device)
-    model = load_classifier_for(job.classifier, device)
+    job, run, device, model = _start_sign_job(RP2Job, "design-rp2", args)
     a = job.attack
     result = rp2_attack(model, a, checkpoint=run / "checkpoint.safetensors", device=device)
     save_texture(run, "texture", result.texture, result.alpha, {"mask": result.mask, "clean": result.clean})
@@ -159,15 +165,11 @@ def _rp2(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from core.train import resolve_device
     from physical.grid import evaluate_grid, write_grid_reports
     from physical.views import SignViews
     from rendering.signs.world import WorldConfig
 
-    job = resolve_config(GridJob, args)
-    run = start_run("evaluate-grid", job, args)
-    device = resolve_device(job.device)
-    model = load_classifier_for(job.classifier, device)
+    job, run, device, model = _start_sign_job(GridJob, "evaluate-grid", args)
     texture = read_texture(args.texture, job.texture_px)
     world = WorldConfig(texture_px=job.texture_px)
     clean, _ = SignViews(job.source, world, texture_px=job.texture_px).clean_texture
@@ -234,16 +236,12 @@ def _eot(args: argparse.Namespace) -> int:
 
 
 def _eot3d(args: argparse.Namespace) -> int:
-    from core.train import resolve_device
     from physical.eot3d import contact_sheet, eot_3d, target_mesh
     from physical.report import loss_curve
     from rendering.mesh import export_mesh
     from rendering.signs.textures import sign_texture
 
-    job = resolve_config(EOT3DJob, args)
-    run = start_run("design-eot3d", job, args)
-    device = resolve_device(job.device)
-    model = load_classifier_for(job.classifier, device)
+    job, run, device, model = _start_sign_job(EOT3DJob, "design-eot3d", args)
     a = job.attack
     r = eot_3d(model, a, device=device)
     _, alpha = sign_texture(a.source, a.texture_px)

@@ -13,7 +13,6 @@ and their total variation TV(r) = sum_{i,j} sqrt((r_{i,j} - r_{i+1,j})^2 + (r_{i
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 

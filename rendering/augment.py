@@ -120,7 +120,6 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor | list[float]) -> torch.Ten
     """libjpeg (OpenCV) encode and decode of ``N x 3 x H x W`` sRGB images in [0, 1], per-image ``quality``
     (1-100). Differentiable as the identity: the forward is the real codec, the gradient passes straight through."""
     import cv2
-    import numpy as np
 
     quality = torch.as_tensor(quality).reshape(-1).tolist()
     if len(quality) != len(images):
