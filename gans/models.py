@@ -152,7 +152,11 @@ class Maxout(nn.Module):
 
 class MaxoutDiscriminator(nn.Module):
     """The MNIST discriminator of Goodfellow et al. 2014 (their code's mnist.yaml): two maxout layers of ``width``
-    units with 5 pieces, dropout keeping 80% of the inputs and 50% of the hidden units, a linear score."""
+    units with 5 pieces, dropout keeping 80% of the inputs and 50% of the hidden units, a linear score, and the
+    max-norm constraint of maxout networks (each unit's incoming weight vector kept within norm 1.9365), which
+    the trainer applies after every discriminator step through ``constrain()``."""
+
+    max_norm = 1.9365
 
     def __init__(self, resolution: int = 28, channels: int = 1, width: int = 240, num_classes: int = 0, pieces: int = 5):
         super().__init__()
@@ -163,6 +167,12 @@ class MaxoutDiscriminator(nn.Module):
                                  Maxout(width, width, pieces), nn.Dropout(0.5), nn.Linear(width, 1))
 
     forward = MLPDiscriminator.forward
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.copy_(torch.renorm(m.weight, 2, 0, self.max_norm))
 
 
 def uniform_init(module: nn.Module, bound: float) -> None:

@@ -455,6 +455,8 @@ def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None,
             d_loss.backward()
             opt_d.step()
             game.after_d_step(D)
+            if hasattr(D, "constrain"):  # a weight constraint of the architecture (maxout's max-norm)
+                D.constrain()
         # one generator update
         yg = y
         opt_g.zero_grad(set_to_none=True)

@@ -338,3 +338,8 @@ def test_maxout_discriminator_takes_the_max_of_affine_pieces():
     x = torch.rand(3, 1, 28, 28)
     y = torch.tensor([0, 1, 2])
     assert D(x, y).shape == (3,) and torch.equal(D(x, y), D(x, y))
+    with torch.no_grad():
+        D.net[1].linear.weight.mul_(1000)
+    D.constrain()  # max-norm: every unit's incoming weights within 1.9365, directions kept
+    norms = D.net[1].linear.weight.norm(dim=1)
+    assert norms.max() <= D.max_norm * (1 + 1e-5) and norms.min() > 1.9
