@@ -166,7 +166,14 @@ class MaxoutDiscriminator(nn.Module):
         self.net = nn.Sequential(nn.Dropout(0.2), Maxout(d * (2 if num_classes else 1), width, pieces), nn.Dropout(0.5),
                                  Maxout(width, width, pieces), nn.Dropout(0.5), nn.Linear(width, 1))
 
-    forward = MLPDiscriminator.forward
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        # their pixels are in [0, 1]: a black background is 0, not -1, which keeps activations (and, under the
+        # max-norm constraint, the logits) at the scale their learning rate of 0.1 was chosen for
+        h = (x.flatten(1) + 1) / 2
+        e = self.labels.check(y)
+        if e is not None:
+            h = torch.cat([h, e], 1)
+        return self.net(h).squeeze(1)
 
     @torch.no_grad()
     def constrain(self) -> None:

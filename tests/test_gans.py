@@ -82,6 +82,16 @@ def test_minimax_losses_match_goodfellow_value_function():
     assert torch.allclose(Minimax(nonsaturating=True).g_loss(D, fake), -torch.log(d_fake).mean(), atol=1e-5)
 
 
+def test_saturating_generator_loss_has_no_gradient_where_d_rejects_the_samples():
+    """Goodfellow et al. section 3: when D(G(z)) -> 0, log(1 - D(G(z))) saturates (d/dlogit = -D(G(z)) -> 0)
+    while -log D(G(z)) keeps a gradient of magnitude 1 - D(G(z)) -> 1."""
+    w = torch.ones(1)
+    for nonsaturating, expect in [(False, 0.0), (True, 1.0)]:
+        fake = torch.full((4, 1), -12.0, requires_grad=True)  # logits -12: D(G(z)) = 6e-6
+        Minimax(nonsaturating=nonsaturating).g_loss(Const(w), fake).backward()
+        assert fake.grad.abs().mean().item() * 4 == pytest.approx(expect, abs=1e-4)
+
+
 def test_gradient_penalty_on_a_linear_critic_is_closed_form():
     w = torch.tensor([3.0, 4.0, 0.0, 0.0])  # ||grad D|| = 5 everywhere -> penalty (5 - 1)^2 = 16
     D = Const(w)
