@@ -146,6 +146,10 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
     target = choose_target(cfg.target, logits, labels, cfg.seed)
     attack = get_attack(name, model, **cfg.params)
     extra: dict = {}
+    if name == "spatial":
+        if cfg.canvas_pad and attack.max_trans is None:  # the original image's range (+-3 px), not 10% of the canvas
+            attack.max_trans = attack.translation_range(data.images.shape[-1])
+        extra["translation_px"] = attack.translation_range(images.shape[-1])
     if name == "uap":
         extra = fit_universal(attack, cfg, model, images, run)
     result = attack.run(images, labels, target)

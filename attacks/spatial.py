@@ -5,14 +5,19 @@ outside the frame). The adversary searches, per image:
 
 - ``grid``: every combination of ``trans_steps`` x ``trans_steps`` translations in +-``max_trans`` and
   ``rot_steps`` rotations in +-``max_rot`` degrees (the paper: 5 x 5 x 31 within +-3 px and +-30 degrees);
-- ``random`` (worst-of-k): ``k`` transformations drawn uniformly from the same ranges (the paper: k = 10);
+- ``random`` (worst-of-k): ``k`` transformations per image drawn uniformly from the same continuous ranges,
+  not from the grid (the paper: k = 10; the authors' code draws each image's tries the same way);
 
-and keeps a transformation that misclassifies when there is one, else the one with the highest loss.
+and keeps a transformation that misclassifies when there is one (the highest-loss one among them), else the one
+with the highest cross-entropy of the given label, as the authors' code does.
 With ``pgd_eps > 0`` an L-inf PGD attack then runs on the transformed image (the paper's combined adversary).
 
 "Black canvas" setting: pad the images onto a larger black canvas first (``black_canvas``) so that nothing
 is cut by the transformation, and attack a model trained on canvas images (``canvas_classifier``); the
-standard setting transforms the image within its own frame.
+standard setting transforms the image within its own frame (zeros come in, what leaves is cut), which is what
+the authors' released code does by default (zero-pad, rotate, translate, crop back to the input size).
+On a canvas pass ``max_trans`` of the original image (the ``spatial`` job does: +-3 px on MNIST), else the
+range would be 10% of the canvas width.
 """
 from __future__ import annotations
 
