@@ -82,13 +82,15 @@ class WGAN(Game):
 class WGANGP(WGAN):
     """Gulrajani et al. 2017, Algorithm 1: L = D(x~) - D(x) + lambda (||grad D(x^)||_2 - 1)^2 with
     x^ = eps x + (1 - eps) x~, one eps ~ U[0, 1] per sample. ``drift`` adds eps_drift * E D(x)^2
-    (Karras et al. 2018, appendix A.1)."""
+    (Karras et al. 2018, appendix A.1). ``target`` gamma generalises the penalty as Karras et al.'s code does,
+    lambda / gamma^2 (||grad|| - gamma)^2 (gamma = 1: Algorithm 1 exactly)."""
 
     name = "wgan-gp"
 
-    def __init__(self, k: int = 5, gp_lambda: float = 10.0, drift: float = 0.0, generator: torch.Generator | None = None):
+    def __init__(self, k: int = 5, gp_lambda: float = 10.0, drift: float = 0.0, generator: torch.Generator | None = None,
+                 target: float = 1.0):
         super().__init__(k, clip=0.0)
-        self.gp_lambda, self.drift = gp_lambda, drift
+        self.gp_lambda, self.drift, self.target = gp_lambda, drift, target
         self.generator = generator  # the trainer's noise generator, so runs are reproducible and resumable
 
     def d_loss(self, D, real, fake, y=None):
@@ -96,7 +98,7 @@ class WGANGP(WGAN):
         eps = torch.rand(len(real), 1, 1, 1, generator=self.generator).to(real.device)
         x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(D(x_hat, y).sum(), x_hat, create_graph=True)
-        gp = (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+        gp = (grad.flatten(1).norm(2, dim=1) - self.target).pow(2).mean() / self.target**2
         loss = df.mean() - dr.mean() + self.gp_lambda * gp
         if self.drift:
             loss = loss + self.drift * dr.pow(2).mean()
@@ -115,6 +117,7 @@ class GameConfig:
     nonsaturating: bool = True  # minimax only: G maximises log D(G(z))
     clip: float = 0.01  # wgan only
     gp_lambda: float = 10.0  # wgan-gp only
+    gp_target: float = 1.0  # wgan-gp: the gradient norm gamma the penalty pulls to (1: Gulrajani et al.)
     drift: float = 0.0  # wgan-gp: eps_drift (0.001 for progressive growing)
 
     def validate(self) -> None:
@@ -122,6 +125,8 @@ class GameConfig:
             raise ValueError(f"game.name '{self.name}' is not a game; known: {', '.join(GAMES)}")
         if self.k < 1:
             raise ValueError(f"game.k must be at least 1, got {self.k}")
+        if self.gp_target <= 0:
+            raise ValueError(f"game.gp_target must be positive, got {self.gp_target}")
 
 
 def make_game(cfg: GameConfig, generator: torch.Generator | None = None) -> Game:
@@ -130,5 +135,5 @@ def make_game(cfg: GameConfig, generator: torch.Generator | None = None) -> Game
     if cfg.name == "wgan":
         return WGAN(cfg.k, cfg.clip)
     if cfg.name == "wgan-gp":
-        return WGANGP(cfg.k, cfg.gp_lambda, cfg.drift, generator)
+        return WGANGP(cfg.k, cfg.gp_lambda, cfg.drift, generator, cfg.gp_target)
     raise PhysadvError(f"game.name '{cfg.name}' is not a game; known: {', '.join(GAMES)}")
