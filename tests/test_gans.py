@@ -98,7 +98,7 @@ def test_gradient_penalty_on_a_linear_critic_is_closed_form():
     real, fake = torch.randn(6, 4), torch.randn(6, 4)
     loss, stats = WGANGP(gp_lambda=10.0).d_loss(D, real.view(6, 1, 2, 2), fake.view(6, 1, 2, 2))
     assert stats["gp"] == pytest.approx(16.0, rel=1e-6)
-    assert loss.item() == pytest.approx(float(D(fake).mean() - D(real).mean()) + 160.0, rel=1e-5)
+    assert loss.item() == pytest.approx(float((D(fake).mean() - D(real).mean()).detach()) + 160.0, rel=1e-5)
     # Karras et al.'s generalisation: lambda / gamma^2 (||grad|| - gamma)^2; gamma = 5 makes this critic penalty-free
     assert WGANGP(target=5.0).d_loss(D, real.view(6, 1, 2, 2), fake.view(6, 1, 2, 2))[1]["gp"] == pytest.approx(0.0, abs=1e-10)
     assert WGANGP(target=2.0).d_loss(D, real.view(6, 1, 2, 2), fake.view(6, 1, 2, 2))[1]["gp"] == pytest.approx(9 / 4, rel=1e-6)
