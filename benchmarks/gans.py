@@ -6,7 +6,9 @@
 The recipes set their own CPU threads (``threads:`` in the config): on this shared 2-core machine one WGAN-GP
 step (5 critic + 1 generator update, batch 32) took 129 ms with one thread and 606 ms with two, because two
 threads wait on each other when other jobs hold the cores.
-Measured (issue 4, load average 3.2-6.6 on 2 cores): wgan_gp 3000 steps in 810 s, FID ratio 0.078, 10/10 classes.
+Measured (issue 4): wgan_gp 3000 steps in 810 s at load average 3.2-6.6 on the 2 cores, in 293 s at 2.0-2.4, FID
+ratio 0.078 and 10/10 classes both times (one thread is deterministic); dcgan 3000 steps in 173 s at load ~2,
+FID ratio 0.076, 10/10 classes.
 
 Each recipe trains from its config with a 15-minute wall-clock budget (``max_minutes`` = 14.5: training stops
 and checkpoints early if the budget runs out, and the samples of that checkpoint are judged), then scores 1000 samples of the EMA generator with LeNet-MNIST
