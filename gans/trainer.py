@@ -14,7 +14,6 @@ and each process takes its own slice of every global batch.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import os
 import random
@@ -556,5 +555,5 @@ def stage_jumps(history: dict, changes: list[int], spread_window: int, window: i
 def _check_finite(loss: torch.Tensor, who: str, step: int, ckpt: Path, last_good: int) -> None:
     if not torch.isfinite(loss).all():
         kept = f"the last good checkpoint (step {last_good}) is kept at {ckpt}" if ckpt.is_file() else "no checkpoint was written yet"
-        raise PhysadvError(f"step {step + 1}: the {who} loss became {float(loss)}; training stopped and {kept}. "
+        raise PhysadvError(f"step {step + 1}: the {who} loss became {float(loss.detach())}; training stopped and {kept}. "
                            f"Lower optim.lr_d / optim.lr_g or change the game, then resume with --resume {ckpt}")

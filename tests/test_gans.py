@@ -7,7 +7,7 @@ import torch
 from scipy import linalg
 
 from core.config import from_dict, to_dict
-from core.data import ImageSet, load_dataset
+from core.data import load_dataset
 from core.errors import PhysadvError
 from core.io import load_checkpoint
 from gans.games import WGAN, WGANGP, GameConfig, Minimax, make_game
