@@ -7,6 +7,7 @@ Images are ``N x C x H x W`` in [0, 1]; adversarial images are clamped to [0, 1]
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -86,6 +87,19 @@ def model_device(model: nn.Module) -> torch.device:
     for t in list(model.parameters()) + list(model.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+@contextmanager
+def native_cpu_conv(device: torch.device):
+    """Run CPU convolutions with PyTorch's own kernels instead of oneDNN's (restored afterwards): at UAP's
+    one-image steps oneDNN's per-call set-up dominates (about 2x slower on LeNet). Float rounding differs, and
+    with it which of tied max-pool inputs gets the gradient; the algorithms do not."""
+    old = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = old and torch.device(device).type != "cpu"
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = old
 
 
 @torch.no_grad()

@@ -13,7 +13,8 @@ perturbation, as the authors' reference code does), clamped to [0, 1]. Pixels al
 gradient components that point out of the box (``box_feasible``), so each linearised step stays feasible
 (``box=False``: no clamping and no box, the paper's unconstrained setting). The whole batch runs together: the
 gradients of all candidate differences for every image come from one vectorised backward
-(``autograd.grad(..., is_grads_batched=True)``), and images whose label already changed are frozen.
+(``autograd.grad(..., is_grads_batched=True)``), and images whose label already changed are frozen (no
+backward once all have crossed).
 """
 from __future__ import annotations
 
@@ -81,10 +82,13 @@ class DeepFool(Attack):
     def _clamp(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0, 1) if self.box else x
 
-    @torch.enable_grad()
     def _attack(self, x, y, target):
         if target is not None:
             raise PhysadvError("DeepFool is untargeted: call it without target")
+        with torch.enable_grad():
+            return self._deepfool(x, y)
+
+    def _deepfool(self, x, y):
         r_tot = torch.zeros_like(x)
         iters = torch.zeros(len(x), dtype=torch.long, device=x.device)
         active = torch.arange(len(x), device=x.device)

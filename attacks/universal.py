@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from attacks.base import Attack, check_images, check_nonneg, check_positive_int, predict
+from attacks.base import Attack, check_images, check_nonneg, check_positive_int, native_cpu_conv, predict
 from attacks.deepfool import DeepFool
 from attacks.gradient import project
 from core.errors import PhysadvError
@@ -43,17 +42,6 @@ class UAPFit:
     seconds: float
     history: list[float] = field(default_factory=list)  # training fooling rate after each pass
     pass_seconds: list[float] = field(default_factory=list)  # time since the start at the end of each pass
-
-
-@contextmanager
-def native_cpu_conv(device: torch.device):
-    """Run CPU convolutions with PyTorch's own kernels instead of oneDNN's (restored afterwards)."""
-    old = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = old and torch.device(device).type != "cpu"
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = old
 
 
 def random_noise_like(v: torch.Tensor, n: int, norm: str, generator: torch.Generator) -> torch.Tensor:

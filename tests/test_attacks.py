@@ -191,6 +191,20 @@ def test_deepfool_without_box_matches_closed_form_outside_the_box():
     assert res.success.all()
 
 
+def test_native_cpu_conv_is_scoped_and_matches_onednn(lenet_mnist, mnist_test):
+    from attacks.base import native_cpu_conv
+
+    before = torch.backends.mkldnn.enabled
+    x = mnist_test.subset(8).images
+    with torch.no_grad():
+        ref = lenet_mnist(x)
+        with native_cpu_conv(torch.device("cpu")):
+            assert not torch.backends.mkldnn.enabled
+            out = lenet_mnist(x)
+    assert torch.backends.mkldnn.enabled == before
+    assert torch.allclose(out, ref, atol=1e-4)      # other kernels, same function
+
+
 def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
     """Algorithm 1 written out one image at a time: check x + v, DeepFool if not fooled, keep converged steps."""
     from attacks.gradient import project
@@ -214,7 +228,7 @@ def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
 def test_uap_fast_path_gives_the_plain_loops_v(lenet_mnist):
     from core.data import load_dataset
 
-    from attacks.universal import native_cpu_conv
+    from attacks.base import native_cpu_conv
 
     train = load_dataset("mnist", "train").subset(40, seed=1).images
     with native_cpu_conv(torch.device("cpu")):  # the kernels fit() uses: the same float rounding
