@@ -82,13 +82,10 @@ class DeepFool(Attack):
     def _clamp(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0, 1) if self.box else x
 
+    @torch.enable_grad()
     def _attack(self, x, y, target):
         if target is not None:
             raise PhysadvError("DeepFool is untargeted: call it without target")
-        with torch.enable_grad():
-            return self._deepfool(x, y)
-
-    def _deepfool(self, x, y):
         r_tot = torch.zeros_like(x)
         iters = torch.zeros(len(x), dtype=torch.long, device=x.device)
         active = torch.arange(len(x), device=x.device)
