@@ -90,6 +90,23 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+class MadryCNN(nn.Module):
+    """The MNIST CNN of Madry et al. 2018, also the victim of Engstrom et al. 2019's spatial attacks:
+    conv5x32 (same), pool, conv5x64 (same), pool, fc1024, fc."""
+
+    def __init__(self, in_channels: int = 1, image_size: int = 28, num_classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        )
+        side = image_size // 4
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 1024), nn.ReLU(), nn.Linear(1024, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
 class FC500_150(nn.Module):
     """The fully connected FC500-150-10 net of the DeepFool paper."""
 
@@ -207,6 +224,8 @@ RGB_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "lenet-mnist": ArchSpec(lambda num_classes=10, image_size=28, **k: LeNet(1, image_size, num_classes), (1, 28, 28),
+                            *MNIST_NORM, "mnist"),
+    "madry-mnist": ArchSpec(lambda num_classes=10, image_size=28, **k: MadryCNN(1, image_size, num_classes), (1, 28, 28),
                             *MNIST_NORM, "mnist"),
     "fc500-150-10-mnist": ArchSpec(lambda num_classes=10, **k: FC500_150(784, num_classes), (1, 28, 28), *MNIST_NORM, "mnist"),
     "mlp-mnist": ArchSpec(lambda num_classes=10, **k: nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(),

@@ -214,6 +214,7 @@ def cached_metrics(cfg: TrainConfig) -> dict | None:
 
 DEFAULTS: dict[str, dict] = {
     "lenet-mnist": {"model": "lenet-mnist", "epochs": 12, "lr": 1e-3},
+    "madry-mnist": {"model": "madry-mnist", "epochs": 12, "lr": 1e-3},
     "fc500-150-10-mnist": {"model": "fc500-150-10-mnist", "epochs": 20, "lr": 1e-3, "augment_shift": 1,
                            "weight_decay": 0.0},
     "nin-mnist": {"model": "nin-mnist", "epochs": 10, "lr": 2e-3},
