@@ -27,12 +27,13 @@ class Classifier(nn.Module):
     """Normalise, then run ``net``. ``classes`` and ``input_size`` travel with the model."""
 
     def __init__(self, net: nn.Module, classes: Sequence[str], input_size: tuple[int, int, int],
-                 mean: Sequence[float], std: Sequence[float], arch: str = ""):
+                 mean: Sequence[float], std: Sequence[float], arch: str = "", arch_args: dict | None = None):
         super().__init__()
         self.net = net
         self.classes = list(classes)
         self.input_size = tuple(input_size)
         self.arch = arch
+        self.arch_args = dict(arch_args or {})  # the builder's keyword arguments (width, hidden, ...): saved with the weights
         c = input_size[0]
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, c, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, c, 1, 1))
@@ -264,7 +265,7 @@ def build_classifier(name: str, classes: Sequence[str] | None = None, input_size
     if input_size is not None and name == "lenet-mnist":  # its fc head follows the input side (e.g. a black canvas)
         arch_kwargs.setdefault("image_size", input_size[-1])
     net = spec.build(num_classes=n, **arch_kwargs)
-    return Classifier(net, classes, input_size or spec.input_size, spec.mean, spec.std, arch=name)
+    return Classifier(net, classes, input_size or spec.input_size, spec.mean, spec.std, arch=name, arch_args=arch_kwargs)
 
 
 def load_pretrained(name: str, weights: str, classes: Sequence[str] | None = None) -> Classifier:

@@ -170,7 +170,7 @@ def evaluate(model: Classifier, data: ImageSet, batch_size: int = 256, progress:
 
 # --------------------------------------------------------------------------- cache and files
 def save_classifier(path: str | Path, model: Classifier, extra: dict | None = None) -> Path:
-    meta = {"arch": model.arch, "classes": model.classes, "input_size": list(model.input_size)}
+    meta = {"arch": model.arch, "classes": model.classes, "input_size": list(model.input_size), "model_args": model.arch_args}
     meta.update(extra or {})
     return save_checkpoint(path, model.state_dict(), meta)
 
@@ -181,8 +181,8 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
     if "arch" not in meta or "classes" not in meta:
         raise PhysadvError(f"{path}: no physadv classifier metadata (arch, classes); for torchvision weights use "
                            f"--model NAME --weights {path}")
-    model = build_classifier(meta["arch"], meta["classes"], input_size=tuple(meta.get("input_size") or ()) or None,
-                             **meta.get("config", {}).get("model_args", {}))
+    args = meta.get("model_args") or meta.get("config", {}).get("model_args", {})  # (older files: in the config)
+    model = build_classifier(meta["arch"], meta["classes"], input_size=tuple(meta.get("input_size") or ()) or None, **args)
     load_state_into(model, state, str(path))
     return model.to(device).eval()
 

@@ -138,3 +138,15 @@ def test_lenet_and_fc_reach_paper_accuracy(tmp_path, monkeypatch):
     for name, bar in (("lenet-mnist", 0.97), ("fc500-150-10-mnist", 0.95)):
         model, metrics = train_classifier(default_train_config(name), progress=False)
         assert metrics["accuracy"] >= bar, (name, metrics["accuracy"])
+
+
+def test_saved_classifier_remembers_its_builder_arguments(tmp_path):
+    from core.train import load_classifier, save_classifier
+
+    torch.manual_seed(0)
+    clf = build_classifier("gtsrb-cnn", ["a", "b", "c"], width=0.25, hidden=16).eval()
+    save_classifier(tmp_path / "m.safetensors", clf)
+    back = load_classifier(tmp_path / "m.safetensors")
+    x = torch.rand(2, *clf.input_size)
+    assert back.arch_args == {"width": 0.25, "hidden": 16} and back.classes == ["a", "b", "c"]
+    assert torch.equal(back(x), clf(x))

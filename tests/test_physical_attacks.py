@@ -146,7 +146,7 @@ def test_design_eot3d_job_writes_texture_mesh_views_and_metrics(random_sign_mode
     from core.train import save_classifier
     from physical.cli import main
 
-    save_classifier(tmp_path / "model.safetensors", random_sign_model, {"config": {"model_args": {"width": 0.25, "hidden": 64}}})
+    save_classifier(tmp_path / "model.safetensors", random_sign_model)  # its width and hidden size travel with it
     out = tmp_path / "run"
     assert main(["design", "eot3d", "--out", str(out), "--set", f"classifier={tmp_path / 'model.safetensors'}",
                  "--set", "attack.steps=2", "--set", "attack.pool_size=3", "--set", "attack.eval_poses=4",
