@@ -65,12 +65,13 @@ def run(recipe: str, out: Path, overrides: list[str]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", choices=sorted(RECIPES))
+    p.add_argument("recipe", nargs="?", choices=sorted(RECIPES), help="one recipe (default: each in turn)")
     p.add_argument("--out", default=None)
     p.add_argument("--set", dest="overrides", action="append", default=[])
     a = p.parse_args()
-    out = Path(a.out or f"runs/bench-gans/{a.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
-    print(json.dumps(run(a.recipe, out, a.overrides), indent=2))
+    for recipe in [a.recipe] if a.recipe else sorted(RECIPES):
+        out = Path(a.out or "runs/bench-gans") / f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+        print(json.dumps(run(recipe, out, a.overrides), indent=2))
 
 
 if __name__ == "__main__":
