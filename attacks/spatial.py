@@ -10,7 +10,10 @@ outside the frame). The adversary searches, per image:
 
 and keeps a transformation that misclassifies when there is one (the highest-loss one among them), else the one
 with the highest cross-entropy of the given label, as the authors' code does.
-With ``pgd_eps > 0`` an L-inf PGD attack then runs on the transformed image (the paper's combined adversary).
+With ``pgd_eps > 0`` the adversary is the paper's combined one, as the authors' code runs it: for every
+candidate transformation T, L-inf PGD on the untransformed image x through T (the classifier sees
+T(x + delta)); the candidate is then chosen by the same rule on T(x + delta_T). It costs one PGD run per
+candidate (k for worst-of-k, the whole grid for ``grid``).
 
 "Black canvas" setting: pad the images onto a larger black canvas first (``black_canvas``) so that nothing
 is cut by the transformation, and attack a model trained on canvas images (``canvas_classifier``); the
@@ -58,6 +61,22 @@ def transform_grid(max_rot: float, max_trans: float, rot_steps: int, trans_steps
     return torch.stack([r.flatten(), tx.flatten(), ty.flatten()], 1)
 
 
+class _Transformed(nn.Module):
+    """``model`` seeing its input through the per-image transformations ``params``."""
+
+    def __init__(self, model: nn.Module, params: torch.Tensor):
+        super().__init__()
+        self.model, self.params = model, params
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(rotate_translate(x, self.params))
+
+
+def _score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A misclassifying transformation first (the highest loss among them), else the highest loss."""
+    return F.cross_entropy(logits, y, reduction="none") + (logits.argmax(1) != y).float() * 1e6
+
+
 class SpatialAttack(Attack):
     """Grid or worst-of-k rotation + translation attack; ``result.extras`` has the chosen angle, tx and ty."""
 
@@ -102,27 +121,40 @@ class SpatialAttack(Attack):
             c = cand[:, j:j + per]                          # n x t x 3
             t = c.shape[1]
             xt = rotate_translate(x.repeat_interleave(t, 0), c.reshape(-1, 3))
-            logits = self.model(xt)
-            yy = y.repeat_interleave(t)
-            loss = F.cross_entropy(logits, yy, reduction="none")
-            wrong = logits.argmax(1) != yy
-            score = (loss + wrong.float() * 1e6).view(n, t)  # a misclassifying transformation first, else max loss
+            score = _score(self.model(xt), y.repeat_interleave(t)).view(n, t)
             s, i = score.max(1)
             better = s > best_score
             best_score = torch.where(better, s, best_score)
             best[better] = c[better, i[better]]
         return best
 
+    def _search_with_pgd(self, x: torch.Tensor, y: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The combined adversary: PGD through each candidate transformation, then the search rule."""
+        n, T = cand.shape[:2]
+        best_score = torch.full((n,), -float("inf"), device=x.device)
+        best, best_adv = torch.zeros(n, 3, device=x.device), x.clone()
+        for j in range(T):
+            c = cand[:, j].to(x.device)
+            seen = _Transformed(self.model, c)
+            z, _ = PGD(seen, self.pgd_eps, self.pgd_alpha, self.pgd_steps, "linf", seed=self.seed)._attack(x, y, None)
+            with torch.no_grad():
+                xt = rotate_translate(z, c)
+                score = _score(self.model(xt), y)
+            better = score > best_score
+            best_score = torch.where(better, score, best_score)
+            best[better], best_adv[better] = c[better], xt[better]
+        return best, best_adv
+
     def _attack(self, x, y, target):
         if target is not None:
             raise PhysadvError("the rotation/translation attack is untargeted: call it without target")
         cand = self.candidates(len(x), x.shape[-1])
-        best = self._search(x, y, cand)
-        adv = rotate_translate(x, best)
-        iters = cand.shape[1]
         if self.pgd_eps > 0:
-            adv, _ = PGD(self.model, self.pgd_eps, self.pgd_alpha, self.pgd_steps, "linf", seed=self.seed)._attack(adv, y, None)
-            iters += self.pgd_steps
+            best, adv = self._search_with_pgd(x, y, cand)
+            iters = cand.shape[1] * self.pgd_steps
+        else:
+            best = self._search(x, y, cand)
+            adv, iters = rotate_translate(x, best), cand.shape[1]
         return adv, iters, {"angle": best[:, 0], "tx": best[:, 1], "ty": best[:, 2]}
 
 

@@ -89,6 +89,29 @@ def test_spatial_lenet_grid_beats_random(lenet_mnist, mnist_test):
     assert grid.metrics()["accuracy_adversarial"] <= rand.metrics()["accuracy_adversarial"] + 0.1
 
 
+def test_combined_adversary_runs_pgd_through_each_transformation(lenet_mnist, mnist_test):
+    """The authors' combined adversary: with the identity as the only candidate it is plain PGD; with real
+    candidates the classifier sees T(x + delta), |delta| <= eps, and does no better than under either part."""
+    from attacks import PGD
+
+    data = mnist_test.subset(20)
+    x, y = data.images, data.labels
+    pgd = dict(pgd_eps=0.1, pgd_steps=5, pgd_alpha=0.03)
+    ident = SpatialAttack(lenet_mnist, mode="random", k=1, max_rot=0.0, max_trans=0.0, **pgd).run(x, y)
+    plain = PGD(lenet_mnist, 0.1, 0.03, 5, "linf").run(x, y)
+    differ = (ident.adversarial - plain.adversarial).abs() > 1e-5  # the identity warp is exact to ~1e-7, which can
+    assert differ.float().mean() < 1e-3  # flip the sign of a near-zero gradient: a handful of pixels out of 15,680
+    both = SpatialAttack(lenet_mnist, mode="random", k=3, seed=2, **pgd).run(x, y)
+    spatial = SpatialAttack(lenet_mnist, mode="random", k=3, seed=2).run(x, y)
+    params = torch.stack([both.extras[k] for k in ("angle", "tx", "ty")], 1)
+    # the perturbation bound seen through the chosen transformation, on the pixels that stay in the frame
+    inside = rotate_translate(torch.ones_like(x), params) > 0.999
+    diff = (both.adversarial - rotate_translate(x, params))[inside]
+    assert diff.abs().max() <= 0.1 + 1e-4
+    acc = lambda r: r.metrics()["accuracy_adversarial"]  # noqa: E731
+    assert acc(both) <= min(acc(spatial), acc(plain)) + 1e-9
+
+
 def test_optimization_attack_and_ensemble(lenet_mnist, fc_mnist, mnist_test):
     data = mnist_test.subset(10)
     ens = Ensemble([lenet_mnist, fc_mnist], [0.5, 0.5])
