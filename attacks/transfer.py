@@ -105,12 +105,10 @@ class TransferTable:
         return Path(path)
 
     def heatmap(self, path: str | Path) -> Path:
-        import matplotlib
+        from core.plots import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
-        from core.io import atomic_path
 
         table = (self.match if self.match is not None else self.accuracy).numpy()
         fig, ax = plt.subplots(figsize=(1.2 * len(self.cols) + 3, 0.6 * len(self.rows) + 1.5))
@@ -122,11 +120,7 @@ class TransferTable:
                 ax.text(j, i, f"{table[i, j]:.2f}", ha="center", va="center", color="w" if table[i, j] < 0.5 else "k", fontsize=8)
         what = "target-label match rate" if self.match is not None else "accuracy of the target model"
         ax.set_title(f"{self.attack}{' targeted' if self.targeted else ''}: {what}", fontsize=9)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        return Path(path)
+        return save_figure(fig, path)
 
 
 def transfer_matrix(models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, attack: str = "opt",
@@ -170,12 +164,10 @@ def decision_regions(models: dict[str, nn.Module], image: torch.Tensor, label: i
 
 def save_decision_regions(path: str | Path, labels: torch.Tensor, names: Sequence[str], axis: torch.Tensor,
                           true_label: int, direction_model: str) -> Path:
-    import matplotlib
+    from core.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from core.io import atomic_path
 
     n = len(names)
     fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.8), squeeze=False)
@@ -188,8 +180,4 @@ def save_decision_regions(path: str | Path, labels: torch.Tensor, names: Sequenc
         ax.tick_params(labelsize=6)
     axes[0][0].set_ylabel("random orthogonal", fontsize=7)
     fig.suptitle(f"predicted labels around one image (true label {true_label}; colour = class)", fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -249,10 +249,9 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, paddi
     if captions is None:
         grid = vutils.make_grid(imgs, nrow=nrow, padding=padding, pad_value=1.0)
         return write_image(path, grid)
-    import matplotlib
+    from core.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = imgs.shape[0]
     ncol = min(nrow, n)
@@ -264,8 +263,4 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, paddi
             im = imgs[i].permute(1, 2, 0).numpy()
             ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray" if im.shape[2] == 1 else None, vmin=0, vmax=1)
             ax.set_title(captions[i], fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)

@@ -1,10 +1,42 @@
-"""Figures shared by the packages: the success-by-distance-and-angle heatmap."""
+"""Figures: matplotlib set up for files (``pyplot``, ``save_figure``, ``figure_png``) and the
+success-by-distance-and-angle heatmap the packages share."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it as PNG atomically, and close it."""
+    from core.io import atomic_path
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    pyplot().close(fig)
+    return Path(path)
+
+
+def figure_png(fig, dpi: int = 110) -> bytes:
+    """Lay out ``fig`` and return it as PNG bytes, closed."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return buf.getvalue()
 
 
 def grid_means(items: Iterable, row: Callable, col: Callable, value: Callable) -> tuple[list, list, np.ndarray]:
@@ -26,12 +58,7 @@ def heatmap_png(grid: np.ndarray, distances: list, angles: list, distance_unit: 
     """A distance (rows) x angle (columns) heatmap of rates in [0, 1], each cell labelled in percent, as PNG
     bytes. Green is good: high rates when ``high_is_good`` (accuracy), low ones otherwise (attack success
     seen from the defender's side)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.1 * len(angles) + 2, 0.5 * len(distances) + 1.5))
+    fig, ax = pyplot().subplots(figsize=(1.1 * len(angles) + 2, 0.5 * len(distances) + 1.5))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn" if high_is_good else "RdYlGn_r", aspect="auto")
     ax.set_xticks(range(len(angles)), [f"{a:g}°" for a in angles])
     ax.set_yticks(range(len(distances)), [f"{d:g} {distance_unit}" for d in distances])
@@ -43,8 +70,4 @@ def heatmap_png(grid: np.ndarray, distances: list, angles: list, distance_unit: 
                 ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

@@ -248,12 +248,10 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    import matplotlib
+    from core.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     s = [r["noise"] for r in rows]
@@ -264,7 +262,4 @@ def _plot(path: Path, rows: list[dict]) -> None:
     ax.set_ylabel("support recovery (Jaccard)")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

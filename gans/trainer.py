@@ -301,12 +301,10 @@ def _distributed() -> tuple[int, int]:
 
 def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None, fade_steps: int = 0) -> None:
     """Loss curves (raw and smoothed); progressive runs mark each stage change and shade its fade-in."""
-    import matplotlib
+    from core.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
-    from core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = history["step"]
@@ -321,10 +319,7 @@ def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None,
     ax.set_xlabel("generator step")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None, data: ImageSet | None = None,

@@ -142,10 +142,9 @@ def heatmap(path: str | Path, records: list[ViewRecord], variant: str = "adversa
 
 def loss_curve(path: str | Path, history: dict[str, list[float]], title: str = "optimisation") -> Path:
     """Loss terms against step as a PNG."""
-    import matplotlib
+    from core.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, values in history.items():
@@ -155,8 +154,4 @@ def loss_curve(path: str | Path, history: dict[str, list[float]], title: str = "
     ax.set_yscale("symlog", linthresh=1e-2)
     ax.legend(fontsize=8)
     ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

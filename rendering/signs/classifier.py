@@ -158,10 +158,9 @@ def write_grid(result: GridResult, folder: Path) -> dict[str, Path]:
                    + f" | {result.footprint_px[i, 0]:.0f} |\n" for i, d in enumerate(result.distances_ft))
     md_path = atomic_write_text(folder / "grid.md", head + body)
     png_path = folder / "grid.png"
-    import matplotlib
+    from core.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(1.2 * len(result.angles_deg) + 2, 0.6 * len(result.distances_ft) + 1.5))
     im = ax.imshow(100 * result.accuracy, cmap="RdYlGn", vmin=50, vmax=100, aspect="auto")
@@ -174,10 +173,5 @@ def write_grid(result: GridResult, folder: Path) -> dict[str, Path]:
     ax.set_ylabel("distance")
     ax.set_title("sign classifier accuracy (%)")
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    from core.io import atomic_path
-
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, png_path)
     return {"csv": csv_path, "md": md_path, "png": png_path}
