@@ -92,6 +92,16 @@ def random_shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch
     return pad.permute(0, 2, 3, 1)[idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
 
 
+def descend(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str, hint: str = "") -> None:
+    """One optimiser step on ``loss``. A NaN or infinite loss steps nothing and is a ``PhysadvError``
+    naming ``where`` (and the ``hint``, e.g. which learning rate to lower)."""
+    if not torch.isfinite(loss):
+        raise PhysadvError(f"{where}: the loss became {float(loss.detach())}" + (f"; {hint}" if hint else ""))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSet | None = None,
                      progress: bool = True) -> tuple[Classifier, dict]:
     """Train from scratch; returns the model (eval mode) and metrics."""
@@ -128,11 +138,7 @@ def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_s
             x = random_shift(x, cfg.augment_shift, gen).to(device)
             y = y.to(device)
             loss = loss_fn(model(x), y)
-            if not torch.isfinite(loss):
-                raise PhysadvError(f"training {cfg.model}: loss became {loss.item()} at epoch {epoch + 1}; lower lr (now {cfg.lr})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            descend(opt, loss, f"training {cfg.model}, epoch {epoch + 1}", f"lower lr (now {cfg.lr})")
             sched.step()
             total += loss.item() * len(y)
             n += len(y)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from core.errors import PhysadvError
 from core.models import Classifier
 from core.progress import progress
+from core.train import descend
 from physical import transforms as T
 from printing.colour import rgb_to_lab
 
@@ -95,11 +96,7 @@ def eot_2d(model: Classifier, image: torch.Tensor, label: int, cfg: EOT2DConfig,
         cls = -logp[:, target].mean() if target is not None else logp[:, label].mean()
         dist = (_lab(tx) - lab0).pow(2).sum((1, 2, 3)).add(1e-8).sqrt().mean()
         loss = cls + cfg.lam * dist
-        if not torch.isfinite(loss):
-            raise PhysadvError(f"EOT diverged: loss {float(loss)} at step {step}; lower lr (now {cfg.lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss, f"EOT diverged at step {step}", f"lower lr (now {cfg.lr})")
         if sched:
             sched.step()
         with torch.no_grad():  # project: the image box and the optional L-infinity ball

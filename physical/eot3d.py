@@ -18,6 +18,7 @@ import torch
 from core.errors import PhysadvError
 from core.models import Classifier
 from core.progress import progress
+from core.train import descend
 from printing.colour import rgb_to_lab
 from rendering.backgrounds import sample_backgrounds
 from rendering.camera import plane_homography
@@ -134,11 +135,7 @@ def eot_3d(model: Classifier, cfg: EOT3DConfig, progress_bar: bool = True,
         de = ((rgb_to_lab(tex) - lab0).pow(2).sum(-1) + 1e-8).sqrt()
         de = (de * face[..., 0]).sum() / face.sum()
         loss = cls + cfg.lam * de
-        if not torch.isfinite(loss):
-            raise PhysadvError(f"EOT 3D diverged at step {step}: loss {float(loss)}; lower lr (now {cfg.lr})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss, f"EOT 3D diverged at step {step}", f"lower lr (now {cfg.lr})")
         history["classification"].append(float(cls.detach()))
         history["delta_e"].append(float(de.detach()))
         history["batch_target_probability"].append(float(probs[:, target].mean().detach()))

@@ -19,6 +19,7 @@ from core.data import ImageSet
 from core.errors import PhysadvError
 from core.models import Classifier
 from core.progress import progress
+from core.train import descend
 
 
 @dataclass
@@ -105,11 +106,7 @@ def adversarial_patch(model: Classifier, data: ImageSet, held_out: ImageSet, cfg
         patch = (torch.tanh(w) + 1) / 2
         logits = model(place(pool[idx].to(dev), patch, mask, cfg, g))
         loss = F.cross_entropy(logits, torch.full((cfg.batch,), target, device=dev))
-        if not torch.isfinite(loss):
-            raise PhysadvError(f"patch optimisation diverged at step {step}: loss {float(loss)}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        descend(opt, loss, f"patch optimisation diverged at step {step}", f"lower lr (now {cfg.lr})")
         history["loss"].append(float(loss.detach()))
         history["batch_success"].append(float((logits.argmax(1) == target).float().mean()))
     patch = ((torch.tanh(w) + 1) / 2).detach()

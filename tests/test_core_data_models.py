@@ -150,3 +150,16 @@ def test_saved_classifier_remembers_its_builder_arguments(tmp_path):
     x = torch.rand(2, *clf.input_size)
     assert back.arch_args == {"width": 0.25, "hidden": 16} and back.classes == ["a", "b", "c"]
     assert torch.equal(back(x), clf(x))
+
+
+def test_descend_steps_on_a_finite_loss_and_refuses_nan():
+    from core.errors import PhysadvError
+    from core.train import descend
+
+    w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    descend(opt, (w ** 2).sum(), "toy")
+    assert torch.allclose(w.detach(), torch.tensor([0.8, 1.6]))  # w - 0.1 * 2w
+    with pytest.raises(PhysadvError, match=r"toy at step 3: the loss became nan; lower lr"):
+        descend(opt, (w * float("nan")).sum(), "toy at step 3", "lower lr")
+    assert torch.allclose(w.detach(), torch.tensor([0.8, 1.6]))  # nothing stepped
