@@ -117,12 +117,10 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- stages
 def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
     from core.config import from_dict
-    from core.io import write_image
+    from core.io import cache_dir, write_image
     from physical.design_cli import save_texture
     from physical.report import loss_curve
-    from physical.rp2 import RP2Config, rp2_attack
-
-    from core.io import cache_dir
+    from physical.rp2 import RP2Config, RP2Result, rp2_attack
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
@@ -133,10 +131,10 @@ def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
     cached = cache_dir("demo") / f"rp2-{design_key(model, cfg)}.safetensors"
     if cached.is_file():  # the same config against the same weights: the same design
         print(f"reusing the RP2 design cached in {cached}")
-        r = load_rp2_result(cached)
+        r = RP2Result.load(cached)
     else:
         r = rp2_attack(model, cfg, checkpoint=out / "checkpoint.safetensors", device=device)
-        save_rp2_result(cached, r)
+        r.save(cached)
     save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean})
     write_image(out / "stickers.png", r.stickers)
     loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("targeted")}, "RP2 loss terms")
@@ -157,29 +155,6 @@ def design_key(model, cfg) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
-
-
-_TENSORS = ("texture", "clean", "alpha", "mask")
-
-
-def save_rp2_result(path: Path, r) -> None:
-    from dataclasses import asdict
-
-    from core.io import save_checkpoint
-
-    fields = asdict(r)
-    save_checkpoint(path, {k: fields.pop(k) for k in _TENSORS}, fields)
-
-
-def load_rp2_result(path: Path):
-    from core.io import load_checkpoint
-    from physical.rp2 import RP2Result
-
-    tensors, meta = load_checkpoint(path)
-    try:
-        return RP2Result(**tensors, **meta)
-    except TypeError as exc:
-        raise PhysadvError(f"{path}: not an RP2 design from this version ({exc}); delete it") from None
 
 
 def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -100,6 +100,21 @@ class RP2Result:
     def stickers(self) -> torch.Tensor:
         """RGBA: the stickers alone (transparent elsewhere)."""
         return torch.cat([self.texture * self.mask, self.mask[None]], 0)
+
+    _TENSORS = ("texture", "clean", "alpha", "mask")
+
+    def save(self, path: str | Path) -> Path:
+        """The whole result as safetensors (numbers and history in the JSON metadata)."""
+        fields = asdict(self)
+        return save_checkpoint(path, {k: fields.pop(k) for k in self._TENSORS}, fields)
+
+    @staticmethod
+    def load(path: str | Path) -> "RP2Result":
+        tensors, meta = load_checkpoint(path)
+        try:
+            return RP2Result(**tensors, **meta)
+        except TypeError as exc:
+            raise PhysadvError(f"{path}: not an RP2 result of this version ({exc}); delete it") from None
 
 
 def build_mask(cfg: MaskConfig, alpha: torch.Tensor) -> torch.Tensor:

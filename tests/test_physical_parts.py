@@ -112,16 +112,16 @@ def test_summary_rates_by_hand(tmp_path):
     assert cv2.imread(str(tmp_path / "h.png")) is not None
 
 
-def test_demo_design_cache_round_trip_and_key(tmp_path):
+def test_rp2_result_round_trip_and_demo_design_key(tmp_path):
     from core.models import build_classifier
-    from physical.demo import design_key, load_rp2_result, save_rp2_result
+    from physical.demo import design_key
     from physical.rp2 import RP2Config, RP2Result
 
     g = torch.Generator().manual_seed(0)
     r = RP2Result(torch.rand(3, 8, 8, generator=g), torch.rand(3, 8, 8, generator=g), torch.ones(1, 8, 8),
                   (torch.rand(8, 8, generator=g) > 0.5).float(), 0.4, 0.9, 30, {"rp2/loss": [1.0, 0.5]}, 12.0, 0.1, 0.3)
-    save_rp2_result(tmp_path / "d.safetensors", r)
-    back = load_rp2_result(tmp_path / "d.safetensors")
+    r.save(tmp_path / "d.safetensors")
+    back = RP2Result.load(tmp_path / "d.safetensors")
     assert torch.equal(back.texture, r.texture) and torch.equal(back.mask, r.mask)
     assert (back.coverage, back.best_step, back.history) == (r.coverage, r.best_step, r.history)
     torch.manual_seed(1)
