@@ -184,15 +184,12 @@ def _grid(args: argparse.Namespace) -> int:
 
 def _model_and_data(spec: str, device: torch.device):
     from core.data import load_dataset
-
     from core.models import get_arch
 
     model = load_classifier_for(spec, device)
     name = get_arch(model.arch).dataset  # the data the architecture is trained on (gtsrb-cnn: the signs)
     if name is None:
         raise PhysadvError(f"model '{spec}' has no built-in dataset to draw images from")
-    if name == "signs":
-        import rendering.signs  # noqa: F401  (registers the dataset)
     return model, load_dataset(name, "train"), load_dataset(name, "test")
 
 

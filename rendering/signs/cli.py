@@ -34,7 +34,6 @@ def _default_config() -> str | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import rendering.signs  # noqa: F401  (registers the dataset)
     from core.config import to_dict
     from core.io import save_image_grid
     from core.train import cached_classifier_path, cached_metrics, evaluate, save_classifier
