@@ -108,8 +108,6 @@ class TransferTable:
         from core.plots import pyplot, save_figure
 
         plt = pyplot()
-
-
         table = (self.match if self.match is not None else self.accuracy).numpy()
         fig, ax = plt.subplots(figsize=(1.2 * len(self.cols) + 3, 0.6 * len(self.rows) + 1.5))
         ax.imshow(table, vmin=0, vmax=1, cmap="viridis")
@@ -167,8 +165,6 @@ def save_decision_regions(path: str | Path, labels: torch.Tensor, names: Sequenc
     from core.plots import pyplot, save_figure
 
     plt = pyplot()
-
-
     n = len(names)
     fig, axes = plt.subplots(1, n, figsize=(2.4 * n, 2.8), squeeze=False)
     ext = [float(axis[0]), float(axis[-1]), float(axis[0]), float(axis[-1])]

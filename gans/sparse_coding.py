@@ -251,8 +251,6 @@ def _plot(path: Path, rows: list[dict]) -> None:
     from core.plots import pyplot, save_figure
 
     plt = pyplot()
-
-
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     s = [r["noise"] for r in rows]
     for name, style in (("thresholding", "--"), ("basis_pursuit", "-")):

@@ -304,8 +304,6 @@ def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None,
     from core.plots import pyplot, save_figure
 
     plt = pyplot()
-
-
     fig, ax = plt.subplots(figsize=(7, 3.5))
     steps = history["step"]
     for key in ("d_loss", "g_loss"):
