@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -43,7 +43,7 @@ class AttackResult:
         return self.norms(p) / self.images.flatten(1).norm(p=p, dim=1).clamp_min(1e-12)
 
     def metrics(self) -> dict:
-        from attacks.metrics import attack_metrics
+        from physadv.attacks.metrics import attack_metrics
 
         return attack_metrics(self)
 
@@ -160,7 +160,7 @@ class Attack:
 
     def _generate(self, images, labels, target):
         """Run ``_attack`` batch by batch; ``labels=None`` means the model's own predictions."""
-        from core.progress import progress
+        from physadv.core.progress import progress
 
         start = time.perf_counter()
         n = len(images)

@@ -19,7 +19,7 @@ from typing import Literal, Optional
 
 import torch
 
-from core.data import DataConfig
+from physadv.core.data import DataConfig
 
 
 @dataclass
@@ -51,7 +51,7 @@ class AttackJobConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from core.cli import add_config_args
+    from physadv.core.cli import add_config_args
 
     p = sub.add_parser("attack", help="run a digital attack (fgsm, fgsm-min, bim, pgd, deepfool, uap, spatial) on a victim")
     p.add_argument("name", metavar="NAME", help="attack name: fgsm, fgsm-min, bim, pgd, deepfool, uap, spatial")
@@ -69,8 +69,8 @@ def default_config_path(name: str) -> str | None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from attacks.registry import attack_class
-    from core.cli import finish_run, resolve_config, start_run
+    from physadv.attacks.registry import attack_class
+    from physadv.core.cli import finish_run, resolve_config, start_run
 
     if args.name != "transfer":
         attack_class(args.name)  # unknown name: a clear error before anything else
@@ -86,15 +86,15 @@ def run_cli(args: argparse.Namespace) -> int:
 
 
 def load_victim(cfg: AttackJobConfig, name: str | None = None):
-    from core.train import get_classifier, load_classifier, resolve_device
+    from physadv.core.train import get_classifier, load_classifier, resolve_device
 
     if cfg.canvas_pad and name is None:
-        from attacks.spatial import canvas_classifier
+        from physadv.attacks.spatial import canvas_classifier
 
         return canvas_classifier(cfg.model, cfg.canvas_pad).to(resolve_device(cfg.device))
     if cfg.weights and name is None:
         return load_classifier(cfg.weights, resolve_device(cfg.device))
-    from core.train import default_train_config
+    from physadv.core.train import default_train_config
 
     tc = default_train_config(name or cfg.model)
     tc.device = cfg.device
@@ -103,7 +103,7 @@ def load_victim(cfg: AttackJobConfig, name: str | None = None):
 
 def choose_target(spec: str | None, logits: torch.Tensor, labels: torch.Tensor, seed: int) -> torch.Tensor | None:
     """Target labels for a targeted run: the least likely class, a random other class, or one fixed class."""
-    from core.errors import PhysadvError
+    from physadv.core.errors import PhysadvError
 
     if spec is None:
         return None
@@ -124,10 +124,10 @@ def choose_target(spec: str | None, logits: torch.Tensor, labels: torch.Tensor, 
 
 def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
     """Build the victim, data and attack from ``cfg``, run it, write the outputs in ``run``; returns metrics."""
-    from attacks.base import predict
-    from attacks.registry import get_attack
-    from core.io import save_checkpoint
-    from core.train import seed_everything
+    from physadv.attacks.base import predict
+    from physadv.attacks.registry import get_attack
+    from physadv.core.io import save_checkpoint
+    from physadv.core.train import seed_everything
 
     seed_everything(cfg.seed)
     model = load_victim(cfg)
@@ -136,7 +136,7 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
         data = data.subset(cfg.limit, seed=cfg.seed)
     images = data.images
     if cfg.canvas_pad:
-        from attacks.spatial import black_canvas
+        from physadv.attacks.spatial import black_canvas
 
         images = black_canvas(images, cfg.canvas_pad)
     labels = data.labels if cfg.labels == "dataset" else predict(model, images)
@@ -173,10 +173,10 @@ def run_transfer(cfg: AttackJobConfig, run: Path) -> dict:
     """Liu et al.'s transfer study on ``transfer_models`` (at least two): optimisation attack from each model and
     from each all-but-one ensemble, untargeted and targeted (``target``, default random), FGSM as the baseline;
     CSV + heatmap per matrix, and the decision-region picture. ``params`` go to the optimisation attack."""
-    from attacks.base import predict
-    from attacks.transfer import decision_regions, save_decision_regions, transfer_matrix
-    from core.errors import PhysadvError
-    from core.train import seed_everything
+    from physadv.attacks.base import predict
+    from physadv.attacks.transfer import decision_regions, save_decision_regions, transfer_matrix
+    from physadv.core.errors import PhysadvError
+    from physadv.core.train import seed_everything
 
     names = list(cfg.transfer_models) or [cfg.model]
     if len(names) < 2:
@@ -223,8 +223,8 @@ def transfer_mean(table) -> float:
 def fgsm_set_level(model, images: torch.Tensor, labels: torch.Tensor, eps_max: float, rate: float = 0.9) -> dict:
     """DeepFool's FGSM baseline as the paper defines it (``fgsm_baseline``), beside DeepFool on the same images,
     in the paper's setting (no [0, 1] box) and in the boxed one; rho ratios FGSM / DeepFool (the paper: 1.0 / 0.20)."""
-    from attacks.deepfool import DeepFool
-    from attacks.gradient import fgsm_baseline
+    from physadv.attacks.deepfool import DeepFool
+    from physadv.attacks.gradient import fgsm_baseline
 
     out = {}
     for key, box in (("paper_no_box", False), ("box", True)):
@@ -240,9 +240,9 @@ def fgsm_set_level(model, images: torch.Tensor, labels: torch.Tensor, eps_max: f
 
 def fit_universal(attack, cfg: AttackJobConfig, model, test_images: torch.Tensor, run: Path) -> dict:
     """Fit the UAP on training images; noise baseline and cross-model fooling rates on the held-out images."""
-    from attacks.base import predict
-    from attacks.universal import random_noise_like
-    from core.io import save_checkpoint, write_image
+    from physadv.attacks.base import predict
+    from physadv.attacks.universal import random_noise_like
+    from physadv.core.io import save_checkpoint, write_image
 
     train = cfg.data.load("train").subset(cfg.train_limit, seed=cfg.seed).images
     fit = attack.fit(train)
@@ -267,7 +267,7 @@ def fit_universal(attack, cfg: AttackJobConfig, model, test_images: torch.Tensor
 
 def save_result_grid(path: Path, result, classes, n: int) -> Path:
     """Rows of clean / perturbation (scaled to fill [0, 1], 0.5 = no change) / adversarial, with predictions."""
-    from core.io import save_image_grid
+    from physadv.core.io import save_image_grid
 
     n = min(n, len(result.images))
     name = (lambda k: classes[k]) if classes else str

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attacks.base import Attack, check_nonneg, check_positive_int
-from core.errors import PhysadvError
+from physadv.attacks.base import Attack, check_nonneg, check_positive_int
+from physadv.core.errors import PhysadvError
 
 
 def candidate_classes(logits: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import Attack, check_nonneg, check_positive_int, predict
-from core.errors import PhysadvError
+from physadv.attacks.base import Attack, check_nonneg, check_positive_int, predict
+from physadv.core.errors import PhysadvError
 
 
 def loss_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,12 +6,12 @@ import inspect
 
 from torch import nn
 
-from attacks.base import Attack
-from attacks.deepfool import DeepFool
-from attacks.gradient import BIM, FGSM, PGD, MinimalFGSM
-from attacks.spatial import SpatialAttack
-from attacks.universal import UniversalPerturbation
-from core.errors import PhysadvError
+from physadv.attacks.base import Attack
+from physadv.attacks.deepfool import DeepFool
+from physadv.attacks.gradient import BIM, FGSM, PGD, MinimalFGSM
+from physadv.attacks.spatial import SpatialAttack
+from physadv.attacks.universal import UniversalPerturbation
+from physadv.core.errors import PhysadvError
 
 ATTACKS: dict[str, type[Attack]] = {
     "fgsm": FGSM,

@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import Attack, check_nonneg, check_positive_int
-from attacks.gradient import PGD
-from core.errors import PhysadvError
+from physadv.attacks.base import Attack, check_nonneg, check_positive_int
+from physadv.attacks.gradient import PGD
+from physadv.core.errors import PhysadvError
 
 
 def rotate_translate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -160,7 +160,7 @@ class SpatialAttack(Attack):
 
 def register_canvas_dataset(pad: int = 8) -> str:
     """Register ``mnist-canvas<pad>``: MNIST-5k centred on a black canvas ``pad`` px wider on each side."""
-    from core.data import ImageSet, load_dataset, register_dataset
+    from physadv.core.data import ImageSet, load_dataset, register_dataset
 
     name = f"mnist-canvas{pad}"
 
@@ -175,8 +175,8 @@ def register_canvas_dataset(pad: int = 8) -> str:
 def canvas_classifier(model: str = "lenet-mnist", pad: int = 8, progress: bool = True):
     """A classifier trained (once, then cached by core) on MNIST on a black canvas, with the same recipe as on
     28 px. lenet-mnist sizes its head to the canvas; allconv-mnist and nin-mnist pool globally."""
-    from core.config import from_dict
-    from core.train import TrainConfig, get_classifier
+    from physadv.core.config import from_dict
+    from physadv.core.train import TrainConfig, get_classifier
 
     data = register_canvas_dataset(pad)
     cfg = from_dict(TrainConfig, {"model": model, "data": {"name": data}}, f"canvas recipe for {model}")

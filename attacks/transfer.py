@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import Attack, check_nonneg, check_positive_int, predict
-from attacks.gradient import FGSM, loss_gradient
-from core.errors import PhysadvError
+from physadv.attacks.base import Attack, check_nonneg, check_positive_int, predict
+from physadv.attacks.gradient import FGSM, loss_gradient
+from physadv.core.errors import PhysadvError
 
 
 class Ensemble(nn.Module):
@@ -93,7 +93,7 @@ class TransferTable:
         return d
 
     def to_csv(self, path: str | Path) -> Path:
-        from core.io import atomic_path
+        from physadv.core.io import atomic_path
 
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
@@ -105,7 +105,7 @@ class TransferTable:
         return Path(path)
 
     def heatmap(self, path: str | Path) -> Path:
-        from core.plots import pyplot, save_figure
+        from physadv.core.plots import pyplot, save_figure
 
         plt = pyplot()
         table = (self.match if self.match is not None else self.accuracy).numpy()
@@ -162,7 +162,7 @@ def decision_regions(models: dict[str, nn.Module], image: torch.Tensor, label: i
 
 def save_decision_regions(path: str | Path, labels: torch.Tensor, names: Sequence[str], axis: torch.Tensor,
                           true_label: int, direction_model: str) -> Path:
-    from core.plots import pyplot, save_figure
+    from physadv.core.plots import pyplot, save_figure
 
     plt = pyplot()
     n = len(names)

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from attacks.base import Attack, check_images, check_nonneg, check_positive_int, native_cpu_conv, predict
-from attacks.deepfool import DeepFool
-from attacks.gradient import project
-from core.errors import PhysadvError
-from core.progress import progress
+from physadv.attacks.base import Attack, check_images, check_nonneg, check_positive_int, native_cpu_conv, predict
+from physadv.attacks.deepfool import DeepFool
+from physadv.attacks.gradient import project
+from physadv.core.errors import PhysadvError
+from physadv.core.progress import progress
 
 
 @dataclass

@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attacks import PGD, DeepFool, FGSM, UniversalPerturbation  # noqa: E402
-from attacks.base import predict  # noqa: E402
-from core.data import load_dataset  # noqa: E402
-from core.train import get_classifier  # noqa: E402
+from physadv.attacks import PGD, DeepFool, FGSM, UniversalPerturbation  # noqa: E402
+from physadv.attacks.base import predict  # noqa: E402
+from physadv.core.data import load_dataset  # noqa: E402
+from physadv.core.train import get_classifier  # noqa: E402
 
 
 def rho(x: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
@@ -114,7 +114,7 @@ def bench_uap(model, args) -> dict:
                       "fooling_rate_test": round(float((predict(model, (test + v).clamp(0, 1)) != clean).float().mean()), 4),
                       "norm_l2": round(float(v.norm()), 4), "history_train": fit.history, "pass_seconds": fit.pass_seconds,
                       "deepfool_calls": fit.deepfool_calls, "updates": fit.updates}
-    from attacks.universal import random_noise_like
+    from physadv.attacks.universal import random_noise_like
 
     noise = random_noise_like(v, len(test), "l2", torch.Generator().manual_seed(0))
     out["random_noise_fooling_rate"] = round(float((predict(model, (test + noise).clamp(0, 1)) != clean).float().mean()), 4)

@@ -40,12 +40,12 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    from capture.calibrate import CameraModel
-    from capture.locate import locate
-    from capture.photos import load_photo, read_manifest
-    from capture.simulate import SimulateConfig, simulate
-    from core.config import from_dict
-    from printing.export import ExportConfig, export_print
+    from physadv.capture.calibrate import CameraModel
+    from physadv.capture.locate import locate
+    from physadv.capture.photos import load_photo, read_manifest
+    from physadv.capture.simulate import SimulateConfig, simulate
+    from physadv.core.config import from_dict
+    from physadv.printing.export import ExportConfig, export_print
 
     out = Path(args.out or tempfile.mkdtemp(prefix="capture-bar-"))
     layout = export_print(sign_texture(), out / "print", from_dict(ExportConfig, {"width": args.width, "formats": ["png"]}))

@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import load_config  # noqa: E402
-from core.train import get_classifier  # noqa: E402
-from gans.evaluate import evaluate_generator  # noqa: E402
-from gans.trainer import GanConfig, load_generator, train_gan  # noqa: E402
+from physadv.core.config import load_config  # noqa: E402
+from physadv.core.train import get_classifier  # noqa: E402
+from physadv.gans.evaluate import evaluate_generator  # noqa: E402
+from physadv.gans.trainer import GanConfig, load_generator, train_gan  # noqa: E402
 
 RECIPES = {"dcgan": "configs/gans/dcgan.yaml", "wgan_gp": "configs/gans/wgan_gp.yaml"}
 BUDGET_MINUTES = 15.0

@@ -22,10 +22,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from core.config import from_dict
-    from physical.eot3d import EOT3DConfig, eot_3d
-    from physical.rp2 import RP2Config, rp2_attack
-    from rendering.signs.classifier import get_sign_classifier
+    from physadv.core.config import from_dict
+    from physadv.physical.eot3d import EOT3DConfig, eot_3d
+    from physadv.physical.rp2 import RP2Config, rp2_attack
+    from physadv.rendering.signs.classifier import get_sign_classifier
 
     model = get_sign_classifier(progress=False)
     out: dict = {"threads": torch.get_num_threads()}

@@ -25,7 +25,7 @@ pal = torch.rand({colours}, 3)
 variant = {variant!r}
 t = time.perf_counter()
 if variant == "physadv":
-    from printing.printability import non_printability_score
+    from physadv.printing.printability import non_printability_score
     loss = non_printability_score(x, pal).sum()
 elif variant == "peer":
     d = torch.sqrt(((x.permute(0, 2, 3, 1)[..., None, :] - pal) ** 2).sum(-1))

@@ -29,15 +29,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.io import cache_dir  # noqa: E402
-from core.models import build_classifier  # noqa: E402
-from rendering.augment import AugmentConfig, EOTAugment  # noqa: E402
-from rendering.backgrounds import sample_backgrounds  # noqa: E402
-from rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool  # noqa: E402
-from rendering.lights import LightConfig, sample_lights  # noqa: E402
-from rendering.mesh import sphere  # noqa: E402
-from rendering.poses import PoseConfig, sample_poses  # noqa: E402
-from rendering.renderer import render  # noqa: E402
+from physadv.core.io import cache_dir  # noqa: E402
+from physadv.core.models import build_classifier  # noqa: E402
+from physadv.rendering.augment import AugmentConfig, EOTAugment  # noqa: E402
+from physadv.rendering.backgrounds import sample_backgrounds  # noqa: E402
+from physadv.rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool  # noqa: E402
+from physadv.rendering.lights import LightConfig, sample_lights  # noqa: E402
+from physadv.rendering.mesh import sphere  # noqa: E402
+from physadv.rendering.poses import PoseConfig, sample_poses  # noqa: E402
+from physadv.rendering.renderer import render  # noqa: E402
 
 
 def timed(fn):

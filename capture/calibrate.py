@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.errors import PhysadvError
-from core.io import write_json
-from rendering.camera import Intrinsics
+from physadv.core.errors import PhysadvError
+from physadv.core.io import write_json
+from physadv.rendering.camera import Intrinsics
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def calibrate_camera(images: list[str | Path], board: tuple[int, int], square_mm
 
     Each file gets a status; at least 3 views with the board found are needed.
     """
-    from capture.photos import load_photo  # EXIF-aware, memory-bounded reading
+    from physadv.capture.photos import load_photo  # EXIF-aware, memory-bounded reading
 
     obj, img_pts, used, status, size = [], [], [], {}, None
     for path in images:

@@ -14,9 +14,9 @@ import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capture.judge import JudgeConfig
-from core.cli import add_config_args, finish_run, resolve_config, start_run
-from core.errors import PhysadvError
+from physadv.capture.judge import JudgeConfig
+from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -115,25 +115,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace, names: list[str]) -> None:
-    """Default config optional outside the repo; explicit flags become overrides (``--set`` still wins)."""
-    if args.config and not Path(args.config).is_file():
-        args.config = None
+    """Explicit flags become overrides (``--set`` still wins)."""
     flags = [f"{n}={getattr(args, n)}" for n in names if getattr(args, n, None) is not None]
     args.overrides = flags + list(args.overrides)
 
 
 def _model(cfg):
-    from core.train import get_classifier, load_classifier, resolve_device
+    from physadv.core.train import get_classifier, load_classifier, resolve_device
 
     device = resolve_device(cfg.device)
     if cfg.weights:
         if cfg.model:
-            from core.models import load_pretrained
+            from physadv.core.models import load_pretrained
 
             return load_pretrained(cfg.model, cfg.weights).to(device).eval()
         return load_classifier(cfg.weights, device)
     if cfg.model == "signs":  # the sign world's GTSRB-CNN (trained once, then cached)
-        from rendering.signs import get_sign_classifier
+        from physadv.rendering.signs import get_sign_classifier
 
         return get_sign_classifier().to(device).eval()
     if cfg.model:
@@ -142,8 +140,8 @@ def _model(cfg):
 
 
 def _layout_camera(cfg):
-    from capture.calibrate import CameraModel
-    from printing.layout import PrintLayout
+    from physadv.capture.calibrate import CameraModel
+    from physadv.printing.layout import PrintLayout
 
     layout = PrintLayout.from_json(cfg.layout) if cfg.layout else None
     camera = CameraModel.load(cfg.camera) if cfg.camera else None
@@ -151,8 +149,8 @@ def _layout_camera(cfg):
 
 
 def _calibrate_camera(args: argparse.Namespace) -> int:
-    from capture.calibrate import calibrate_camera
-    from core.io import IMAGE_SUFFIXES
+    from physadv.capture.calibrate import calibrate_camera
+    from physadv.core.io import IMAGE_SUFFIXES
 
     _prepare(args, ["images", "board", "square_mm"])
     cfg = resolve_config(CalibrateCameraConfig, args)
@@ -176,8 +174,8 @@ def _calibrate_camera(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from capture.judge import evaluate_photos
-    from capture.report import write_reports
+    from physadv.capture.judge import evaluate_photos
+    from physadv.capture.report import write_reports
 
     _prepare(args, ["photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model",
                     "device"])
@@ -202,7 +200,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _video(args: argparse.Namespace) -> int:
-    from capture.video import judge_video, write_video_report
+    from physadv.capture.video import judge_video, write_video_report
 
     _prepare(args, ["source", "layout", "camera", "weights", "model", "every", "max_frames", "device"])
     cfg = resolve_config(VideoConfig, args)
@@ -220,7 +218,7 @@ def _video(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from capture.simulate import SimulateConfig, simulate
+    from physadv.capture.simulate import SimulateConfig, simulate
 
     _prepare(args, ["print_file"])
     cfg = resolve_config(SimulateConfig, args)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from capture.photos import MISSING, NOT_FOUND, OK, UNITS_M, UNREADABLE, ManifestRow, load_photo, read_manifest
-from core.errors import PhysadvError
+from physadv.capture.photos import MISSING, NOT_FOUND, OK, UNITS_M, UNREADABLE, ManifestRow, load_photo, read_manifest
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -97,7 +97,7 @@ def classifier_input(image: np.ndarray, loc, layout, model, cfg: JudgeConfig) ->
     """The crop the classifier sees: ``H x W x C`` uint8 at the classifier's input size."""
     import cv2
 
-    from capture.locate import crop_box, crop_rectified
+    from physadv.capture.locate import crop_box, crop_rectified
 
     c, h, w = model.input_size
     if cfg.crop == "full":
@@ -126,7 +126,7 @@ def classify(model, crops: list[np.ndarray]) -> np.ndarray:
 def judge_image(image: np.ndarray, model, cfg: JudgeConfig, layout=None, camera=None,
                 corners: np.ndarray | None = None) -> tuple[object, np.ndarray | None, np.ndarray | None]:
     """Locate and classify one RGB uint8 image: (Location, probabilities or None, crop or None)."""
-    from capture.locate import Location, locate
+    from physadv.capture.locate import Location, locate
 
     cam = camera.for_image(image.shape[1], image.shape[0]) if camera is not None else None
     loc = locate(image, layout, cam, corners, cfg.min_markers) if layout is not None or corners is not None \
@@ -140,7 +140,7 @@ def judge_image(image: np.ndarray, model, cfg: JudgeConfig, layout=None, camera=
 def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConfig, layout=None, camera=None,
               set_name: str = "adversarial") -> list[PhotoResult]:
     """Judge every manifest row; each gets a status, and a bad photo never stops the rest."""
-    from core.progress import progress
+    from physadv.core.progress import progress
 
     folder = Path(folder)
     out = []

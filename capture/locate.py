@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -60,7 +60,7 @@ def find_markers(image: np.ndarray, dictionary: str = "DICT_4X4_50", ids: set[in
     full resolution; markers too small to be seen there are searched at full resolution. Only ``ids``
     are kept when given; an id seen twice keeps its larger instance.
     """
-    from printing.fiducials import aruco_dictionary
+    from physadv.printing.fiducials import aruco_dictionary
 
     gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     detector = cv2.aruco.ArucoDetector(aruco_dictionary(dictionary), detector_parameters())
@@ -88,7 +88,7 @@ def find_markers_near(image: np.ndarray, found: dict[int, np.ndarray], layout, t
     the page's region; that region is enlarged (up to ``max_zoom``) so the smallest marker spans about
     ``target_px`` and searched again. Returns ``found`` plus whatever else turned up.
     """
-    from printing.fiducials import aruco_dictionary, page_homography
+    from physadv.printing.fiducials import aruco_dictionary, page_homography
 
     expected = layout.marker_corners_mm()
     if not found or set(expected) <= set(found):
@@ -176,7 +176,7 @@ def locate(image: np.ndarray, layout, camera=None, corners: np.ndarray | None = 
     ``corners`` (4 x 2 photo pixels, TL, TR, BR, BL) are the manifest's fallback. Returns a Location
     whose ``method`` is "none" when neither works.
     """
-    from printing.fiducials import page_homography
+    from physadv.printing.fiducials import page_homography
 
     expected = layout.marker_corners_mm() if layout is not None else {}
     found = find_markers(image, layout.dictionary, set(expected)) if expected else {}
@@ -209,7 +209,7 @@ def crop_box(image: np.ndarray, quad: np.ndarray, size: tuple[int, int], margin:
     """
     import torch
 
-    from rendering.signs.world import crop_window, gtsrb_crop
+    from physadv.rendering.signs.world import crop_window, gtsrb_crop
 
     w, h = size
     if w != h:

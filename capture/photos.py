@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 UNITS_M = {"m": 1.0, "ft": 0.3048, "cm": 0.01, "in": 0.0254}
 COLUMNS = ["file", "distance", "distance_unit", "angle", "light", "notes"]
@@ -108,7 +108,7 @@ def write_manifest(path: str | Path, rows: list[ManifestRow]) -> Path:
     """Write rows in the manifest format (corner columns only if some row has corners)."""
     import io
 
-    from core.io import atomic_write_text
+    from physadv.core.io import atomic_write_text
 
     with_corners = any(r.corners is not None for r in rows)
     buf = io.StringIO()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core import plots
-from core.io import atomic_path, atomic_write_text, write_json
-from core.plots import grid_means
+from physadv.core import plots
+from physadv.core.io import atomic_path, atomic_write_text, write_json
+from physadv.core.plots import grid_means
 
 
 def _fmt(v, digits: int = 2) -> str:

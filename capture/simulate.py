@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
-from core.io import write_json
-from rendering.camera import Intrinsics, Pose, plane_homography
+from physadv.core.errors import PhysadvError
+from physadv.core.io import write_json
+from physadv.rendering.camera import Intrinsics, Pose, plane_homography
 
 LIGHTS = {"normal": 1.0, "bright": 1.35, "dim": 0.55, "dark": 0.3}  # scene gain per light name
 
@@ -63,7 +63,7 @@ class SimulateConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        from capture.photos import UNITS_M
+        from physadv.capture.photos import UNITS_M
 
         if self.distance_unit not in UNITS_M:
             raise ValueError(f"distance_unit {self.distance_unit!r} is not one of {', '.join(UNITS_M)}")
@@ -85,7 +85,7 @@ def load_print(path: str | Path) -> tuple[np.ndarray, "PrintLayout"]:  # noqa: F
     A PDF is rasterised with pypdfium2 at the layout's DPI. For a tiled export the page is the
     assembled sheet: its ``*_sheet.png``, or the tile pages of the PDF put back together.
     """
-    from printing.layout import PrintLayout
+    from physadv.printing.layout import PrintLayout
 
     path = Path(path)
     if path.is_dir():
@@ -103,13 +103,13 @@ def load_print(path: str | Path) -> tuple[np.ndarray, "PrintLayout"]:  # noqa: F
     if path.suffix.lower() == ".pdf":
         pages = _rasterise_pdf(path, layout.dpi)
         if layout.tiles:
-            from printing.export import assemble_tiles
+            from physadv.printing.export import assemble_tiles
 
             raster = assemble_tiles(pages, layout)
         else:
             raster = pages[0]
     else:
-        from capture.photos import load_photo
+        from physadv.capture.photos import load_photo
 
         raster = load_photo(path, max_pixels=400_000_000).image
     return np.ascontiguousarray(raster), layout
@@ -235,12 +235,12 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
     Each photo has its own random stream (``seed``, index), so an interrupted run resumes: photos
     already written by a run of the same config in ``out_dir`` are kept, not rendered again.
     """
-    from capture.calibrate import CameraModel
-    from capture.photos import UNITS_M, ManifestRow, write_manifest
-    from core.config import config_hash
-    from core.io import atomic_write_text, write_image
-    from core.progress import progress
-    from rendering.backgrounds import sample_backgrounds
+    from physadv.capture.calibrate import CameraModel
+    from physadv.capture.photos import UNITS_M, ManifestRow, write_manifest
+    from physadv.core.config import config_hash
+    from physadv.core.io import atomic_write_text, write_image
+    from physadv.core.progress import progress
+    from physadv.rendering.backgrounds import sample_backgrounds
 
     if not cfg.print_file:
         raise PhysadvError("simulate needs a print file (--print out/print.png or print_file=...)")

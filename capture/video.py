@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from capture.judge import JudgeConfig, _fill_prediction, _thumb, class_index, judge_image
-from capture.photos import NOT_FOUND, OK
-from core.errors import PhysadvError
+from physadv.capture.judge import JudgeConfig, _fill_prediction, _thumb, class_index, judge_image
+from physadv.capture.photos import NOT_FOUND, OK
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -52,7 +52,7 @@ def open_source(source: str | int) -> cv2.VideoCapture:
 def judge_video(source: str | int, model, cfg: JudgeConfig, layout=None, camera=None, every: int = 1,
                 max_frames: int = 0) -> tuple[list[FrameResult], dict]:
     """Judge every ``every``-th frame (up to ``max_frames`` judged, 0 = all): (frame results, summary)."""
-    from core.progress import progress
+    from physadv.core.progress import progress
 
     if every < 1:
         raise PhysadvError(f"every must be >= 1, got {every}")
@@ -122,8 +122,8 @@ def summarise_video(results: list[FrameResult], model, cfg: JudgeConfig, frames_
 
 def write_video_report(out_dir: str | Path, results: list[FrameResult], summary: dict) -> dict[str, Path]:
     """frames.csv, summary.json and summary.md in ``out_dir``."""
-    from capture.report import write_csv
-    from core.io import atomic_write_text, write_json
+    from physadv.capture.report import write_csv
+    from physadv.core.io import atomic_write_text, write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,9 @@ import argparse
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.config import dump_config, load_config, save_config
-from core.errors import PhysadvError
-from core.io import make_run_dir, write_json
+from physadv.core.config import dump_config, load_config, save_config
+from physadv.core.errors import PhysadvError
+from physadv.core.io import make_run_dir, write_json
 
 T = TypeVar("T")
 
@@ -68,8 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from core.config import to_dict
-    from core.train import TrainConfig, cached_classifier_path, cached_metrics, get_classifier
+    from physadv.core.config import to_dict
+    from physadv.core.train import TrainConfig, cached_classifier_path, cached_metrics, get_classifier
 
     cfg = resolve_config(TrainConfig, args)
     run = start_run("classifier-train", cfg, args)
@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     model = get_classifier(cfg, retrain=args.retrain)
     metrics = dict(cached_metrics(cfg) or {})
     metrics.update(model=cfg.model, reused_cache=reused, weights=str(cached_classifier_path(cfg)), config=to_dict(cfg))
-    from core.train import save_classifier
+    from physadv.core.train import save_classifier
 
     save_classifier(run / "classifier.safetensors", model, {"config": to_dict(cfg), "metrics": {"accuracy": metrics.get("accuracy")}})
     print(f"{cfg.model}: test accuracy {metrics['accuracy']:.4f} on {cfg.data.name}"
@@ -87,8 +87,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from core.models import load_pretrained
-    from core.train import TrainConfig, evaluate, get_classifier, load_classifier, resolve_device
+    from physadv.core.models import load_pretrained
+    from physadv.core.train import TrainConfig, evaluate, get_classifier, load_classifier, resolve_device
 
     cfg = resolve_config(TrainConfig, args)
     device = resolve_device(cfg.device)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 T = TypeVar("T")
 
@@ -152,7 +152,9 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     data: dict = {}
     source = "defaults"
     if path is not None:
-        path = Path(path)
+        from physadv.core.resources import resolve_file
+
+        path = resolve_file(path)  # configs/... from any working directory: the shipped copy
         source = str(path)
         if not path.is_file():
             raise PhysadvError(f"config file not found: {path}")
@@ -199,7 +201,7 @@ def dump_config(cfg: Any) -> str:
 
 def save_config(cfg: Any, path: str | Path) -> Path:
     """Write the resolved config beside a run's outputs (atomically)."""
-    from core.io import atomic_write_text
+    from physadv.core.io import atomic_write_text
 
     return atomic_write_text(path, dump_config(cfg))
 

@@ -19,8 +19,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
-from core.io import IMAGE_SUFFIXES, read_image_array
+from physadv.core.errors import PhysadvError
+from physadv.core.io import IMAGE_SUFFIXES, read_image_array
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
 
@@ -92,7 +92,7 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     if split not in ("train", "test"):
         raise PhysadvError(f"dataset split must be 'train' or 'test', got '{split}'")
     if name not in _LOADERS:
-        hint = " (the synthetic signs register on `import rendering.signs`)" if name == "signs" else ""
+        hint = " (the synthetic signs register on `import physadv.rendering.signs`)" if name == "signs" else ""
         raise PhysadvError(f"unknown dataset '{name}'; known: {', '.join(dataset_names())}{hint}")
     return _LOADERS[name](split, root=root, size=size)
 
@@ -183,7 +183,7 @@ def _digits(split: str, root: str | Path | None = None, size: int | None = None)
 
 # --------------------------------------------------------------------------- folders
 def _load_files(files: list[Path], size: int | None, mode: str = "RGB") -> torch.Tensor:
-    from core.progress import progress
+    from physadv.core.progress import progress
 
     out = []
     for f in progress(files, desc="reading images", disable=len(files) < 200):

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 META_KEY = "physadv"  # safetensors header metadata key holding our JSON
 
@@ -249,7 +249,7 @@ def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, paddi
     if captions is None:
         grid = vutils.make_grid(imgs, nrow=nrow, padding=padding, pad_value=1.0)
         return write_image(path, grid)
-    from core.plots import pyplot, save_figure
+    from physadv.core.plots import pyplot, save_figure
 
     plt = pyplot()
 

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -270,7 +270,7 @@ def build_classifier(name: str, classes: Sequence[str] | None = None, input_size
 
 def load_pretrained(name: str, weights: str, classes: Sequence[str] | None = None) -> Classifier:
     """A torchvision architecture with a state dict from a local file (safetensors or weights-only .pt)."""
-    from core.io import load_state_into, load_torch_weights
+    from physadv.core.io import load_state_into, load_torch_weights
 
     state = load_torch_weights(weights)
     fc = [v for k, v in state.items() if k.endswith(("fc.weight", "classifier.6.weight"))]

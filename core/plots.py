@@ -21,7 +21,7 @@ def pyplot():
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     """Lay out ``fig``, write it as PNG atomically, and close it."""
-    from core.io import atomic_path
+    from physadv.core.io import atomic_path
 
     fig.tight_layout()
     with atomic_path(path) as tmp:

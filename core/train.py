@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.config import config_hash, from_dict, to_dict
-from core.data import DataConfig, ImageSet
-from core.errors import PhysadvError
-from core.io import cache_dir, load_checkpoint, load_state_into, save_checkpoint
-from core.models import Classifier, build_classifier, get_arch
-from core.progress import progress as progress_bar
+from physadv.core.config import config_hash, from_dict, to_dict
+from physadv.core.data import DataConfig, ImageSet
+from physadv.core.errors import PhysadvError
+from physadv.core.io import cache_dir, load_checkpoint, load_state_into, save_checkpoint
+from physadv.core.models import Classifier, build_classifier, get_arch
+from physadv.core.progress import progress as progress_bar
 
 
 @dataclass

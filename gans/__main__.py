@@ -1,13 +1,13 @@
-"""``python -m gans ACTION ...`` == ``physadv gan ACTION ...`` (handy under ``torchrun -m gans train ...``)."""
+"""``python -m physadv.gans ACTION ...`` == ``physadv gan ACTION ...`` (handy under ``torchrun -m physadv.gans train ...``)."""
 import argparse
 import sys
 
-from core.errors import PhysadvError
-from gans.cli import register
+from physadv.core.errors import PhysadvError
+from physadv.gans.cli import register
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gans")
+    parser = argparse.ArgumentParser(prog="python -m physadv.gans")
     register(parser.add_subparsers(dest="job", required=True))
     args = parser.parse_args(["gan", *(sys.argv[1:] if argv is None else argv)])
     try:

@@ -5,7 +5,7 @@
     physadv gan sample --checkpoint runs/gan-train/X/checkpoint.safetensors --n 64
     physadv gan eval --checkpoint runs/gan-train/X/checkpoint.safetensors --set n=1000
     physadv gan sparse-coding --config configs/gans/sparse_coding.yaml
-    torchrun --nproc_per_node 2 -m gans train --config configs/gans/dcgan.yaml --set device=cpu
+    torchrun --nproc_per_node 2 -m physadv.gans train --config configs/gans/dcgan.yaml --set device=cpu
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from core.cli import add_config_args, finish_run, resolve_config, start_run
-from core.errors import PhysadvError
+from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import os
 
-    from core.io import make_run_dir
-    from gans.trainer import GanConfig, train_gan
+    from physadv.core.io import make_run_dir
+    from physadv.gans.trainer import GanConfig, train_gan
 
     rank = int(os.environ.get("RANK", "0"))
     cfg = resolve_config(GanConfig, args, quiet=rank != 0)
@@ -93,8 +93,8 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
-    from core.io import make_run_dir, save_image_grid, save_checkpoint
-    from gans.trainer import generate, load_generator
+    from physadv.core.io import make_run_dir, save_image_grid, save_checkpoint
+    from physadv.gans.trainer import generate, load_generator
 
     if args.n < 1:
         raise PhysadvError(f"--n must be at least 1, got {args.n}")
@@ -110,9 +110,9 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from core.train import get_classifier, resolve_device
-    from gans.evaluate import evaluate_generator
-    from gans.trainer import load_generator
+    from physadv.core.train import get_classifier, resolve_device
+    from physadv.gans.evaluate import evaluate_generator
+    from physadv.gans.trainer import load_generator
 
     cfg = resolve_config(EvalConfig, args)
     device = resolve_device(cfg.device)
@@ -135,7 +135,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _sparse(args: argparse.Namespace) -> int:
-    from gans.sparse_coding import SparseCodingConfig, support_recovery_experiment
+    from physadv.gans.sparse_coding import SparseCodingConfig, support_recovery_experiment
 
     cfg = resolve_config(SparseCodingConfig, args)
     run = start_run("gan-sparse-coding", cfg, args)

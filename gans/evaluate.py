@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.data import ImageSet
-from core.io import save_image_grid
-from gans.metrics import classifier_outputs, frechet_distance, inception_features, nearest_neighbours, score_set
-from gans.trainer import GanConfig, build_networks, generate
+from physadv.core.data import ImageSet
+from physadv.core.io import save_image_grid
+from physadv.gans.metrics import classifier_outputs, frechet_distance, inception_features, nearest_neighbours, score_set
+from physadv.gans.trainer import GanConfig, build_networks, generate
 
 
 def evaluate_generator(G: nn.Module, cfg: GanConfig, clf, train: ImageSet, test: ImageSet, n: int = 1000,

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 GAMES = ("minimax", "wgan", "wgan-gp")
 

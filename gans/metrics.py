@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 @torch.no_grad()
@@ -119,7 +119,7 @@ def score_set(real_feats, real_probs, feats, probs, label: str, num_classes: int
 
 def inception_features(images: torch.Tensor, weights: str, batch: int = 32) -> torch.Tensor:
     """2048-d Inception-v3 pool features from a user-given weights file (images resized to 299)."""
-    from core.models import load_pretrained
+    from physadv.core.models import load_pretrained
 
     net = load_pretrained("inception-v3", weights).eval()
     out = []

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 def dcgan_base(resolution: int) -> tuple[int, int]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 class EqualizedConv2d(nn.Module):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 # --------------------------------------------------------------------------- the operators
@@ -235,7 +235,7 @@ def support_recovery_experiment(cfg: SparseCodingConfig, out: str | Path | None 
            "bp_at_least_thresholding": all(r["basis_pursuit"]["layer2"] >= r["thresholding"]["layer2"] - 1e-9 for r in rows)}
     if out is not None:
         _plot(Path(out) / "support_recovery.png", rows)
-        from core.io import save_image_grid
+        from physadv.core.io import save_image_grid
 
         save_image_grid(Path(out) / "signals.png", _unit(x[:8]), nrow=8, scale=2)
     return res
@@ -248,7 +248,7 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
-    from core.plots import pyplot, save_figure
+    from physadv.core.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.5))

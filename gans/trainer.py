@@ -27,16 +27,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.config import from_dict, save_config, to_dict
-from core.data import DataConfig, ImageSet
-from core.errors import PhysadvError
-from core.io import load_checkpoint, load_state_into, save_checkpoint, save_image_grid, write_json
-from core.progress import progress
-from core.train import resolve_device
-from gans.games import GameConfig, make_game
-from gans.models import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPDiscriminator, MLPGenerator, dcgan_base,
+from physadv.core.config import from_dict, save_config, to_dict
+from physadv.core.data import DataConfig, ImageSet
+from physadv.core.errors import PhysadvError
+from physadv.core.io import load_checkpoint, load_state_into, save_checkpoint, save_image_grid, write_json
+from physadv.core.progress import progress
+from physadv.core.train import resolve_device
+from physadv.gans.games import GameConfig, make_game
+from physadv.gans.models import (DCGANDiscriminator, DCGANGenerator, MaxoutDiscriminator, MLPDiscriminator, MLPGenerator, dcgan_base,
                          dcgan_init, uniform_init)
-from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, progressive_levels, stage_at
+from physadv.gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, progressive_levels, stage_at
 
 ARCHS = ("dcgan", "mlp", "maxout", "progressive")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -301,7 +301,7 @@ def _distributed() -> tuple[int, int]:
 
 def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None, fade_steps: int = 0) -> None:
     """Loss curves (raw and smoothed); progressive runs mark each stage change and shade its fade-in."""
-    from core.plots import pyplot, save_figure
+    from physadv.core.plots import pyplot, save_figure
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))

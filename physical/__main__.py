@@ -1,6 +1,6 @@
-"""`python -m physical` is the `physadv` command."""
+"""`python -m physadv.physical` is the `physadv` command."""
 import sys
 
-from physical.cli import main
+from physadv.physical.cli import main
 
 sys.exit(main())

@@ -11,11 +11,11 @@ import importlib.util
 import sys
 import traceback
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 # in the order `physadv --help` lists them
-JOB_MODULES = ["physical.demo", "core.cli", "attacks.cli", "gans.cli", "rendering.cli", "rendering.signs.cli", "physical.design_cli",
-               "printing.cli", "capture.cli"]
+JOB_MODULES = ["physadv.physical.demo", "physadv.core.cli", "physadv.attacks.cli", "physadv.gans.cli", "physadv.rendering.cli", "physadv.rendering.signs.cli", "physadv.physical.design_cli",
+               "physadv.printing.cli", "physadv.capture.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 RP2_DISTANCES_FT = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0]
 RP2_ANGLES = [0.0, 15.0, 30.0, 45.0, 60.0]
@@ -62,7 +62,7 @@ def _stage(name: str, t0: float) -> None:
 
 def sign_classifier(quick: bool):
     """The sign classifier: the built-in one, or (quick) a small, fast one with its own cache entry."""
-    from rendering.signs.classifier import SignsConfig, get_sign_classifier
+    from physadv.rendering.signs.classifier import SignsConfig, get_sign_classifier
 
     cfg = SignsConfig()
     if quick:
@@ -71,9 +71,9 @@ def sign_classifier(quick: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.config import save_config, to_dict
-    from core.io import make_run_dir, write_json
-    from core.train import resolve_device
+    from physadv.core.config import save_config, to_dict
+    from physadv.core.io import make_run_dir, write_json
+    from physadv.core.train import resolve_device
 
     t0 = time.perf_counter()
     plan = DemoPlan.quick() if args.quick else DemoPlan()
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = {"seconds": round(time.perf_counter() - t0, 1), "quick": args.quick, "plan": to_dict(plan),
                "rp2": rp2["metrics"], "capture": verdict["summary"], "digital": digital}
     write_json(run_dir / "metrics.json", metrics)
-    from physical.demo_report import write_demo_report
+    from physadv.physical.demo_report import write_demo_report
 
     page = write_demo_report(run_dir, rp2, prints, verdict, digital, metrics)
     s = verdict["summary"]
@@ -116,11 +116,11 @@ def run(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- stages
 def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
-    from core.config import from_dict
-    from core.io import cache_dir, write_image
-    from physical.design_cli import save_texture
-    from physical.report import loss_curve
-    from physical.rp2 import RP2Config, RP2Result, rp2_attack
+    from physadv.core.config import from_dict
+    from physadv.core.io import cache_dir, write_image
+    from physadv.physical.design_cli import save_texture
+    from physadv.physical.report import loss_curve
+    from physadv.physical.rp2 import RP2Config, RP2Result, rp2_attack
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
@@ -148,7 +148,7 @@ def design_key(model, cfg) -> str:
     """A design's identity: its config and the classifier's weights."""
     import hashlib
 
-    from core.config import config_hash
+    from physadv.core.config import config_hash
 
     h = hashlib.sha256(config_hash(cfg).encode())
     for name, t in sorted(model.state_dict().items()):
@@ -159,8 +159,8 @@ def design_key(model, cfg) -> str:
 
 def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:
     """The sticker sheet (cut lines) and the whole perturbed sign (fiducials), and the clean sign for comparison."""
-    from printing.export import ExportConfig, export_print
-    from rendering.signs.textures import sign_spec
+    from physadv.printing.export import ExportConfig, export_print
+    from physadv.rendering.signs.textures import sign_spec
 
     r = rp2["result"]
     size = f"{sign_spec(rp2['config'].source).size_m * 100:g}cm"
@@ -181,10 +181,10 @@ def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:
 
 
 def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict:
-    from capture.judge import JudgeConfig, evaluate_photos
-    from capture.report import write_reports
-    from capture.simulate import SimulateConfig, simulate
-    from printing.layout import PrintLayout
+    from physadv.capture.judge import JudgeConfig, evaluate_photos
+    from physadv.capture.report import write_reports
+    from physadv.capture.simulate import SimulateConfig, simulate
+    from physadv.printing.layout import PrintLayout
 
     sets = {}
     for name in ("clean", "adversarial"):
@@ -215,10 +215,10 @@ def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict
 
 
 def digital_side(plan: DemoPlan, out: Path, device) -> dict:
-    from attacks import DeepFool
-    from core.data import load_dataset
-    from core.io import save_image_grid
-    from core.train import get_classifier
+    from physadv.attacks import DeepFool
+    from physadv.core.data import load_dataset
+    from physadv.core.io import save_image_grid
+    from physadv.core.train import get_classifier
 
     out.mkdir(parents=True, exist_ok=True)
     lenet = get_classifier("lenet-mnist").to(device).eval()
@@ -235,10 +235,10 @@ def digital_side(plan: DemoPlan, out: Path, device) -> dict:
     deepfool = {"images": len(x), "success": float(res.success.float().mean()), "rho_adv_l2": float(res.rho(2).mean()),
                 "mean_iterations": float(res.iterations.float().mean()), "seconds": round(res.seconds, 2)}
 
-    from core.config import load_config
-    from gans.trainer import GanConfig, train_gan
+    from physadv.core.config import load_config
+    from physadv.gans.trainer import GanConfig, train_gan
 
-    cfg = load_config(GanConfig, "configs/gans/dcgan.yaml" if Path("configs/gans/dcgan.yaml").is_file() else None,
+    cfg = load_config(GanConfig, "configs/gans/dcgan.yaml",
                       [f"steps={plan.gan_steps}", f"sample_every={plan.gan_steps}", f"checkpoint_every={plan.gan_steps}",
                        f"device={device.type}"])
     gan = train_gan(cfg, out / "gan", show_progress=True)

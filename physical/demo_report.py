@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import atomic_write_text, to_uint8
+from physadv.core.io import atomic_write_text, to_uint8
 
 
 def _uri_file(path: str | Path) -> str:

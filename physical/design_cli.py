@@ -11,14 +11,14 @@ from typing import Literal, Optional
 
 import torch
 
-from core.cli import add_config_args, finish_run, resolve_config, start_run
-from core.errors import PhysadvError
-from core.io import read_image, save_checkpoint, save_image_grid, write_image
-from physical.eot import EOT2DConfig
-from physical.eot3d import EOT3DConfig
-from physical.patch import PatchConfig
-from physical.rp2 import RP2Config
-from physical.views import GridSpec
+from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.errors import PhysadvError
+from physadv.core.io import read_image, save_checkpoint, save_image_grid, write_image
+from physadv.physical.eot import EOT2DConfig
+from physadv.physical.eot3d import EOT3DConfig
+from physadv.physical.patch import PatchConfig
+from physadv.physical.rp2 import RP2Config
+from physadv.physical.views import GridSpec
 
 
 @dataclass
@@ -67,11 +67,11 @@ class PatchJob:
 
 def load_classifier_for(spec: str, device: torch.device):
     """``sign`` / empty: the built-in sign classifier; a registry name: core's cached model; a path: that file."""
-    from core.models import ARCHITECTURES
-    from core.train import get_classifier, load_classifier
+    from physadv.core.models import ARCHITECTURES
+    from physadv.core.train import get_classifier, load_classifier
 
     if spec in ("", "sign"):
-        from rendering.signs.classifier import get_sign_classifier
+        from physadv.rendering.signs.classifier import get_sign_classifier
 
         return get_sign_classifier().to(device).eval()
     if spec in ARCHITECTURES:
@@ -112,7 +112,7 @@ def save_texture(run: Path, name: str, texture: torch.Tensor, alpha: torch.Tenso
 
 def read_texture(path: str | Path, size: int | None = None) -> torch.Tensor:
     """A designed texture from its PNG (RGB or RGBA) or safetensors file, as ``3 x S x S``."""
-    from core.io import load_checkpoint
+    from physadv.core.io import load_checkpoint
 
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -130,7 +130,7 @@ def read_texture(path: str | Path, size: int | None = None) -> torch.Tensor:
 
 def _start_sign_job(cls, name: str, args: argparse.Namespace):
     """Resolve the job's config, open its run folder, pick the device, load its sign classifier."""
-    from core.train import resolve_device
+    from physadv.core.train import resolve_device
 
     job = resolve_config(cls, args)
     run = start_run(name, job, args)
@@ -139,9 +139,9 @@ def _start_sign_job(cls, name: str, args: argparse.Namespace):
 
 
 def _rp2(args: argparse.Namespace) -> int:
-    from physical.grid import evaluate_grid, write_grid_reports
-    from physical.report import loss_curve
-    from physical.rp2 import rp2_attack
+    from physadv.physical.grid import evaluate_grid, write_grid_reports
+    from physadv.physical.report import loss_curve
+    from physadv.physical.rp2 import rp2_attack
 
     job, run, device, model = _start_sign_job(RP2Job, "design-rp2", args)
     a = job.attack
@@ -165,9 +165,9 @@ def _rp2(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from physical.grid import evaluate_grid, write_grid_reports
-    from physical.views import SignViews
-    from rendering.signs.world import WorldConfig
+    from physadv.physical.grid import evaluate_grid, write_grid_reports
+    from physadv.physical.views import SignViews
+    from physadv.rendering.signs.world import WorldConfig
 
     job, run, device, model = _start_sign_job(GridJob, "evaluate-grid", args)
     texture = read_texture(args.texture, job.texture_px)
@@ -183,8 +183,8 @@ def _grid(args: argparse.Namespace) -> int:
 
 
 def _model_and_data(spec: str, device: torch.device):
-    from core.data import load_dataset
-    from core.models import get_arch
+    from physadv.core.data import load_dataset
+    from physadv.core.models import get_arch
 
     model = load_classifier_for(spec, device)
     name = get_arch(model.arch).dataset  # the data the architecture is trained on (gtsrb-cnn: the signs)
@@ -194,10 +194,10 @@ def _model_and_data(spec: str, device: torch.device):
 
 
 def _eot(args: argparse.Namespace) -> int:
-    from core.train import resolve_device
-    from physical.eot import eot_2d
-    from physical.report import loss_curve
-    from physical import transforms as T
+    from physadv.core.train import resolve_device
+    from physadv.physical.eot import eot_2d
+    from physadv.physical.report import loss_curve
+    from physadv.physical import transforms as T
 
     job = resolve_config(EOTJob, args)
     run = start_run("design-eot", job, args)
@@ -233,10 +233,10 @@ def _eot(args: argparse.Namespace) -> int:
 
 
 def _eot3d(args: argparse.Namespace) -> int:
-    from physical.eot3d import contact_sheet, eot_3d, target_mesh
-    from physical.report import loss_curve
-    from rendering.mesh import export_mesh
-    from rendering.signs.textures import sign_texture
+    from physadv.physical.eot3d import contact_sheet, eot_3d, target_mesh
+    from physadv.physical.report import loss_curve
+    from physadv.rendering.mesh import export_mesh
+    from physadv.rendering.signs.textures import sign_texture
 
     job, run, device, model = _start_sign_job(EOT3DJob, "design-eot3d", args)
     a = job.attack
@@ -262,9 +262,9 @@ def _eot3d(args: argparse.Namespace) -> int:
 
 
 def _patch(args: argparse.Namespace) -> int:
-    from core.train import resolve_device
-    from physical.patch import adversarial_patch, place
-    from physical.report import loss_curve
+    from physadv.core.train import resolve_device
+    from physadv.physical.patch import adversarial_patch, place
+    from physadv.physical.report import loss_curve
 
     job = resolve_config(PatchJob, args)
     run = start_run("design-patch", job, args)

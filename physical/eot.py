@@ -17,12 +17,12 @@ from typing import Literal, Optional
 import torch
 import torch.nn.functional as F
 
-from core.errors import PhysadvError
-from core.models import Classifier
-from core.progress import progress
-from core.train import descend
-from physical import transforms as T
-from printing.colour import rgb_to_lab
+from physadv.core.errors import PhysadvError
+from physadv.core.models import Classifier
+from physadv.core.progress import progress
+from physadv.core.train import descend
+from physadv.physical import transforms as T
+from physadv.printing.colour import rgb_to_lab
 
 
 @dataclass

@@ -15,21 +15,21 @@ from typing import Optional
 
 import torch
 
-from core.errors import PhysadvError
-from core.models import Classifier
-from core.progress import progress
-from core.train import descend
-from printing.colour import rgb_to_lab
-from rendering.backgrounds import sample_backgrounds
-from rendering.camera import plane_homography
-from rendering.fragments import FragmentPool, rasterize_pool
-from rendering.lights import LightConfig, sample_lights
-from rendering.mesh import TexturedMesh, load_mesh, sign_plate
-from rendering.planar import apply_homography, bbox_of
-from rendering.poses import PoseConfig, sample_poses
-from rendering.renderer import render
-from rendering.signs.textures import sign_spec, sign_texture
-from rendering.signs.world import gtsrb_crop
+from physadv.core.errors import PhysadvError
+from physadv.core.models import Classifier
+from physadv.core.progress import progress
+from physadv.core.train import descend
+from physadv.printing.colour import rgb_to_lab
+from physadv.rendering.backgrounds import sample_backgrounds
+from physadv.rendering.camera import plane_homography
+from physadv.rendering.fragments import FragmentPool, rasterize_pool
+from physadv.rendering.lights import LightConfig, sample_lights
+from physadv.rendering.mesh import TexturedMesh, load_mesh, sign_plate
+from physadv.rendering.planar import apply_homography, bbox_of
+from physadv.rendering.poses import PoseConfig, sample_poses
+from physadv.rendering.renderer import render
+from physadv.rendering.signs.textures import sign_spec, sign_texture
+from physadv.rendering.signs.world import gtsrb_crop
 
 
 @dataclass

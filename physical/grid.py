@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from core.io import write_json, atomic_write_text
-from core.models import Classifier
-from physical import report
-from physical.views import GridSpec, SignViews, class_index
-from rendering.signs.world import WorldConfig
+from physadv.core.io import write_json, atomic_write_text
+from physadv.core.models import Classifier
+from physadv.physical import report
+from physadv.physical.views import GridSpec, SignViews, class_index
+from physadv.rendering.signs.world import WorldConfig
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
-from core.io import read_image
+from physadv.core.errors import PhysadvError
+from physadv.core.io import read_image
 
 # RP2's camouflage art: two bars, one above and one below the word STOP (fractions of the face)
 RP2_BARS = ((0.22, 0.23, 0.78, 0.33), (0.22, 0.67, 0.78, 0.77))

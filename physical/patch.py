@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import warp_affine
 
-from core.data import ImageSet
-from core.errors import PhysadvError
-from core.models import Classifier
-from core.progress import progress
-from core.train import descend
+from physadv.core.data import ImageSet
+from physadv.core.errors import PhysadvError
+from physadv.core.models import Classifier
+from physadv.core.progress import progress
+from physadv.core.train import descend
 
 
 @dataclass

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core import plots
-from core.io import atomic_path, atomic_write_text
-from core.plots import grid_means
+from physadv.core import plots
+from physadv.core.io import atomic_path, atomic_write_text
+from physadv.core.plots import grid_means
 
 
 @dataclass
@@ -142,7 +142,7 @@ def heatmap(path: str | Path, records: list[ViewRecord], variant: str = "adversa
 
 def loss_curve(path: str | Path, history: dict[str, list[float]], title: str = "optimisation") -> Path:
     """Loss terms against step as a PNG."""
-    from core.plots import pyplot, save_figure
+    from physadv.core.plots import pyplot, save_figure
 
     plt = pyplot()
 

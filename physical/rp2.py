@@ -20,14 +20,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from core.errors import PhysadvError
-from core.io import load_checkpoint, save_checkpoint
-from core.models import Classifier
-from core.progress import progress
-from physical import masks as M
-from physical.views import SignViews, class_index
-from printing.printability import PrintModel, PrintModelConfig, build_print_model, load_palette, non_printability_score, total_variation
-from rendering.signs.world import WorldConfig
+from physadv.core.errors import PhysadvError
+from physadv.core.io import load_checkpoint, save_checkpoint
+from physadv.core.models import Classifier
+from physadv.core.progress import progress
+from physadv.physical import masks as M
+from physadv.physical.views import SignViews, class_index
+from physadv.printing.printability import PrintModel, PrintModelConfig, build_print_model, load_palette, non_printability_score, total_variation
+from physadv.rendering.signs.world import WorldConfig
 
 
 @dataclass
@@ -266,7 +266,7 @@ def rp2_attack(model: Classifier, cfg: RP2Config, checkpoint: str | Path | None 
 def _save_best(path: str | Path | None, texture: torch.Tensor, mask: torch.Tensor, alpha: torch.Tensor) -> None:
     if path is None:
         return
-    from core.io import write_image
+    from physadv.core.io import write_image
 
     p = Path(path)
     write_image(p.with_name("best_texture.png"), torch.cat([texture.clamp(0, 1), alpha], 0))

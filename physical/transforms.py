@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 @dataclass

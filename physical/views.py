@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
-from rendering.camera import Pose, feet
-from rendering.signs.textures import all_textures, sign_classes
-from rendering.signs.world import WorldConfig, photograph_sign, sample_poses
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Pose, feet
+from physadv.rendering.signs.textures import all_textures, sign_classes
+from physadv.rendering.signs.world import WorldConfig, photograph_sign, sample_poses
 
 
 def class_index(name: str) -> int:

@@ -1,13 +1,13 @@
-"""``python -m printing export|chart|calibrate ...``: the same jobs as ``physadv print ...``."""
+"""``python -m physadv.printing export|chart|calibrate ...``: the same jobs as ``physadv print ...``."""
 import argparse
 import sys
 
-from core.errors import PhysadvError
-from printing.cli import register
+from physadv.core.errors import PhysadvError
+from physadv.printing.cli import register
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m printing")
+    parser = argparse.ArgumentParser(prog="python -m physadv.printing")
     register(parser.add_subparsers(dest="job", required=True))
     args = parser.parse_args(["print", *(sys.argv[1:] if argv is None else argv)])
     try:

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
-from printing.colour import ColourTransform, fit_colour_transform, transform_error
-from printing.export import ExportConfig, export_print
-from printing.fiducials import detect_markers, page_homography, rectify
-from printing.layout import MM_PER_INCH, Patch, PrintLayout, Rect
+from physadv.core.errors import PhysadvError
+from physadv.printing.colour import ColourTransform, fit_colour_transform, transform_error
+from physadv.printing.export import ExportConfig, export_print
+from physadv.printing.fiducials import detect_markers, page_homography, rectify
+from physadv.printing.layout import MM_PER_INCH, Patch, PrintLayout, Rect
 
 
 @dataclass

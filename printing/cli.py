@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cli import add_config_args, finish_run, resolve_config, start_run
-from core.errors import PhysadvError
+from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.errors import PhysadvError
 
 
 @dataclass
@@ -25,7 +25,7 @@ class CalibrateConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        from printing.colour import KINDS
+        from physadv.printing.colour import KINDS
 
         bad = [k for k in self.kinds if k not in KINDS]
         if bad or not self.kinds:
@@ -77,8 +77,8 @@ def _config_path(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from core.io import read_image_array
-    from printing.export import ExportConfig, export_print
+    from physadv.core.io import read_image_array
+    from physadv.printing.export import ExportConfig, export_print
 
     _config_path(args)
     _flag_overrides(args, ["width", "height", "dpi", "fiducials", "tile", "label"])
@@ -89,7 +89,7 @@ def _export(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise PhysadvError(f"--texture: file not found: {path}")
     if path.suffix == ".safetensors":  # a texture tensor saved by an attack: key "texture" or the only tensor
-        from core.io import load_checkpoint
+        from physadv.core.io import load_checkpoint
 
         tensors, _ = load_checkpoint(path)
         if "texture" not in tensors and len(tensors) != 1:
@@ -117,7 +117,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _chart(args: argparse.Namespace) -> int:
-    from printing.chart import ChartConfig, write_chart
+    from physadv.printing.chart import ChartConfig, write_chart
 
     _config_path(args)
     cfg = resolve_config(ChartConfig, args)
@@ -132,11 +132,11 @@ def _chart(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from core.io import read_image_array, write_image
-    from printing.chart import calibrate, patch_comparison_image, read_chart
-    from printing.colour import save_colour_transform
-    from printing.layout import PrintLayout
-    from printing.printability import palette_from_colours, save_palette
+    from physadv.core.io import read_image_array, write_image
+    from physadv.printing.chart import calibrate, patch_comparison_image, read_chart
+    from physadv.printing.colour import save_colour_transform
+    from physadv.printing.layout import PrintLayout
+    from physadv.printing.printability import palette_from_colours, save_palette
 
     _config_path(args)
     cfg = resolve_config(CalibrateConfig, args)

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.colour import linear_to_srgb, srgb_to_linear
-from core.errors import PhysadvError
-from core.io import load_checkpoint, save_checkpoint
+from physadv.core.colour import linear_to_srgb, srgb_to_linear
+from physadv.core.errors import PhysadvError
+from physadv.core.io import load_checkpoint, save_checkpoint
 
 # IEC 61966-2-1 sRGB primaries, D65 white (CIE 1931 2-degree observer)
 _RGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],

@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
-from core.io import atomic_path
-from printing.fiducials import marker_image
-from printing.layout import MM_PER_INCH, PrintLayout, Rect, Tile, corner_markers
-from printing.pdf import write_pdf
+from physadv.core.errors import PhysadvError
+from physadv.core.io import atomic_path
+from physadv.printing.fiducials import marker_image
+from physadv.printing.layout import MM_PER_INCH, PrintLayout, Rect, Tile, corner_markers
+from physadv.printing.pdf import write_pdf
 
 PAPER_MM = {"A4": (210.0, 297.0), "A3": (297.0, 420.0), "Letter": (215.9, 279.4), "Legal": (215.9, 355.6)}
 _UNITS = {"mm": 1.0, "cm": 10.0, "m": 1000.0, "in": MM_PER_INCH, '"': MM_PER_INCH, "inch": MM_PER_INCH, "ft": 304.8}

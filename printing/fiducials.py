@@ -9,8 +9,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from core.errors import PhysadvError
-from printing.layout import PrintLayout, Rect
+from physadv.core.errors import PhysadvError
+from physadv.printing.layout import PrintLayout, Rect
 
 
 def aruco_dictionary(name: str):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 MM_PER_INCH = 25.4
 LAYOUT_VERSION = 1
@@ -119,7 +119,7 @@ class PrintLayout:
         """The layout as JSON text; written atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2) + "\n"
         if path is not None:
-            from core.io import atomic_write_text
+            from physadv.core.io import atomic_write_text
 
             atomic_write_text(path, text)
         return text

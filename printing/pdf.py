@@ -12,7 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
-from core.io import atomic_path
+from physadv.core.io import atomic_path
 
 
 def write_pdf(path: str | Path, pages: Iterable[np.ndarray], n_pages: int, dpi: float, title: str = "") -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 # --------------------------------------------------------------------------- non-printability score
@@ -109,7 +109,9 @@ def load_palette(path: str | Path) -> torch.Tensor:
     """A palette file (YAML or JSON, ``colours: [[r, g, b], ...]`` in [0, 1], or 0-255 integers) -> ``K x 3``."""
     import yaml
 
-    p = Path(path)
+    from physadv.core.resources import resolve_file
+
+    p = resolve_file(path)
     if not p.is_file():
         raise PhysadvError(f"palette file not found: {p}")
     try:
@@ -131,7 +133,7 @@ def load_palette(path: str | Path) -> torch.Tensor:
 
 
 def save_palette(path: str | Path, palette: torch.Tensor, source: str = "") -> Path:
-    from core.io import write_json
+    from physadv.core.io import write_json
 
     return write_json(path, {"source": source, "colour_space": "sRGB [0, 1]",
                              "colours": [[round(float(v), 5) for v in c] for c in torch.as_tensor(palette).reshape(-1, 3)]})
@@ -226,7 +228,7 @@ class PrintModelConfig:
 
 
 def build_print_model(cfg: PrintModelConfig) -> PrintModel:
-    from printing.colour import load_colour_transform
+    from physadv.printing.colour import load_colour_transform
 
     colour = load_colour_transform(cfg.transform)[0] if cfg.transform else None
     palette = load_palette(cfg.palette) if cfg.palette else None

@@ -24,8 +24,8 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
-from core.errors import PhysadvError
-from rendering.poses import check_range
+from physadv.core.errors import PhysadvError
+from physadv.rendering.poses import check_range
 
 
 @dataclass

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 # colour photos bundled in skimage/data (no download)
 PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "coins", "brick", "grass", "gravel", "camera", "moon",

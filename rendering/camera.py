@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 
 @dataclass(frozen=True)

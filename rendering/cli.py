@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rendering.augment import AugmentConfig
-from rendering.lights import LightConfig
-from rendering.mesh import MeshConfig
-from rendering.poses import PoseConfig
+from physadv.rendering.augment import AugmentConfig
+from physadv.rendering.lights import LightConfig
+from physadv.rendering.mesh import MeshConfig
+from physadv.rendering.poses import PoseConfig
 
 
 @dataclass
@@ -37,7 +37,7 @@ class RenderConfig:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from core.cli import add_config_args
+    from physadv.core.cli import add_config_args
 
     p = sub.add_parser("render", help="contact sheet of sampled views of a mesh or sign plate (EOT renderer)")
     add_config_args(p, "configs/rendering/stop_sign.yaml")
@@ -46,16 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cli import finish_run, resolve_config, start_run
-    from core.io import save_image_grid
-    from core.train import resolve_device
-    from rendering.augment import EOTAugment
-    from rendering.backgrounds import sample_backgrounds
-    from rendering.fragments import rasterize_pool
-    from rendering.lights import sample_lights
-    from rendering.mesh import build_mesh, export_mesh
-    from rendering.poses import sample_poses
-    from rendering.renderer import render
+    from physadv.core.cli import finish_run, resolve_config, start_run
+    from physadv.core.io import save_image_grid
+    from physadv.core.train import resolve_device
+    from physadv.rendering.augment import EOTAugment
+    from physadv.rendering.backgrounds import sample_backgrounds
+    from physadv.rendering.fragments import rasterize_pool
+    from physadv.rendering.lights import sample_lights
+    from physadv.rendering.mesh import build_mesh, export_mesh
+    from physadv.rendering.poses import sample_poses
+    from physadv.rendering.renderer import render
 
     cfg = resolve_config(RenderConfig, args)
     run_dir = start_run("render", cfg, args)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from core.errors import PhysadvError
-from rendering.camera import Intrinsics, Pose, to_pytorch3d
-from rendering.mesh import TexturedMesh
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Intrinsics, Pose, to_pytorch3d
+from physadv.rendering.mesh import TexturedMesh
 
 
 LAYOUT = "C x M"  # how per-sample attributes are stored (saved pools record it)
@@ -71,7 +71,7 @@ class FragmentPool:
         """Write the pool as safetensors (poses and camera in the JSON metadata)."""
         from dataclasses import asdict
 
-        from core.io import save_checkpoint
+        from physadv.core.io import save_checkpoint
 
         tensors = {k: getattr(self, k).contiguous().cpu() for k in ("offsets", "pixel", "uv", "textured", "normal", "to_camera", "alpha")}
         meta = {"poses": [asdict(p) for p in self.poses], "camera": asdict(self.camera), "supersample": self.supersample,
@@ -80,7 +80,7 @@ class FragmentPool:
 
     @staticmethod
     def load(path: str | Path, device: str | torch.device = "cpu") -> "FragmentPool":
-        from core.io import load_checkpoint
+        from physadv.core.io import load_checkpoint
 
         tensors, meta = load_checkpoint(path, device)
         if meta.get("layout") != LAYOUT:
@@ -110,7 +110,7 @@ def rasterize_pool(mesh: TexturedMesh, poses: list[Pose], camera: Intrinsics, su
     from pytorch3d.ops import interpolate_face_attributes
     from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
 
-    from core.progress import progress as bar
+    from physadv.core.progress import progress as bar
 
     if not poses:
         raise PhysadvError("rasterize_pool: no poses given")

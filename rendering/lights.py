@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.errors import PhysadvError
-from rendering.poses import check_range, uniform
+from physadv.core.errors import PhysadvError
+from physadv.rendering.poses import check_range, uniform
 
 
 def kelvin_to_rgb(kelvin: torch.Tensor | float) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 SIGN_SHAPES = ("octagon", "circle", "triangle", "triangle_down", "diamond", "rectangle")
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".off", ".stl")
@@ -320,7 +320,7 @@ def load_mesh(path: str | Path, texture: str | Path | torch.Tensor | None = None
     if isinstance(texture, torch.Tensor):
         image = texture
     elif texture is not None:
-        from core.io import read_image
+        from physadv.core.io import read_image
 
         image = read_image(texture).permute(1, 2, 0)
     else:
@@ -339,7 +339,7 @@ def export_mesh(mesh: TexturedMesh, path: str | Path, texture: torch.Tensor | No
     import trimesh
     from PIL import Image
 
-    from core.io import to_uint8
+    from physadv.core.io import to_uint8
 
     path = Path(path)
     if path.suffix.lower() not in (".obj", ".glb"):
@@ -391,13 +391,13 @@ class MeshConfig:
 def build_mesh(cfg: MeshConfig) -> TexturedMesh:
     texture = None
     if cfg.texture:
-        from core.io import read_image
+        from physadv.core.io import read_image
 
         texture = read_image(cfg.texture).permute(1, 2, 0)
     if cfg.kind == "file":
         return load_mesh(cfg.path, texture, auto_uv=cfg.auto_uv, scale=cfg.scale)
     if cfg.kind == "sign" and cfg.sign:
-        from rendering.signs.textures import sign_spec, sign_texture
+        from physadv.rendering.signs.textures import sign_spec, sign_texture
 
         spec = sign_spec(cfg.sign)
         face = sign_texture(cfg.sign, 512)[0].permute(1, 2, 0) if texture is None else texture

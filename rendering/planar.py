@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.transform import warp_perspective
 
-from core.errors import PhysadvError
-from rendering.camera import Intrinsics, Pose, plane_homography
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Intrinsics, Pose, plane_homography
 
 Window = tuple[float, float, float, float]  # x0, y0, x1, y1: pixel-edge coordinates in the camera image
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.errors import PhysadvError
-from rendering.camera import Intrinsics, Pose
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Intrinsics, Pose
 
 
 def check_range(name: str, rng: tuple[float, float], low: float | None = None, high: float | None = None) -> None:

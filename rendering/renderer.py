@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.errors import PhysadvError
-from rendering.fragments import FragmentPool
-from rendering.lights import Lights
-from rendering.mesh import check_texture
+from physadv.core.errors import PhysadvError
+from physadv.rendering.fragments import FragmentPool
+from physadv.rendering.lights import Lights
+from physadv.rendering.mesh import check_texture
 
 
 def shade(texels: torch.Tensor, normal: torch.Tensor, to_camera: torch.Tensor, lights: Lights,

@@ -12,20 +12,20 @@ os.environ.setdefault("PHYSADV_PROGRESS", "0")
 @pytest.fixture(scope="session")
 def lenet_mnist():
     """LeNet trained by core on MNIST-5k (cached across test runs in .cache/tests)."""
-    from core.train import get_classifier
+    from physadv.core.train import get_classifier
 
     return get_classifier("lenet-mnist", progress=False)
 
 
 @pytest.fixture(scope="session")
 def fc_mnist():
-    from core.train import get_classifier
+    from physadv.core.train import get_classifier
 
     return get_classifier("fc500-150-10-mnist", progress=False)
 
 
 @pytest.fixture(scope="session")
 def mnist_test():
-    from core.data import load_dataset
+    from physadv.core.data import load_dataset
 
     return load_dataset("mnist", "test")

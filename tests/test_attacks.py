@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import BIM, FGSM, PGD, DeepFool, MinimalFGSM, UniversalPerturbation, get_attack
-from attacks.base import predict
-from core.errors import PhysadvError
+from physadv.attacks import BIM, FGSM, PGD, DeepFool, MinimalFGSM, UniversalPerturbation, get_attack
+from physadv.attacks.base import predict
+from physadv.core.errors import PhysadvError
 
 
 def affine(d: int, k: int, seed: int = 0, scale: float = 0.05) -> nn.Module:
@@ -127,7 +127,7 @@ def test_minimal_fgsm_eps_is_minimal(lenet_mnist, mnist_test):
     eps = res.extras["eps"]
     ok = res.success
     assert ok.float().mean() > 0.9
-    from attacks.gradient import loss_gradient
+    from physadv.attacks.gradient import loss_gradient
 
     s = loss_gradient(lenet_mnist, data.images, y).sign()
     fooled_at = predict(lenet_mnist, (data.images + eps.view(-1, 1, 1, 1) * s).clamp(0, 1)) != y
@@ -137,8 +137,8 @@ def test_minimal_fgsm_eps_is_minimal(lenet_mnist, mnist_test):
 
 
 def test_uap_fools_more_than_noise(fc_mnist, mnist_test):
-    from core.data import load_dataset
-    from attacks.universal import random_noise_like
+    from physadv.core.data import load_dataset
+    from physadv.attacks.universal import random_noise_like
 
     train = load_dataset("mnist", "train").subset(80).images
     uap = UniversalPerturbation(fc_mnist, xi=4.0, norm="l2", max_passes=1)
@@ -156,7 +156,7 @@ def test_uap_fools_more_than_noise(fc_mnist, mnist_test):
 @pytest.mark.parametrize("box", [False, True])
 def test_fgsm_baseline_is_the_papers_definition(box):
     """DeepFool sec. 4.1: one eps, the smallest misclassifying 90% of the set; rho = mean ||eps sign(g)|| / ||x||."""
-    from attacks.gradient import fgsm_baseline
+    from physadv.attacks.gradient import fgsm_baseline
 
     model = affine(36, 4, seed=7, scale=0.3)
     x = interior_images(60, seed=8)
@@ -192,7 +192,7 @@ def test_deepfool_without_box_matches_closed_form_outside_the_box():
 
 
 def test_native_cpu_conv_is_scoped_and_matches_onednn(lenet_mnist, mnist_test):
-    from attacks.base import native_cpu_conv
+    from physadv.attacks.base import native_cpu_conv
 
     before = torch.backends.mkldnn.enabled
     x = mnist_test.subset(8).images
@@ -207,7 +207,7 @@ def test_native_cpu_conv_is_scoped_and_matches_onednn(lenet_mnist, mnist_test):
 
 def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
     """Algorithm 1 written out one image at a time: check x + v, DeepFool if not fooled, keep converged steps."""
-    from attacks.gradient import project
+    from physadv.attacks.gradient import project
 
     df = DeepFool(model, max_iter=max_iter_df)
     clean = predict(model, images)
@@ -226,9 +226,9 @@ def plain_uap(model, images, xi, passes, seed=0, max_iter_df=10):
 
 
 def test_uap_fast_path_gives_the_plain_loops_v(lenet_mnist):
-    from core.data import load_dataset
+    from physadv.core.data import load_dataset
 
-    from attacks.base import native_cpu_conv
+    from physadv.attacks.base import native_cpu_conv
 
     train = load_dataset("mnist", "train").subset(40, seed=1).images
     with native_cpu_conv(torch.device("cpu")):  # the kernels fit() uses: the same float rounding
@@ -261,8 +261,8 @@ def test_bad_input_is_a_clear_error(bad):
 def test_cli_writes_outputs(tmp_path, lenet_mnist):
     import argparse
 
-    from attacks.cli import register
-    from core.io import load_checkpoint
+    from physadv.attacks.cli import register
+    from physadv.core.io import load_checkpoint
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())

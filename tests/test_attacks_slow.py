@@ -1,7 +1,7 @@
 """The issue's bars on the full MNIST-5k test split (slow: run with pytest -m '')."""
 import pytest
 
-from attacks import DeepFool, MinimalFGSM, SpatialAttack
+from physadv.attacks import DeepFool, MinimalFGSM, SpatialAttack
 
 pytestmark = pytest.mark.slow
 
@@ -17,8 +17,8 @@ def test_deepfool_bars_on_lenet(lenet_mnist, mnist_test, norm):
 
 
 def test_fgsm_baseline_needs_larger_perturbations(lenet_mnist, mnist_test):
-    from attacks.base import predict
-    from attacks.gradient import fgsm_baseline
+    from physadv.attacks.base import predict
+    from physadv.attacks.gradient import fgsm_baseline
 
     x = mnist_test.images
     y = predict(lenet_mnist, x)

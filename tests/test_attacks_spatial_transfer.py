@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import Ensemble, OptimizationAttack, SpatialAttack, black_canvas, rotate_translate, transfer_matrix
-from attacks.base import predict
-from attacks.spatial import transform_grid
+from physadv.attacks import Ensemble, OptimizationAttack, SpatialAttack, black_canvas, rotate_translate, transfer_matrix
+from physadv.attacks.base import predict
+from physadv.attacks.spatial import transform_grid
 
 
 def test_rotate_translate_exact_cases():
@@ -34,8 +34,8 @@ def test_grid_is_the_papers_and_canvas_keeps_content():
 
 
 def test_lenet_mnist_follows_the_input_size(tmp_path):
-    from core.models import build_classifier
-    from core.train import load_classifier, save_classifier
+    from physadv.core.models import build_classifier
+    from physadv.core.train import load_classifier, save_classifier
 
     default = build_classifier("lenet-mnist")
     assert default.input_size == (1, 28, 28) and default.net.classifier[1].in_features == 50 * 4 * 4
@@ -92,7 +92,7 @@ def test_spatial_lenet_grid_beats_random(lenet_mnist, mnist_test):
 def test_combined_adversary_runs_pgd_through_each_transformation(lenet_mnist, mnist_test):
     """The authors' combined adversary: with the identity as the only candidate it is plain PGD; with real
     candidates the classifier sees T(x + delta), |delta| <= eps, and does no better than under either part."""
-    from attacks import PGD
+    from physadv.attacks import PGD
 
     data = mnist_test.subset(20)
     x, y = data.images, data.labels
@@ -129,7 +129,7 @@ def test_transfer_matrix_matches_direct_evaluation(lenet_mnist, fc_mnist, mnist_
     data = mnist_test.subset(12)
     models = {"lenet": lenet_mnist, "fc": fc_mnist}
     table = transfer_matrix(models, data.images, data.labels, attack="fgsm", params={"eps": 0.2})
-    from attacks import FGSM
+    from physadv.attacks import FGSM
 
     adv = FGSM(fc_mnist, eps=0.2).run(data.images, data.labels).adversarial
     assert table.accuracy[1, 0] == pytest.approx(float((predict(lenet_mnist, adv) == data.labels).float().mean()))

@@ -16,17 +16,17 @@ import numpy as np
 import pytest
 import torch
 
-from capture.calibrate import CameraModel, calibrate_camera, checkerboard_page
-from capture.judge import JudgeConfig, PhotoResult, evaluate_photos, summarise
-from capture.locate import crop_rectified, find_markers, locate, plane_points
-from capture.photos import ManifestRow, load_photo, read_manifest, write_manifest
-from capture.simulate import (SimulateConfig, camera_homography, load_print, mm_to_plane,
+from physadv.capture.calibrate import CameraModel, calibrate_camera, checkerboard_page
+from physadv.capture.judge import JudgeConfig, PhotoResult, evaluate_photos, summarise
+from physadv.capture.locate import crop_rectified, find_markers, locate, plane_points
+from physadv.capture.photos import ManifestRow, load_photo, read_manifest, write_manifest
+from physadv.capture.simulate import (SimulateConfig, camera_homography, load_print, mm_to_plane,
                               page_to_plane, render_photo, simulate)
-from core.config import from_dict
-from core.errors import PhysadvError
-from core.io import write_image
-from core.models import build_classifier
-from rendering.camera import Intrinsics, Pose, plane_homography, project
+from physadv.core.config import from_dict
+from physadv.core.errors import PhysadvError
+from physadv.core.io import write_image
+from physadv.core.models import build_classifier
+from physadv.rendering.camera import Intrinsics, Pose, plane_homography, project
 
 CLASSES = ["stop", "yield", "speed 45"]
 
@@ -42,7 +42,7 @@ def _texture(size: int = 120) -> np.ndarray:
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory):
     """A 12 cm object exported by printing at 100 DPI (PNG + PDF + layout.json)."""
-    from printing.export import ExportConfig, export_print
+    from physadv.printing.export import ExportConfig, export_print
 
     out = tmp_path_factory.mktemp("print")
     layout = export_print(_texture(), out, from_dict(ExportConfig, {"width": "12cm", "dpi": 100, "formats": ["png", "pdf"],
@@ -182,7 +182,7 @@ def test_camera_model_for_other_sizes(tmp_path):
 
 def test_calibrate_camera_on_rendered_boards(tmp_path):
     """cv2.calibrateCamera on boards rendered with known intrinsics recovers them."""
-    from capture.simulate import warp_page
+    from physadv.capture.simulate import warp_page
 
     board, square_px, square_mm = (7, 5), 20, 30.0
     page = checkerboard_page(board, square_px)
@@ -203,7 +203,7 @@ def test_calibrate_camera_on_rendered_boards(tmp_path):
     assert len(rep.used) == 6 and rep.rms_px < 0.5
     assert abs(cam.intrinsics.fx - 820) / 820 < 0.02 and abs(cam.intrinsics.cx - 330) < 8
     # the same through the command line, which writes camera.json
-    from physical.cli import main
+    from physadv.physical.cli import main
 
     assert main(["capture", "calibrate-camera", "--images", str(tmp_path / "b*.png"), "--board", "7x5", "--square-mm",
                  "30", "--out", str(tmp_path / "run")]) == 0
@@ -236,7 +236,7 @@ def test_simulate_writes_the_manifest_format(sim_set):
 
 def test_end_to_end_with_bad_input(printed, sim_set, model, tmp_path):
     """Every row gets a status: ok, missing file, unreadable, object not found; the rest are judged."""
-    from capture.report import write_reports
+    from physadv.capture.report import write_reports
 
     out, layout = printed
     root, _ = sim_set
@@ -306,7 +306,7 @@ def test_cells_follow_rp2_table5():
 
 # --------------------------------------------------------------------------- video
 def test_video_every_kth_frame(printed, model, tmp_path):
-    from capture.video import judge_video, write_video_report
+    from physadv.capture.video import judge_video, write_video_report
 
     out, layout = printed
     page, lay = load_print(out / "print.png")
@@ -327,8 +327,8 @@ def test_video_every_kth_frame(printed, model, tmp_path):
     assert summary["object_found"] == 3 and sum(summary["top1_counts"].values()) == 3
     files = write_video_report(tmp_path / "rep", results, summary)
     assert files["csv"].read_text().count("\n") == 6
-    from core.train import save_classifier
-    from physical.cli import main
+    from physadv.core.train import save_classifier
+    from physadv.physical.cli import main
 
     save_classifier(tmp_path / "clf.safetensors", model)
     assert main(["capture", "video", "--source", str(path), "--layout", str(out / "layout.json"), "--weights",
@@ -340,8 +340,8 @@ def test_video_every_kth_frame(printed, model, tmp_path):
 
 # --------------------------------------------------------------------------- command line
 def test_cli_simulate_then_eval(printed, model, tmp_path):
-    from core.train import save_classifier
-    from physical.cli import main
+    from physadv.core.train import save_classifier
+    from physadv.physical.cli import main
 
     out, _ = printed
     save_classifier(tmp_path / "clf.safetensors", model)
@@ -368,7 +368,7 @@ def test_cli_simulate_then_eval(printed, model, tmp_path):
 @pytest.mark.slow
 def test_report_renders_in_headless_chromium(printed, sim_set, model, tmp_path):
     """The HTML page opens in Chromium: every inlined image decodes and the heatmap is drawn."""
-    from capture.report import write_reports
+    from physadv.capture.report import write_reports
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -410,8 +410,8 @@ def test_capture_bar_small_grid(tmp_path):
     (The full grid with the 20 cm default print is benchmarks/capture_locate.py: 95% found, the misses are the
     35-40 ft x 60 degree photos where its 30 mm markers are ~9 px wide.)
     """
-    from capture.photos import load_photo
-    from printing.export import ExportConfig, export_print
+    from physadv.capture.photos import load_photo
+    from physadv.printing.export import ExportConfig, export_print
 
     layout = export_print(_texture(400), tmp_path / "print", from_dict(ExportConfig, {"width": "30cm", "formats": ["png"]}))
     cfg = from_dict(SimulateConfig, {"print_file": str(tmp_path / "print" / "print.png"), "distances": [5, 20, 40],
@@ -430,7 +430,7 @@ def test_capture_bar_small_grid(tmp_path):
 
 def test_tiled_print_pdf_is_assembled(tmp_path):
     """A print tiled across A4 pages: the PDF's pages put back together give the sheet PNG."""
-    from printing.export import ExportConfig, export_print
+    from physadv.printing.export import ExportConfig, export_print
 
     export_print(_texture(), tmp_path, from_dict(ExportConfig, {"width": "30cm", "dpi": 40, "tile": "A4",
                                                                 "formats": ["png", "pdf"]}))
@@ -444,7 +444,7 @@ def test_tiled_print_pdf_is_assembled(tmp_path):
 
 @pytest.mark.parametrize("crop", ["box", "rectified", "full"])
 def test_crop_modes_feed_the_classifier_its_input_size(printed, model, crop):
-    from capture.judge import judge_image
+    from physadv.capture.judge import judge_image
 
     out, _ = printed
     page, lay = load_print(out / "print.png")
@@ -460,8 +460,8 @@ def test_crop_modes_feed_the_classifier_its_input_size(printed, model, crop):
 
 def test_box_crop_is_the_sign_worlds_gtsrb_crop():
     """Cropping only the photo's region gives the same crop as rendering.signs' gtsrb_crop on the whole photo."""
-    from capture.locate import crop_box
-    from rendering.signs.world import gtsrb_crop
+    from physadv.capture.locate import crop_box
+    from physadv.rendering.signs.world import gtsrb_crop
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (300, 400, 3), dtype=np.uint8)

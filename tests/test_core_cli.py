@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from physical.cli import main
+from physadv.physical.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, env_extra=None):
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([sys.executable, "-m", "physical", *args], cwd=ROOT, capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "physadv.physical", *args], cwd=ROOT, capture_output=True, text=True, env=env,
                           timeout=600)
 
 
@@ -28,7 +28,7 @@ def test_help_lists_the_jobs():
 
 
 def test_the_command_line_knows_every_packages_datasets():
-    code = "from physical.cli import build_parser; build_parser(); from core.data import dataset_names; print(dataset_names())"
+    code = "from physadv.physical.cli import build_parser; build_parser(); from physadv.core.data import dataset_names; print(dataset_names())"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "'signs'" in out.stdout and "'mnist'" in out.stdout, out.stderr
 
@@ -49,7 +49,7 @@ def test_missing_dataset_path_and_corrupt_png(tmp_path, capsys):
     assert main(["classifier", "eval", "--set", "data.name=imagefolder", "--set", f"data.root={tmp_path}/none",
                  "--set", "model=lenet-cifar", "--out", str(tmp_path / "r")]) == 2
     assert "image folder not found" in capsys.readouterr().err
-    from core.io import write_image
+    from physadv.core.io import write_image
 
     for c in ("a", "b"):
         (tmp_path / "imgs" / c).mkdir(parents=True)
@@ -58,8 +58,8 @@ def test_missing_dataset_path_and_corrupt_png(tmp_path, capsys):
     data = (tmp_path / "imgs" / "b" / "1.png").read_bytes()
     (tmp_path / "imgs" / "b" / "1.png").write_bytes(data[:40])
     weights = tmp_path / "w.safetensors"
-    from core.models import build_classifier
-    from core.train import save_classifier
+    from physadv.core.models import build_classifier
+    from physadv.core.train import save_classifier
 
     save_classifier(weights, build_classifier("lenet-cifar", ["a", "b"]))
     code = main(["classifier", "eval", "--weights", str(weights), "--set", "data.name=imagefolder", "--set",
@@ -69,7 +69,7 @@ def test_missing_dataset_path_and_corrupt_png(tmp_path, capsys):
 
 
 def test_weights_of_the_wrong_architecture(tmp_path, capsys):
-    from core.models import build_classifier
+    from physadv.core.models import build_classifier
 
     torch.save(build_classifier("lenet-cifar").net.state_dict(), tmp_path / "lenet.pt")
     code = main(["classifier", "eval", "--model", "resnet18", "--weights", str(tmp_path / "lenet.pt"),

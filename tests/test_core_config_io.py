@@ -6,9 +6,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.config import config_hash, load_config, parse_overrides, save_config
-from core.errors import PhysadvError
-from core.io import (atomic_path, load_checkpoint, load_state_into, load_torch_weights, read_image, save_checkpoint,
+from physadv.core.config import config_hash, load_config, parse_overrides, save_config
+from physadv.core.errors import PhysadvError
+from physadv.core.io import (atomic_path, load_checkpoint, load_state_into, load_torch_weights, read_image, save_checkpoint,
                      write_image)
 
 

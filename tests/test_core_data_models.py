@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.data import load_dataset
-from core.errors import PhysadvError
-from core.io import write_image
-from core.models import architecture_names, build_classifier, load_pretrained
-from core.train import (TrainConfig, default_train_config, get_classifier, load_classifier, save_classifier,
+from physadv.core.data import load_dataset
+from physadv.core.errors import PhysadvError
+from physadv.core.io import write_image
+from physadv.core.models import architecture_names, build_classifier, load_pretrained
+from physadv.core.train import (TrainConfig, default_train_config, get_classifier, load_classifier, save_classifier,
                         train_classifier)
 
 
@@ -141,7 +141,7 @@ def test_lenet_and_fc_reach_paper_accuracy(tmp_path, monkeypatch):
 
 
 def test_saved_classifier_remembers_its_builder_arguments(tmp_path):
-    from core.train import load_classifier, save_classifier
+    from physadv.core.train import load_classifier, save_classifier
 
     torch.manual_seed(0)
     clf = build_classifier("gtsrb-cnn", ["a", "b", "c"], width=0.25, hidden=16).eval()
@@ -153,8 +153,8 @@ def test_saved_classifier_remembers_its_builder_arguments(tmp_path):
 
 
 def test_descend_steps_on_a_finite_loss_and_refuses_nan():
-    from core.errors import PhysadvError
-    from core.train import descend
+    from physadv.core.errors import PhysadvError
+    from physadv.core.train import descend
 
     w = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     opt = torch.optim.SGD([w], lr=0.1)

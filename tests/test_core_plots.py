@@ -4,7 +4,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from core.plots import grid_means, heatmap_png
+from physadv.core.plots import grid_means, heatmap_png
 
 
 def test_grid_means_average_each_cell_and_leave_empty_cells_nan():

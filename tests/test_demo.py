@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from physical.cli import main
+from physadv.physical.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,15 @@ import pytest
 import torch
 from scipy import linalg
 
-from core.config import from_dict, to_dict
-from core.data import load_dataset
-from core.errors import PhysadvError
-from core.io import load_checkpoint
-from gans.games import WGAN, WGANGP, GameConfig, Minimax, make_game
-from gans.metrics import class_coverage, frechet_distance, frechet_distance_gaussians, inception_score, kernel_inception_distance
-from gans.models import DCGANDiscriminator, DCGANGenerator, MLPGenerator
-from gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, stage_at
-from gans.trainer import JUMP_LIMIT, GanConfig, load_generator, stage_jumps, train_gan
+from physadv.core.config import from_dict, to_dict
+from physadv.core.data import load_dataset
+from physadv.core.errors import PhysadvError
+from physadv.core.io import load_checkpoint
+from physadv.gans.games import WGAN, WGANGP, GameConfig, Minimax, make_game
+from physadv.gans.metrics import class_coverage, frechet_distance, frechet_distance_gaussians, inception_score, kernel_inception_distance
+from physadv.gans.models import DCGANDiscriminator, DCGANGenerator, MLPGenerator
+from physadv.gans.progressive import ProgressiveDiscriminator, ProgressiveGenerator, fade_reals, phase, stage_at
+from physadv.gans.trainer import JUMP_LIMIT, GanConfig, load_generator, stage_jumps, train_gan
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_bad_input_errors(tmp_path, small_mnist):
     with pytest.raises(PhysadvError, match="another architecture"):
         train_gan(tiny(model={"width": 16}), tmp_path / "z", data=small_mnist, show_progress=False,
                   resume=tmp_path / "y" / "checkpoint.safetensors")
-    from core.io import save_checkpoint
+    from physadv.core.io import save_checkpoint
 
     save_checkpoint(tmp_path / "clf.safetensors", {"w": torch.zeros(2)}, {"arch": "lenet-mnist"})
     with pytest.raises(PhysadvError, match="not a physadv GAN checkpoint"):
@@ -160,7 +160,7 @@ def test_bad_input_errors(tmp_path, small_mnist):
 def test_conditional_training_and_sampling(tmp_path, small_mnist):
     train_gan(tiny(steps=2, model={"conditional": True}), tmp_path, data=small_mnist, show_progress=False)
     G, cfg, meta = load_generator(tmp_path / "checkpoint.safetensors")
-    from gans.trainer import generate
+    from physadv.gans.trainer import generate
 
     images, labels = generate(G, 12, cfg.model, torch.Generator().manual_seed(0), num_classes=meta["num_classes"])
     assert images.shape == (12, 1, 28, 28) and labels.tolist() == [i % 10 for i in range(12)]
@@ -257,7 +257,7 @@ def test_inception_score_and_coverage_extremes():
 
 # --------------------------------------------------------------------------- command line
 def test_cli_train_sample_eval(tmp_path, lenet_mnist):
-    from physical.cli import main
+    from physadv.physical.cli import main
 
     run = tmp_path / "train"
     sets = ["steps=3", "batch_size=16", "model.arch=mlp", "model.width=32", "model.d_width=32", "data.limit=64",
@@ -295,7 +295,7 @@ def test_torchrun_two_cpu_processes(tmp_path):
         port = s.getsockname()[1]
     root = Path(__file__).resolve().parents[1]
     torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "gans",
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "physadv.gans",
            "train", "--config", "configs/gans/dcgan.yaml", "--out", str(tmp_path), "--set", "steps=4", "--set", "batch_size=8",
            "--set", "model.width=8", "--set", "model.d_width=8", "--set", "data.limit=64", "--set", "device=cpu",
            "--set", "sample_every=2", "--set", "checkpoint_every=2"]
@@ -328,7 +328,7 @@ def test_progressive_recipe_reaches_32x32_without_a_loss_jump_at_stage_changes(t
     (a line through the fade_steps / 4 steps before predicts the mean of the 5 after; spread = std of the fit's
     residuals). At ordinary steps the same statistic exceeds 3.4-4.8 one time in a hundred; a penalty measured at
     each stage's own size instead (the earlier implementation) scored 12.4, 7.2 and 5.3."""
-    from core.config import load_config
+    from physadv.core.config import load_config
 
     cfg = load_config(GanConfig, "configs/gans/progressive.yaml", ["device=cpu", "threads=1"])
     m = train_gan(cfg, tmp_path, show_progress=False)
@@ -341,7 +341,7 @@ def test_progressive_recipe_reaches_32x32_without_a_loss_jump_at_stage_changes(t
 
 
 def test_maxout_discriminator_takes_the_max_of_affine_pieces():
-    from gans.models import Maxout, MaxoutDiscriminator
+    from physadv.gans.models import Maxout, MaxoutDiscriminator
 
     torch.manual_seed(0)
     m, x = Maxout(6, 3, 4), torch.randn(5, 6)

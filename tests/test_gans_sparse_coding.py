@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from gans.sparse_coding import (DeconvolutionalModel, SparseCodingConfig, analyze, as_cnn, basis_pursuit, layered_basis_pursuit,
+from physadv.gans.sparse_coding import (DeconvolutionalModel, SparseCodingConfig, analyze, as_cnn, basis_pursuit, layered_basis_pursuit,
                                 layered_thresholding, mutual_coherence, support_jaccard, synthesize)
 
 

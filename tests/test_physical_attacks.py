@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import from_dict
-from core.errors import PhysadvError
-from core.models import build_classifier
-from rendering.signs.textures import sign_classes
+from physadv.core.config import from_dict
+from physadv.core.errors import PhysadvError
+from physadv.core.models import build_classifier
+from physadv.rendering.signs.textures import sign_classes
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def random_sign_model():
 
 
 def small_rp2(**over):
-    from physical.rp2 import RP2Config
+    from physadv.physical.rp2 import RP2Config
 
     base = {"steps": 4, "batch": 4, "val_views": 4, "val_every": 1, "checkpoint_every": 2, "texture_px": 64,
             "world": {"texture_px": 64, "work_px": 32, "supersample": 1}}
@@ -31,14 +31,14 @@ def small_rp2(**over):
 
 def test_rp2_changes_only_the_mask_and_resumes_exactly(random_sign_model, tmp_path):
     # exact resume is a statement about one machine and one thread count (parallel reductions may reorder sums)
-    from rendering.signs.world import one_thread
+    from physadv.rendering.signs.world import one_thread
 
     with one_thread():
         _check_rp2(random_sign_model, tmp_path)
 
 
 def _check_rp2(random_sign_model, tmp_path):
-    from physical.rp2 import rp2_attack
+    from physadv.physical.rp2 import rp2_attack
 
     r = rp2_attack(random_sign_model, small_rp2(), progress_bar=False)
     outside = (r.mask == 0)
@@ -58,7 +58,7 @@ def _check_rp2(random_sign_model, tmp_path):
 
 
 def test_rp2_bad_input(random_sign_model):
-    from physical.rp2 import rp2_attack
+    from physadv.physical.rp2 import rp2_attack
 
     with pytest.raises(PhysadvError, match="speed_limit_90"):
         rp2_attack(random_sign_model, small_rp2(target="speed_limit_90"), progress_bar=False)
@@ -70,7 +70,7 @@ def test_rp2_bad_input(random_sign_model):
 
 
 def test_rp2_nan_keeps_the_best_texture(random_sign_model, tmp_path, monkeypatch):
-    from physical import rp2 as R
+    from physadv.physical import rp2 as R
 
     calls = {"n": 0}
     real = R._Objective.loss
@@ -87,10 +87,10 @@ def test_rp2_nan_keeps_the_best_texture(random_sign_model, tmp_path, monkeypatch
 
 
 def test_grid_has_every_cell_for_both_variants(random_sign_model):
-    from physical.grid import evaluate_grid
-    from physical.views import GridSpec
-    from rendering.signs.world import WorldConfig
-    from rendering.signs.textures import sign_texture
+    from physadv.physical.grid import evaluate_grid
+    from physadv.physical.views import GridSpec
+    from physadv.rendering.signs.world import WorldConfig
+    from physadv.rendering.signs.textures import sign_texture
 
     world = from_dict(WorldConfig, {"texture_px": 64, "work_px": 32, "supersample": 1})
     rgb, _ = sign_texture("stop", 64)
@@ -103,7 +103,7 @@ def test_grid_has_every_cell_for_both_variants(random_sign_model):
 
 
 def test_eot_2d_beats_the_clean_image_and_respects_eps(lenet_mnist, mnist_test):
-    from physical.eot import EOT2DConfig, eot_2d
+    from physadv.physical.eot import EOT2DConfig, eot_2d
 
     cfg = from_dict(EOT2DConfig, {"target": "3", "steps": 40, "batch": 16, "lr": 0.05, "eps": 0.3, "eval_samples": 200,
                                   "lam": 0.0})
@@ -117,8 +117,8 @@ def test_eot_2d_beats_the_clean_image_and_respects_eps(lenet_mnist, mnist_test):
 
 
 def test_patch_outperforms_no_patch(lenet_mnist):
-    from core.data import load_dataset
-    from physical.patch import PatchConfig, adversarial_patch
+    from physadv.core.data import load_dataset
+    from physadv.physical.patch import PatchConfig, adversarial_patch
 
     train, test = load_dataset("mnist", "train").subset(500), load_dataset("mnist", "test").subset(200)
     cfg = from_dict(PatchConfig, {"target": "8", "patch_px": 12, "area": [0.15, 0.25], "steps": 60, "batch": 32,
@@ -128,8 +128,8 @@ def test_patch_outperforms_no_patch(lenet_mnist):
 
 
 def test_eot_3d_paints_only_the_sign_face(random_sign_model):
-    from physical.eot3d import EOT3DConfig, eot_3d
-    from rendering.signs.textures import sign_texture
+    from physadv.physical.eot3d import EOT3DConfig, eot_3d
+    from physadv.rendering.signs.textures import sign_texture
 
     cfg = from_dict(EOT3DConfig, {"steps": 2, "batch": 4, "pool_size": 4, "eval_poses": 6, "texture_px": 48,
                                   "poses": {"image_size": [48, 48], "distance": [3.0, 5.0]}})
@@ -143,8 +143,8 @@ def test_eot_3d_paints_only_the_sign_face(random_sign_model):
 def test_design_eot3d_job_writes_texture_mesh_views_and_metrics(random_sign_model, tmp_path):
     import json
 
-    from core.train import save_classifier
-    from physical.cli import main
+    from physadv.core.train import save_classifier
+    from physadv.physical.cli import main
 
     save_classifier(tmp_path / "model.safetensors", random_sign_model)  # its width and hidden size travel with it
     out = tmp_path / "run"
@@ -161,12 +161,12 @@ def test_design_eot3d_job_writes_texture_mesh_views_and_metrics(random_sign_mode
 def test_designed_texture_survives_opencv_warps(tmp_path):
     """Issue bar: the RP2 texture, read back from its exported PNG and warped with OpenCV (not our renderer)
     onto photo backgrounds at 0-45 degrees with JPEG, keeps >= 70% targeted success."""
-    from core.io import read_image
-    from physical.cli import main
-    from rendering.backgrounds import sample_backgrounds
-    from rendering.camera import Intrinsics, Pose, plane_homography
-    from rendering.signs.classifier import get_sign_classifier
-    from rendering.signs.world import gtsrb_crop
+    from physadv.core.io import read_image
+    from physadv.physical.cli import main
+    from physadv.rendering.backgrounds import sample_backgrounds
+    from physadv.rendering.camera import Intrinsics, Pose, plane_homography
+    from physadv.rendering.signs.classifier import get_sign_classifier
+    from physadv.rendering.signs.world import gtsrb_crop
 
     assert main(["design", "rp2", "--config", "configs/physical/rp2_stop_search.yaml", "--out", str(tmp_path / "rp2"),
                  "--set", "grid.lights_per_cell=1"]) == 0

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import PhysadvError
-from physical import masks as M
-from physical import report, transforms as T
-from physical.patch import PatchConfig, patch_mask, place
+from physadv.core.errors import PhysadvError
+from physadv.physical import masks as M
+from physadv.physical import report, transforms as T
+from physadv.physical.patch import PatchConfig, patch_mask, place
 
 
 def test_rectangle_mask_area_is_exact():
@@ -113,9 +113,9 @@ def test_summary_rates_by_hand(tmp_path):
 
 
 def test_rp2_result_round_trip_and_demo_design_key(tmp_path):
-    from core.models import build_classifier
-    from physical.demo import design_key
-    from physical.rp2 import RP2Config, RP2Result
+    from physadv.core.models import build_classifier
+    from physadv.physical.demo import design_key
+    from physadv.physical.rp2 import RP2Config, RP2Result
 
     g = torch.Generator().manual_seed(0)
     r = RP2Result(torch.rand(3, 8, 8, generator=g), torch.rand(3, 8, 8, generator=g), torch.ones(1, 8, 8),

@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from skimage import data
 
-from core.errors import PhysadvError
-from printing.chart import ChartConfig, calibrate, chart_colours, patch_comparison_image, read_chart, write_chart
-from printing.colour import delta_e2000, rgb_to_lab
+from physadv.core.errors import PhysadvError
+from physadv.printing.chart import ChartConfig, calibrate, chart_colours, patch_comparison_image, read_chart, write_chart
+from physadv.printing.colour import delta_e2000, rgb_to_lab
 
 
 def distort(rgb):  # a print-and-capture look: gamma, channel cross-talk, lifted blacks, a warm cast

@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from core.errors import PhysadvError
-from printing import cli
-from printing.colour import load_colour_transform
-from printing.layout import PrintLayout
-from printing.printability import load_palette
+from physadv.core.errors import PhysadvError
+from physadv.printing import cli
+from physadv.printing.colour import load_colour_transform
+from physadv.printing.layout import PrintLayout
+from physadv.printing.printability import load_palette
 
 
 def run(argv):
@@ -42,7 +42,7 @@ def test_export_cli(tmp_path):
 
 
 def test_export_cli_tensor_and_mask(tmp_path):
-    from core.io import save_checkpoint
+    from physadv.core.io import save_checkpoint
 
     save_checkpoint(tmp_path / "adv.safetensors", {"texture": torch.rand(3, 40, 40)}, {"attack": "test"})
     mask = np.zeros((40, 40), np.uint8)
@@ -74,8 +74,8 @@ def test_chart_then_calibrate_cli(tmp_path):
     assert model.kind == "poly2" and meta["direction"] == "intended -> captured"
     assert load_palette(out / "palette.json").shape == (30, 3)
     # the fitted print model predicts what the "printer + camera" does to colours it has not seen
-    from printing.colour import delta_e2000, rgb_to_lab
-    from printing.printability import PrintModelConfig, build_print_model
+    from physadv.printing.colour import delta_e2000, rgb_to_lab
+    from physadv.printing.printability import PrintModelConfig, build_print_model
 
     pm = build_print_model(PrintModelConfig(transform=str(out / "colour_poly2.safetensors"), palette=str(out / "gamut.json"),
                                             gamut="hull"))

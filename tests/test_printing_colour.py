@@ -4,8 +4,8 @@ import pytest
 import torch
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from core.errors import PhysadvError
-from printing.colour import (ColourTransform, delta_e76, delta_e2000, fit_colour_transform, load_colour_transform,
+from physadv.core.errors import PhysadvError
+from physadv.printing.colour import (ColourTransform, delta_e76, delta_e2000, fit_colour_transform, load_colour_transform,
                              rgb_to_lab, save_colour_transform, transform_error)
 
 

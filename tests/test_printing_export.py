@@ -4,10 +4,10 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
-from core.errors import PhysadvError
-from printing.export import ExportConfig, export_print, parse_length, plan_tiles
-from printing.fiducials import detect_markers
-from printing.layout import PrintLayout
+from physadv.core.errors import PhysadvError
+from physadv.printing.export import ExportConfig, export_print, parse_length, plan_tiles
+from physadv.printing.fiducials import detect_markers
+from physadv.printing.layout import PrintLayout
 
 
 def _red_texture(h=60, w=90):
@@ -112,7 +112,7 @@ def _octagon_sign(n=200):
 
 
 def _assembled_tiled_pdf(tmp_path, dpi, render_dpi):
-    from printing.export import assemble_tiles
+    from physadv.printing.export import assemble_tiles
 
     layout = export_print(_octagon_sign(), tmp_path, ExportConfig(width="75cm", tile="A4", dpi=dpi, formats=["pdf"]))
     doc = pdfium.PdfDocument(str(tmp_path / "print_tiles.pdf"))

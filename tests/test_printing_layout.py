@@ -5,10 +5,10 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from core.errors import PhysadvError
-from printing.export import ExportConfig, export_print
-from printing.fiducials import detect_markers, page_homography, rectify
-from printing.layout import PrintLayout, Rect, corner_markers
+from physadv.core.errors import PhysadvError
+from physadv.printing.export import ExportConfig, export_print
+from physadv.printing.fiducials import detect_markers, page_homography, rectify
+from physadv.printing.layout import PrintLayout, Rect, corner_markers
 
 
 def test_round_trip_and_helpers(tmp_path):

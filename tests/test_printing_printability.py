@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy.spatial import ConvexHull
 
-from core.errors import PhysadvError
-from printing.colour import ColourTransform
-from printing.printability import (PrintModel, clip_to_hull, load_palette, non_printability_score, palette_from_colours,
+from physadv.core.errors import PhysadvError
+from physadv.printing.colour import ColourTransform
+from physadv.printing.printability import (PrintModel, clip_to_hull, load_palette, non_printability_score, palette_from_colours,
                                    save_palette, total_variation)
 
 

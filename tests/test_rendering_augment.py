@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import load_config
-from core.errors import PhysadvError
-from rendering.augment import AugmentConfig, ColourJitter, Defocus, EOTAugment, Gamma, Jpeg, Motion, Noise, Perspective
+from physadv.core.config import load_config
+from physadv.core.errors import PhysadvError
+from physadv.rendering.augment import AugmentConfig, ColourJitter, Defocus, EOTAugment, Gamma, Jpeg, Motion, Noise, Perspective
 
 EVERYTHING = AugmentConfig(ColourJitter(1.0, saturation=0.1, hue=0.02), Gamma(1.0), Defocus(1.0), Motion(1.0), Noise(1.0),
                            Jpeg(1.0), Perspective(1.0))
@@ -89,7 +89,7 @@ def test_bad_config_and_input(tmp_path):
 
 
 def test_straight_through_jpeg_is_libjpeg_forward_and_identity_backward():
-    from rendering.augment import jpeg
+    from physadv.rendering.augment import jpeg
 
     x = torch.nn.functional.interpolate(images(1, 12), size=48, mode="bicubic", align_corners=False).clamp(0, 1)
     x = x.expand(2, -1, -1, -1).clone().requires_grad_()

@@ -7,14 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.config import load_config
-from core.errors import PhysadvError
-from rendering.camera import Intrinsics, Pose, project
-from rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool
-from rendering.lights import LightConfig, Lights, kelvin_to_rgb, sample_lights
-from rendering.mesh import SIGN_SHAPES, box, cylinder, export_mesh, load_mesh, shape_outline, sign_plate, sphere
-from rendering.poses import PoseConfig, sample_poses
-from rendering.renderer import render
+from physadv.core.config import load_config
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Intrinsics, Pose, project
+from physadv.rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool
+from physadv.rendering.lights import LightConfig, Lights, kelvin_to_rgb, sample_lights
+from physadv.rendering.mesh import SIGN_SHAPES, box, cylinder, export_mesh, load_mesh, shape_outline, sign_plate, sphere
+from physadv.rendering.poses import PoseConfig, sample_poses
+from physadv.rendering.renderer import render
 
 CAM = Intrinsics.from_fov(30, 64, 48)
 POSES = [Pose(3.0, 30, 10, 5), Pose(2.5, -50, -5, 0), Pose(3.5, 160, 20, -10)]
@@ -75,7 +75,7 @@ def test_downsampled_render_equals_area_resize_of_full_render():
 
 
 def test_texture_sampling_split_across_threads_equals_one_grid_sample():
-    from rendering.renderer import sample_texture
+    from physadv.rendering.renderer import sample_texture
 
     g = torch.Generator().manual_seed(6)
     tex = torch.rand(64, 48, 3, generator=g, dtype=torch.float64, requires_grad=True)

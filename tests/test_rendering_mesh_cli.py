@@ -4,8 +4,8 @@ import json
 import numpy as np
 import trimesh
 
-from core.io import read_image
-from physical.cli import main
+from physadv.core.io import read_image
+from physadv.physical.cli import main
 
 SMALL = ["--set", "views=2", "--set", "poses.image_size=[48,48]", "--set", "supersample=1"]
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import PhysadvError
-from rendering.camera import Intrinsics, Pose
-from rendering.planar import rectangle_corners, render_planar
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Intrinsics, Pose
+from physadv.rendering.planar import rectangle_corners, render_planar
 
 INTR = Intrinsics.from_fov(50, 320, 240)
 POSES = [Pose(2.0, azimuth=35, elevation=10, roll=7, look_at=(0.05, -0.03, 0)),
@@ -46,7 +46,7 @@ def test_alpha_area_matches_projected_polygon(supersample):
 
 
 def test_octagon_alpha_area_and_bbox_match_projected_outline():
-    from rendering.signs.textures import sign_spec, sign_texture
+    from physadv.rendering.signs.textures import sign_spec, sign_texture
 
     spec = sign_spec("stop")
     rgb, alpha = sign_texture("stop", 256)

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-import rendering.signs  # noqa: F401  (registers the "signs" dataset)
-from core.config import load_config
-from core.data import load_dataset
-from core.errors import PhysadvError
-from rendering.camera import Pose
-from rendering.signs.classifier import SignsConfig, get_sign_classifier, grid_set, train_config
-from rendering.signs.textures import sign_classes, sign_spec, sign_texture
-from core.colour import linear_to_srgb, srgb_to_linear
-from rendering.signs.world import PoseRanges, WorldConfig, generate_signs, gtsrb_crop, sample_poses, temperature_rgb
+import physadv.rendering.signs  # noqa: F401  (registers the "signs" dataset)
+from physadv.core.config import load_config
+from physadv.core.data import load_dataset
+from physadv.core.errors import PhysadvError
+from physadv.rendering.camera import Pose
+from physadv.rendering.signs.classifier import SignsConfig, get_sign_classifier, grid_set, train_config
+from physadv.rendering.signs.textures import sign_classes, sign_spec, sign_texture
+from physadv.core.colour import linear_to_srgb, srgb_to_linear
+from physadv.rendering.signs.world import PoseRanges, WorldConfig, generate_signs, gtsrb_crop, sample_poses, temperature_rgb
 
 SMALL = WorldConfig(train_per_class=12, test_per_class=4, work_px=48)
 
@@ -85,7 +85,7 @@ def test_footprint_is_the_pinhole_projection_and_falls_with_distance():
 
 
 def test_photograph_sign_is_differentiable_and_matches_the_class_render():
-    from rendering.signs.world import photograph_sign, render_signs
+    from physadv.rendering.signs.world import photograph_sign, render_signs
 
     poses = [Pose(4.0, azimuth=20), Pose(9.0, azimuth=-45, elevation=5)]
     rgb, _ = sign_texture("stop", SMALL.texture_px)
@@ -155,8 +155,8 @@ def test_signs_train_job_trains_caches_and_grades_the_classifier(tmp_path):
     import csv
     import json
 
-    from core.train import cached_classifier_path
-    from physical.cli import main
+    from physadv.core.train import cached_classifier_path
+    from physadv.physical.cli import main
 
     out = tmp_path / "run"
     assert main(["signs", "train", "--out", str(out), *[a for o in TINY for a in ("--set", o)]]) == 0
@@ -178,7 +178,7 @@ def test_signs_train_job_trains_caches_and_grades_the_classifier(tmp_path):
 
 
 def test_signs_show_job(tmp_path):
-    from physical.cli import main
+    from physadv.physical.cli import main
 
     assert main(["signs", "show", "--out", str(tmp_path), "--n", "15", *[a for o in TINY for a in ("--set", o)]]) == 0
     assert (tmp_path / "textures.png").is_file() and (tmp_path / "crops.png").is_file()
@@ -197,7 +197,7 @@ def test_pose_range_with_min_above_max_is_a_clear_error(tmp_path):
     path.write_text("world:\n  pose:\n    distance_m: [12.0, 1.5]\n")
     with pytest.raises(PhysadvError, match=r"world.pose: distance_m: min 12.0 is greater than max 1.5"):
         load_config(SignsConfig, path)
-    from physical.cli import main
+    from physadv.physical.cli import main
 
     assert main(["signs", "train", "--config", str(path)]) == 2  # one line on stderr, exit code 2
     with pytest.raises(PhysadvError, match="angle_deg"):
@@ -216,9 +216,9 @@ def test_empty_crop_box_is_a_clear_error():
 @pytest.mark.slow
 def test_full_classifier_meets_the_bars():
     """The default sign classifier: >= 95% on held-out renders, >= 90% in every distance x angle cell."""
-    from core.train import evaluate
-    from rendering.signs.classifier import evaluate_grid
-    from rendering.signs.world import load_signs
+    from physadv.core.train import evaluate
+    from physadv.rendering.signs.classifier import evaluate_grid
+    from physadv.rendering.signs.world import load_signs
 
     cfg = SignsConfig()
     model = get_sign_classifier(cfg, progress=False)

@@ -3,14 +3,14 @@ light by the planar renderer, cropped GTSRB-style, and a GTSRB-CNN trained on th
 
 Importing this package registers the ``signs`` dataset: ``core.data.load_dataset("signs", "train")``.
 """
-from core.data import register_dataset
-from rendering.signs.textures import SignSpec, all_textures, sign_classes, sign_spec, sign_texture
-from rendering.signs.world import (WorldConfig, _dataset_loader, crop_window, generate_signs, gtsrb_crop, load_signs,
+from physadv.core.data import register_dataset
+from physadv.rendering.signs.textures import SignSpec, all_textures, sign_classes, sign_spec, sign_texture
+from physadv.rendering.signs.world import (WorldConfig, _dataset_loader, crop_window, generate_signs, gtsrb_crop, load_signs,
                                    photograph_sign)
 
 register_dataset("signs", _dataset_loader)
 
-from rendering.signs.classifier import SignsConfig, get_sign_classifier  # noqa: E402  (after the registration)
+from physadv.rendering.signs.classifier import SignsConfig, get_sign_classifier  # noqa: E402  (after the registration)
 
 
 __all__ = ["SignSpec", "SignsConfig", "WorldConfig", "all_textures", "crop_window", "generate_signs", "get_sign_classifier",

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.config import dump_config, from_dict, to_dict
-from core.data import DataConfig, ImageSet
-from core.io import atomic_write_text, cache_dir
-from core.models import Classifier
-from core.train import TrainConfig, evaluate, get_classifier
-from rendering.camera import feet
-from rendering.signs.textures import sign_classes
-from rendering.signs.world import WorldConfig, generate_signs, load_signs, one_thread, sample_poses, world_hash
+from physadv.core.config import dump_config, from_dict, to_dict
+from physadv.core.data import DataConfig, ImageSet
+from physadv.core.io import atomic_write_text, cache_dir
+from physadv.core.models import Classifier
+from physadv.core.train import TrainConfig, evaluate, get_classifier
+from physadv.rendering.camera import feet
+from physadv.rendering.signs.textures import sign_classes
+from physadv.rendering.signs.world import WorldConfig, generate_signs, load_signs, one_thread, sample_poses, world_hash
 
 
 @dataclass
@@ -86,7 +86,7 @@ def get_sign_classifier(cfg: SignsConfig | None = None, retrain: bool = False, p
     """The GTSRB-CNN sign classifier for ``cfg`` (default: the built-in world), trained when not cached."""
     cfg = cfg or SignsConfig()
     tc = train_config(cfg)
-    from core.train import cached_classifier_path
+    from physadv.core.train import cached_classifier_path
 
     if cached_classifier_path(tc).is_file() and not retrain:
         return get_classifier(tc, progress=progress)
@@ -131,7 +131,7 @@ class GridResult:
 
 
 def evaluate_grid(model: Classifier, cfg: SignsConfig, progress: bool = True) -> GridResult:
-    from core.progress import progress as bar
+    from physadv.core.progress import progress as bar
 
     D, A = cfg.grid.distances_ft, cfg.grid.angles_deg
     acc, n, foot = (np.zeros((len(D), len(A))) for _ in range(3))
@@ -158,7 +158,7 @@ def write_grid(result: GridResult, folder: Path) -> dict[str, Path]:
                    + f" | {result.footprint_px[i, 0]:.0f} |\n" for i, d in enumerate(result.distances_ft))
     md_path = atomic_write_text(folder / "grid.md", head + body)
     png_path = folder / "grid.png"
-    from core.plots import pyplot, save_figure
+    from physadv.core.plots import pyplot, save_figure
 
     plt = pyplot()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
 
 DEFAULT_CONFIG = "configs/signs/train.yaml"
 
@@ -17,28 +17,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("signs", help="the synthetic traffic-sign world and its classifier")
     jobs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = jobs.add_parser("train", help="render the sign set, train (or reuse) the GTSRB-CNN, grade it by distance x angle")
-    add_config_args(t, _default_config())
+    add_config_args(t, DEFAULT_CONFIG)
     t.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     t.add_argument("--retrain", action="store_true", help="ignore the cached classifier and train again")
     t.set_defaults(func=_train)
     s = jobs.add_parser("show", help="a contact sheet of the sign textures and of sampled training crops")
-    add_config_args(s, _default_config())
+    add_config_args(s, DEFAULT_CONFIG)
     s.add_argument("--n", type=int, default=90, help="how many sampled crops (default 90)")
     s.set_defaults(func=_show)
 
 
-def _default_config() -> str | None:
-    from pathlib import Path
-
-    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
-
-
 def _train(args: argparse.Namespace) -> int:
-    from core.config import to_dict
-    from core.io import save_image_grid
-    from core.train import cached_classifier_path, cached_metrics, evaluate, save_classifier
-    from rendering.signs.classifier import SignsConfig, evaluate_grid, get_sign_classifier, train_config, write_grid
-    from rendering.signs.world import load_signs
+    from physadv.core.config import to_dict
+    from physadv.core.io import save_image_grid
+    from physadv.core.train import cached_classifier_path, cached_metrics, evaluate, save_classifier
+    from physadv.rendering.signs.classifier import SignsConfig, evaluate_grid, get_sign_classifier, train_config, write_grid
+    from physadv.rendering.signs.world import load_signs
 
     if getattr(args, "device", None):  # the device belongs to the classifier section
         args.overrides = [*args.overrides, f"classifier.device={args.device}"]
@@ -71,10 +65,10 @@ def _train(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import torch
 
-    from core.io import save_image_grid
-    from rendering.signs.classifier import SignsConfig
-    from rendering.signs.textures import all_textures, sign_classes
-    from rendering.signs.world import generate_signs
+    from physadv.core.io import save_image_grid
+    from physadv.rendering.signs.classifier import SignsConfig
+    from physadv.rendering.signs.textures import all_textures, sign_classes
+    from physadv.rendering.signs.world import generate_signs
 
     cfg = resolve_config(SignsConfig, args)
     run = start_run("signs-show", cfg, args)

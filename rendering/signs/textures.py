@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from core.errors import PhysadvError
+from physadv.core.errors import PhysadvError
 
 MASTER = 1024  # drawing canvas, pixels
 

@@ -16,7 +16,7 @@ camera defocus blur, pixelation, sensor noise, contrast/brightness, JPEG; resize
 
     cfg = WorldConfig()
     data = generate_signs(cfg, per_class=100, seed=1)      # ImageSet of 32 x 32 crops
-    load_dataset("signs", "train")                          # cached in cache_dir("signs") (after import rendering.signs)
+    load_dataset("signs", "train")                          # cached in cache_dir("signs") (after import physadv.rendering.signs)
     shots = photograph_sign(adv_texture, "stop", poses, cfg, g)  # differentiable: for physical attacks
     crop = gtsrb_crop(photo, bbox)                          # the same crop for real photos (capture/)
 """
@@ -32,15 +32,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.colour import linear_to_srgb, srgb_to_linear
-from core.config import config_hash, load_config, to_dict
-from core.data import ImageSet
-from core.errors import PhysadvError
-from core.io import cache_dir, load_checkpoint, save_checkpoint
-from rendering.augment import jpeg
-from rendering.camera import Intrinsics, Pose, plane_homography
-from rendering.planar import apply_homography, bbox_of, render_planar
-from rendering.signs.textures import all_textures, sign_classes, sign_spec
+from physadv.core.colour import linear_to_srgb, srgb_to_linear
+from physadv.core.config import config_hash, load_config, to_dict
+from physadv.core.data import ImageSet
+from physadv.core.errors import PhysadvError
+from physadv.core.io import cache_dir, load_checkpoint, save_checkpoint
+from physadv.rendering.augment import jpeg
+from physadv.rendering.camera import Intrinsics, Pose, plane_homography
+from physadv.rendering.planar import apply_homography, bbox_of, render_planar
+from physadv.rendering.signs.textures import all_textures, sign_classes, sign_spec
 
 Range = tuple[float, float]
 
@@ -239,7 +239,7 @@ class _BackgroundPool:
     seed 0, twice the crop size); each sample takes a random crop of one, maybe mirrored."""
 
     def __init__(self, kinds: tuple[str, ...], size: int, pool: int = 256):
-        from rendering.backgrounds import sample_backgrounds
+        from physadv.rendering.backgrounds import sample_backgrounds
 
         self.size = size
         self.pool = sample_backgrounds(pool, 2 * size, 2 * size, tuple(kinds), generator=torch.Generator().manual_seed(0))
@@ -354,7 +354,7 @@ def photograph_sign(texture: torch.Tensor, sign: str, poses: list[Pose], cfg: Wo
 def generate_signs(cfg: WorldConfig, per_class: int, seed: int, poses: list[Pose] | None = None,
                    labels: torch.Tensor | None = None, batch: int = 256, progress: bool = True) -> ImageSet:
     """A class-balanced set of ``per_class`` crops per sign (or the given ``labels``/``poses``), deterministic in ``seed``."""
-    from core.progress import progress as bar
+    from physadv.core.progress import progress as bar
 
     with one_thread():
         return _generate(cfg, per_class, seed, poses, labels, batch, progress, bar)
