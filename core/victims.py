@@ -1,0 +1,275 @@
+"""Victims: what an attack optimises against, behind one protocol.
+
+A victim takes *views* of an object (``N x 3 x H x W`` images in [0, 1], sRGB, at any size), applies its own
+preprocessing (crop around the object, resize to its input size, grey if it wants one channel; normalisation
+lives inside the model), and gives
+
+- ``loss(views, objective)``: a differentiable per-view loss to *minimise*, and
+- ``judge(views, objective)``: a ``Verdict`` per view (prediction, score, success), without gradients.
+
+An ``Objective`` names what the attacker wants by class *name*, so members of an ensemble, or a detector with
+another label set, each resolve it against their own classes:
+
+- ``targeted``: the object read as ``target`` (and, for detectors, not as ``source``);
+- ``untargeted``: the object read as anything but ``source``;
+- ``disappearance`` / ``creation``: detector objectives (the object not detected as ``source``; a phantom
+  object of class ``target``), implemented by detector victims.
+
+Losses on a classifier's log-probabilities ``l = log softmax(z)``:
+
+- ``ce`` targeted ``-l_t`` (the cross-entropy of RP2, Eykholt et al. 2018, eq. 3, and EOT, Athalye et al. 2018);
+  untargeted ``-log(1 - p_s)`` (Liu et al. 2017, section 3.1), computed as ``-logsumexp_{j != s} l_j``;
+- ``margin`` targeted ``max(max_{j != t} l_j - l_t, -kappa)``, untargeted ``max(l_s - max_{j != s} l_j, -kappa)``:
+  Carlini and Wagner's f_6 (2017, section V.A). On one classifier ``l_j - l_t = z_j - z_t``, so this is their
+  logit margin exactly; on an averaged ensemble it is the margin of the fused log-probabilities.
+
+Implementations: ``ClassifierVictim`` (one ``core.models.Classifier``) and ``EnsembleVictim`` (several, each
+seeing the same view through its own input size) whose fusion is a named option:
+
+- ``mean_probability`` (the paper's setting, Liu et al. 2017, eq. 2 of section 4: the loss on
+  ``log sum_i w_i softmax(f_i(x))``);
+- ``sum_losses``: ``sum_i w_i loss(f_i(x))``, each member's own loss (pushes every member, including those the
+  average already ignores).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from physadv.core.errors import PhysadvError
+from physadv.core.models import Classifier
+
+ObjectiveKind = Literal["targeted", "untargeted", "disappearance", "creation"]
+LossKind = Literal["ce", "margin"]
+Fusion = Literal["mean_probability", "sum_losses"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the attacker wants; classes by name (each victim resolves them against its own classes)."""
+
+    kind: ObjectiveKind
+    source: str | None = None  # the object's own class
+    target: str | None = None
+    loss: LossKind = "ce"
+    kappa: float = 0.0  # margin loss: no further push once the margin reaches kappa
+
+    def __post_init__(self) -> None:
+        need = {"targeted": ("target",), "untargeted": ("source",), "disappearance": ("source",), "creation": ("target",)}
+        if self.kind not in need:
+            raise PhysadvError(f"objective '{self.kind}' is not one of {', '.join(need)}")
+        for name in need[self.kind]:
+            if not getattr(self, name):
+                raise PhysadvError(f"a {self.kind} objective needs a {name} class")
+        if self.loss not in ("ce", "margin"):
+            raise PhysadvError(f"objective loss '{self.loss}' is not 'ce' or 'margin'")
+        if self.kind == "targeted" and self.source == self.target:
+            raise PhysadvError(f"source and target are both '{self.target}'")
+        if self.kappa < 0:
+            raise PhysadvError(f"kappa must be >= 0, got {self.kappa}")
+
+
+@dataclass
+class Views:
+    """Images of an object: ``images`` ``N x 3 x H x W`` in [0, 1] (sRGB); ``boxes`` ``N x 4`` (x0, y0, x1, y1) in
+    torchvision's pixel convention (an image of width W spans [0, W]) where the object is in each image, or None
+    when each image is already a crop around the object."""
+
+    images: torch.Tensor
+    boxes: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise PhysadvError(f"views must be N x 3 x H x W images, got {tuple(self.images.shape)}")
+        if self.boxes is not None and tuple(self.boxes.shape) != (len(self.images), 4):
+            raise PhysadvError(f"views: {len(self.images)} images need N x 4 boxes, got {tuple(self.boxes.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class Verdict:
+    """What a victim made of each view: predicted class index (-1: nothing detected), its score, the objective's
+    success, and (ensembles) each member's own verdict."""
+
+    pred: torch.Tensor  # N, long
+    score: torch.Tensor  # N, probability of the prediction
+    success: torch.Tensor  # N, bool
+    probs: torch.Tensor | None = None  # N x K (classifiers)
+    members: dict[str, "Verdict"] = field(default_factory=dict)
+
+
+def log_prob_loss(logp: torch.Tensor, objective: Objective, source: int | None, target: int | None) -> torch.Tensor:
+    """The per-view loss of ``objective`` on log-probabilities ``N x K`` (see the module docstring)."""
+    if objective.kind == "targeted":
+        idx = target
+    elif objective.kind == "untargeted":
+        idx = source
+    else:
+        raise PhysadvError(f"a classifier has no '{objective.kind}' objective (detectors have it)")
+    own = logp[:, idx]
+    others = logp.clone()
+    others[:, idx] = -float("inf")
+    if objective.loss == "ce":
+        return -own if objective.kind == "targeted" else -torch.logsumexp(others, dim=1)
+    best_other = others.amax(dim=1)
+    margin = best_other - own if objective.kind == "targeted" else own - best_other
+    return margin.clamp(min=-objective.kappa)
+
+
+def success_of(pred: torch.Tensor, objective: Objective, source: int | None, target: int | None) -> torch.Tensor:
+    if objective.kind == "targeted":
+        return pred == target
+    if objective.kind == "untargeted":
+        return pred != source
+    raise PhysadvError(f"a classifier has no '{objective.kind}' objective (detectors have it)")
+
+
+class Victim(nn.Module):
+    """The protocol. Subclasses set ``name``, ``classes`` and ``input_size`` and implement ``loss`` and ``judge``."""
+
+    name: str = "victim"
+    classes: list[str]
+    input_size: tuple[int, int, int]
+
+    def index(self, name: str | None) -> int | None:
+        """The index of class ``name`` (None stays None); an unknown name is a one-line error naming the victim."""
+        if name is None:
+            return None
+        if name not in self.classes:
+            shown = ", ".join(self.classes[:15]) + (", ..." if len(self.classes) > 15 else "")
+            raise PhysadvError(f"class '{name}' is not one of {self.name}'s classes ({shown})")
+        return self.classes.index(name)
+
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def loss(self, views: Views, objective: Objective) -> torch.Tensor:
+        raise NotImplementedError
+
+    def judge(self, views: Views, objective: Objective) -> Verdict:
+        raise NotImplementedError
+
+
+def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], margin: float) -> torch.Tensor:
+    """Each box plus ``margin`` of its size on every side, resampled to ``size`` (differentiable; bilinear with
+    adaptive supersampling, so shrinking averages rather than aliases)."""
+    from torchvision.ops import roi_align
+
+    b = boxes.to(images)
+    w, h = (b[:, 2] - b[:, 0]).clamp(min=1), (b[:, 3] - b[:, 1]).clamp(min=1)
+    grown = torch.stack([b[:, 0] - margin * w, b[:, 1] - margin * h, b[:, 2] + margin * w, b[:, 3] + margin * h], 1)
+    rois = torch.cat([torch.arange(len(b), device=b.device, dtype=b.dtype)[:, None], grown], 1)
+    return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+
+
+class ClassifierVictim(Victim):
+    """One classifier. Preprocessing: views with boxes are cropped GTSRB-style (the box plus ``margin`` per side);
+    every view is resized (anti-aliased) to the classifier's input size, and turned grey for 1-channel models."""
+
+    def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.name = name or model.arch or "classifier"
+        self.classes = list(model.classes)
+        self.input_size = tuple(model.input_size)
+        self.margin = margin
+
+    def prepare(self, views: Views) -> torch.Tensor:
+        c, h, w = self.input_size
+        x = views.images.to(self.device)
+        if views.boxes is not None:
+            x = crop_boxes(x, views.boxes.to(self.device), (h, w), self.margin)
+        elif tuple(x.shape[-2:]) != (h, w):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+        if c == 1:
+            x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        return x.clamp(0, 1)
+
+    def log_probs(self, views: Views) -> torch.Tensor:
+        return F.log_softmax(self.model(self.prepare(views)), dim=1)
+
+    def loss(self, views: Views, objective: Objective) -> torch.Tensor:
+        return log_prob_loss(self.log_probs(views), objective, self.index(objective.source), self.index(objective.target))
+
+    @torch.no_grad()
+    def judge(self, views: Views, objective: Objective) -> Verdict:
+        p = self.log_probs(views).exp()
+        score, pred = p.max(dim=1)
+        return Verdict(pred, score, success_of(pred, objective, self.index(objective.source), self.index(objective.target)), p)
+
+
+class EnsembleVictim(Victim):
+    """Several classifier victims on the same views, fused as ``fusion`` says (see the module docstring).
+
+    Members must know the same class names (in any order: each member's outputs are reordered to the first's).
+    ``weights`` default to equal and are normalised to sum to 1.
+    """
+
+    def __init__(self, members: Sequence[ClassifierVictim], weights: Sequence[float] | None = None,
+                 fusion: Fusion = "mean_probability", name: str | None = None):
+        super().__init__()
+        if not members:
+            raise PhysadvError("an ensemble victim needs at least one member")
+        if fusion not in ("mean_probability", "sum_losses"):
+            raise PhysadvError(f"ensemble fusion '{fusion}' is not 'mean_probability' (Liu et al.) or 'sum_losses'")
+        self.members = nn.ModuleList(members)
+        self.classes = list(members[0].classes)
+        for m in members[1:]:
+            if sorted(m.classes) != sorted(self.classes):
+                raise PhysadvError(f"ensemble members know different classes: {members[0].name} and {m.name}")
+        self._order = [torch.tensor([m.classes.index(c) for c in self.classes]) for m in members]
+        w = torch.tensor([1.0] * len(members) if weights is None else [float(x) for x in weights])
+        if len(w) != len(members) or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise PhysadvError(f"ensemble weights must be {len(members)} non-negative numbers, not all 0; got {w.tolist()}")
+        self.weights = (w / w.sum()).tolist()
+        self.fusion = fusion
+        self.name = name or "+".join(m.name for m in members)
+        self.input_size = max((tuple(m.input_size) for m in members), key=lambda s: s[1] * s[2])
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def member_log_probs(self, views: Views) -> list[torch.Tensor]:
+        """Each member's log-probabilities over the ensemble's class order."""
+        return [m.log_probs(views)[:, order.to(m.device)] for m, order in zip(self.members, self._order)]
+
+    def fused_log_probs(self, logps: list[torch.Tensor]) -> torch.Tensor:
+        """``log sum_i w_i p_i``: Liu et al.'s fusion of the members' probabilities."""
+        dev = logps[0].device
+        stacked = torch.stack([lp.to(dev) for lp in logps])
+        logw = torch.tensor(self.weights, device=dev).clamp_min(1e-30).log().view(-1, 1, 1)
+        return torch.logsumexp(stacked + logw, dim=0)
+
+    def loss(self, views: Views, objective: Objective) -> torch.Tensor:
+        s, t = self.index(objective.source), self.index(objective.target)
+        logps = self.member_log_probs(views)
+        if self.fusion == "mean_probability":
+            return log_prob_loss(self.fused_log_probs(logps), objective, s, t)
+        dev = logps[0].device
+        return sum(w * log_prob_loss(lp.to(dev), objective, s, t) for w, lp in zip(self.weights, logps))
+
+    @torch.no_grad()
+    def judge(self, views: Views, objective: Objective) -> Verdict:
+        s, t = self.index(objective.source), self.index(objective.target)
+        logps = self.member_log_probs(views)
+        members = {}
+        for name, lp in zip(self.names, logps):
+            p = lp.exp()
+            score, pred = p.max(dim=1)
+            members[name] = Verdict(pred, score, success_of(pred, objective, s, t), p)
+        p = self.fused_log_probs(logps).exp()
+        score, pred = p.max(dim=1)
+        return Verdict(pred, score, success_of(pred, objective, s, t), p, members)
+
+
+__all__ = ["Objective", "Views", "Verdict", "Victim", "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss"]

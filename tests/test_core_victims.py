@@ -1,0 +1,116 @@
+"""core.victims: the objectives' losses and the ensemble fusions against their closed forms."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from physadv.core.errors import PhysadvError
+from physadv.core.models import Classifier
+from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, Views, crop_boxes
+
+CLASSES = ["stop", "yield", "speed_limit_80", "no_entry"]
+
+
+def linear_classifier(seed: int, size: int = 8, classes=CLASSES) -> Classifier:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, len(classes)))
+    return Classifier(net, classes, (3, size, size), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), arch=f"linear{seed}")
+
+
+def logits_np(model: Classifier, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return model(x).double().numpy()
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+@pytest.fixture
+def views():
+    return Views(torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+
+
+def test_targeted_and_untargeted_ce_are_the_papers(views):
+    m = linear_classifier(0)
+    p = softmax(logits_np(m, views.images))
+    v = ClassifierVictim(m)
+    t = v.loss(views, Objective("targeted", source="stop", target="speed_limit_80")).double().numpy()
+    u = v.loss(views, Objective("untargeted", source="stop")).double().numpy()
+    np.testing.assert_allclose(t, -np.log(p[:, 2]), rtol=1e-5)
+    np.testing.assert_allclose(u, -np.log(1 - p[:, 0]), rtol=1e-5)
+
+
+def test_margin_loss_is_carlini_wagner_on_the_logits(views):
+    m = linear_classifier(1)
+    z = logits_np(m, views.images)
+    v = ClassifierVictim(m)
+    got = v.loss(views, Objective("targeted", target="yield", loss="margin", kappa=0.5)).double().numpy()
+    other = np.delete(z, 1, axis=1).max(1)
+    np.testing.assert_allclose(got, np.maximum(other - z[:, 1], -0.5), rtol=1e-4, atol=1e-5)
+    got_u = v.loss(views, Objective("untargeted", source="no_entry", loss="margin")).double().numpy()
+    np.testing.assert_allclose(got_u, np.maximum(z[:, 3] - np.delete(z, 3, axis=1).max(1), 0), rtol=1e-4, atol=1e-5)
+
+
+def test_ensemble_mean_probability_is_liu_et_al(views):
+    members = [linear_classifier(s) for s in (2, 3, 4)]
+    w = np.array([0.5, 0.3, 0.2])
+    probs = sum(wi * softmax(logits_np(m, views.images)) for wi, m in zip(w, members))
+    ens = EnsembleVictim([ClassifierVictim(m) for m in members], weights=[5, 3, 2], fusion="mean_probability")
+    got = ens.loss(views, Objective("targeted", target="speed_limit_80")).double().numpy()
+    np.testing.assert_allclose(got, -np.log(probs[:, 2]), rtol=1e-5)
+    verdict = ens.judge(views, Objective("targeted", target="speed_limit_80"))
+    np.testing.assert_allclose(verdict.probs.double().numpy(), probs, rtol=1e-5, atol=1e-7)
+    assert verdict.pred.tolist() == probs.argmax(1).tolist()
+    assert set(verdict.members) == {m.arch for m in members}
+
+
+def test_ensemble_sum_of_losses(views):
+    members = [linear_classifier(s) for s in (5, 6)]
+    z = [torch.from_numpy(logits_np(m, views.images)) for m in members]
+    ce = [torch.nn.functional.cross_entropy(zi, torch.full((5,), 3), reduction="none").numpy() for zi in z]
+    ens = EnsembleVictim([ClassifierVictim(m) for m in members], weights=[1, 3], fusion="sum_losses")
+    got = ens.loss(views, Objective("targeted", target="no_entry")).detach().double().numpy()
+    np.testing.assert_allclose(got, 0.25 * ce[0] + 0.75 * ce[1], rtol=1e-5)
+
+
+def test_members_see_the_view_through_their_own_input_size():
+    small, large = linear_classifier(7, 8), linear_classifier(8, 16)
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ens = EnsembleVictim([ClassifierVictim(small), ClassifierVictim(large)])
+    assert ens.input_size == (3, 16, 16)
+    from PIL import Image  # PIL's anti-aliased bilinear resize is the reference for torch's antialias=True
+
+    down = torch.from_numpy(np.stack([[np.asarray(Image.fromarray(ch.numpy(), mode="F").resize((8, 8), Image.BILINEAR))
+                                       for ch in img] for img in x]))
+    want = softmax(logits_np(small, down))
+    np.testing.assert_allclose(ens.member_log_probs(Views(x))[0].exp().detach().numpy(), want, rtol=1e-4, atol=1e-6)
+
+
+def test_members_with_reordered_classes_are_aligned_by_name(views):
+    a = linear_classifier(9)
+    b = linear_classifier(9, classes=list(reversed(CLASSES)))  # the same weights, other names
+    ens = EnsembleVictim([ClassifierVictim(a), ClassifierVictim(b)])
+    pa, pb = (lp.exp() for lp in ens.member_log_probs(views))
+    torch.testing.assert_close(pb, pa.flip(1))
+
+
+def test_box_crop_of_an_exact_window_is_the_pixels():
+    img = torch.rand(1, 3, 20, 30, generator=torch.Generator().manual_seed(2))
+    out = crop_boxes(img, torch.tensor([[4.0, 6.0, 12.0, 14.0]]), (8, 8), margin=0.0)
+    torch.testing.assert_close(out[0], img[0, :, 6:14, 4:12])
+    out = crop_boxes(img, torch.tensor([[6.0, 8.0, 10.0, 12.0]]), (8, 8), margin=0.5)  # the same window, by margin
+    torch.testing.assert_close(out[0], img[0, :, 6:14, 4:12])
+
+
+def test_bad_objectives_and_classes_are_one_line_errors(views):
+    with pytest.raises(PhysadvError, match="needs a target"):
+        Objective("targeted", source="stop")
+    with pytest.raises(PhysadvError, match="'banana' is not one of linear0"):
+        ClassifierVictim(linear_classifier(0)).loss(views, Objective("targeted", target="banana"))
+    with pytest.raises(PhysadvError, match="detectors"):
+        ClassifierVictim(linear_classifier(0)).loss(views, Objective("disappearance", source="stop"))
+    other = linear_classifier(1, classes=["a", "b", "c", "d"])
+    with pytest.raises(PhysadvError, match="different classes"):
+        EnsembleVictim([ClassifierVictim(linear_classifier(0)), ClassifierVictim(other)])
