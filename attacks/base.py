@@ -92,8 +92,9 @@ def model_device(model: nn.Module) -> torch.device:
 @contextmanager
 def native_cpu_conv(device: torch.device):
     """Run CPU convolutions with PyTorch's own kernels instead of oneDNN's (restored afterwards): at UAP's
-    one-image steps oneDNN's per-call set-up dominates (about 2x slower on LeNet). Float rounding differs, and
-    with it which of tied max-pool inputs gets the gradient; the algorithms do not."""
+    one-image steps oneDNN's per-call set-up dominates, and DeepFool's input-gradient backwards run about 2x
+    faster on LeNet. Float rounding differs, and with it which of tied max-pool inputs gets the gradient; the
+    algorithms do not."""
     old = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = old and torch.device(device).type != "cpu"
     try:

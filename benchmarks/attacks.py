@@ -5,7 +5,10 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/attacks.py --only uap --uap-train 1000
 
 Prints JSON: per attack and tool, seconds per sample, success rate and rho_adv (||r||_2 / ||x||_2, averaged
-over the images every tool succeeded on, and each tool's own mean), plus speed ratios. UAP: fit time and the
+over the images every tool succeeded on, and each tool's own mean), plus speed ratios and, per peer,
+``rho_ratio_vs_<peer>``: physadv's mean rho over the peer's mean rho on the images both succeeded on (a peer
+that fails on many images, as torchattacks' DeepFool does, does not shrink the set the other peer is judged on).
+DeepFool runs in the project's default box setting (each iterate clipped to [0, 1]), the one foolbox uses. UAP: fit time and the
 held-out fooling rate of physadv's and ART's UniversalPerturbation (DeepFool inner attack, same model, training
 images, xi, delta, max passes and DeepFool settings); ART usually ends at a lower fooling rate, so the JSON also
 gives the time physadv needs to first reach ART's final training fooling rate (at pass granularity).
@@ -59,13 +62,16 @@ def compare(model, x, y, runs: dict) -> dict:
         for tool, (adv, _) in advs.items():
             out[tool]["rho_adv_common"] = round(float(rho(x, adv)[both].mean()), 4) if both.any() else None
         out["common_images"] = int(both.sum())
-    if "physadv" in out and "seconds_per_sample" in out["physadv"]:
-        mine = out["physadv"]["seconds_per_sample"]
-        for tool in runs:
-            if tool != "physadv" and "seconds_per_sample" in out.get(tool, {}):
-                out[f"speedup_vs_{tool}"] = round(out[tool]["seconds_per_sample"] / mine, 2)
-                if out["physadv"].get("rho_adv_common") and out[tool].get("rho_adv_common"):
-                    out[f"rho_ratio_vs_{tool}"] = round(out["physadv"]["rho_adv_common"] / out[tool]["rho_adv_common"], 4)
+    if "physadv" in advs:
+        mine, ok_mine = advs["physadv"]
+        for tool, (adv, ok) in advs.items():
+            if tool == "physadv":
+                continue
+            out[f"speedup_vs_{tool}"] = round(out[tool]["seconds_per_sample"] / out["physadv"]["seconds_per_sample"], 2)
+            pair = ok_mine & ok
+            if pair.any():
+                out[f"rho_ratio_vs_{tool}"] = round(float(rho(x, mine)[pair].mean() / rho(x, adv)[pair].mean()), 4)
+                out[f"images_both_succeeded_vs_{tool}"] = int(pair.sum())
     return out
 
 
