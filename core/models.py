@@ -6,8 +6,9 @@ work in pixel space and never see the normalisation.
 
 Registry names: ``lenet-mnist``, ``fc500-150-10-mnist``, ``mlp-mnist``, ``nin-mnist``,
 ``allconv-mnist`` (five MNIST architectures for transfer studies), ``lenet-cifar``, ``nin-cifar``,
-``gtsrb-cnn``, and the torchvision ``resnet18``/``resnet50``/``vgg16``/``googlenet``/
-``inception-v3`` (weights only from a local file).
+``gtsrb-cnn``; for the sign-world zoo (``core.architectures``) ``lisa-cnn``, ``resnet-cifar``, ``mobilenet-v2``,
+``vgg-bn`` and ``convnext`` (timm's, random weights); and the torchvision ``resnet18``/``resnet50``/``vgg16``/
+``googlenet``/``inception-v3`` (weights only from a local file).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from physadv.core.architectures import LISACNN, VGGBN, MobileNetV2, ResNetCIFAR, convnext
 from physadv.core.errors import PhysadvError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -218,6 +220,7 @@ class ArchSpec:
     dataset: str | None  # the dataset it is trained on by default
     num_classes: int = 10
     pretrained_only: bool = False  # torchvision nets: weights come from a local file
+    sized: bool = False  # the builder takes ``image_size`` (its FC head follows the input side)
 
 
 MNIST_NORM = ((0.1307,), (0.3081,))
@@ -225,7 +228,7 @@ RGB_HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 ARCHITECTURES: dict[str, ArchSpec] = {
     "lenet-mnist": ArchSpec(lambda num_classes=10, image_size=28, **k: LeNet(1, image_size, num_classes), (1, 28, 28),
-                            *MNIST_NORM, "mnist"),
+                            *MNIST_NORM, "mnist", sized=True),
     "madry-mnist": ArchSpec(lambda num_classes=10, image_size=28, **k: MadryCNN(1, image_size, num_classes), (1, 28, 28),
                             *MNIST_NORM, "mnist"),
     "fc500-150-10-mnist": ArchSpec(lambda num_classes=10, **k: FC500_150(784, num_classes), (1, 28, 28), *MNIST_NORM, "mnist"),
@@ -238,8 +241,22 @@ ARCHITECTURES: dict[str, ArchSpec] = {
                               *MNIST_NORM, "mnist"),
     "lenet-cifar": ArchSpec(lambda num_classes=10, **k: LeNet(3, 32, num_classes), (3, 32, 32), *RGB_HALF, None),
     "nin-cifar": ArchSpec(lambda num_classes=10, width=1.0, **k: NIN(num_classes, width), (3, 32, 32), *RGB_HALF, None),
-    "gtsrb-cnn": ArchSpec(lambda num_classes=43, width=1.0, hidden=512, **k: GTSRBCNN(num_classes, 32, width, hidden),
-                          (3, 32, 32), *RGB_HALF, "signs", num_classes=43),
+    "gtsrb-cnn": ArchSpec(lambda num_classes=43, width=1.0, hidden=512, image_size=32, **k:
+                          GTSRBCNN(num_classes, image_size, width, hidden), (3, 32, 32), *RGB_HALF, "signs", num_classes=43,
+                          sized=True),
+    "lisa-cnn": ArchSpec(lambda num_classes=43, width=1.0, image_size=32, **k: LISACNN(num_classes, image_size, width),
+                         (3, 32, 32), *RGB_HALF, "signs", num_classes=43, sized=True),
+    "resnet-cifar": ArchSpec(lambda num_classes=43, depth=20, width=16, **k: ResNetCIFAR(num_classes, depth, width),
+                             (3, 32, 32), *RGB_HALF, "signs", num_classes=43),
+    "mobilenet-v2": ArchSpec(lambda num_classes=43, width=1.0, stages=7, last=1280, stem_stride=1, **k:
+                             MobileNetV2(num_classes, width, stages, last, stem_stride), (3, 32, 32), *RGB_HALF, "signs",
+                             num_classes=43),
+    "vgg-bn": ArchSpec(lambda num_classes=43, image_size=32, width=32, stages=3, layers=2, hidden=256, **k:
+                       VGGBN(num_classes, image_size, width, stages, layers, hidden), (3, 32, 32), *RGB_HALF, "signs",
+                       num_classes=43, sized=True),
+    "convnext": ArchSpec(lambda num_classes=43, depths=(2, 2, 2, 2), dims=(32, 64, 128, 256), patch_size=4, drop_path=0.0,
+                         **k: convnext(num_classes, depths, dims, patch_size, drop_path), (3, 64, 64), *RGB_HALF, "signs",
+                         num_classes=43),
 }
 for _name, _size in (("resnet18", 224), ("resnet50", 224), ("vgg16", 224), ("googlenet", 224), ("inception-v3", 299)):
     ARCHITECTURES[_name] = ArchSpec(_torchvision(_name), (3, _size, _size), IMAGENET_MEAN, IMAGENET_STD, None,
@@ -262,7 +279,7 @@ def build_classifier(name: str, classes: Sequence[str] | None = None, input_size
     spec = get_arch(name)
     n = len(classes) if classes is not None else spec.num_classes
     classes = list(classes) if classes is not None else [str(i) for i in range(n)]
-    if input_size is not None and name == "lenet-mnist":  # its fc head follows the input side (e.g. a black canvas)
+    if input_size is not None and spec.sized:  # its fc head follows the input side (e.g. a black canvas)
         arch_kwargs.setdefault("image_size", input_size[-1])
     net = spec.build(num_classes=n, **arch_kwargs)
     return Classifier(net, classes, input_size or spec.input_size, spec.mean, spec.std, arch=name, arch_args=arch_kwargs)

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal, Optional
 
 import numpy as np
 import torch
@@ -25,6 +25,26 @@ from physadv.core.errors import PhysadvError
 from physadv.core.io import cache_dir, load_checkpoint, load_state_into, save_checkpoint
 from physadv.core.models import Classifier, build_classifier, get_arch
 from physadv.core.progress import progress as progress_bar
+from physadv.core.robust import PGDConfig, pgd_linf
+
+# --------------------------------------------------------------------------- training augmentations
+# name -> factory(augment_args) -> a function on a training batch (N x C x H x W in [0, 1]) returning the augmented
+# batch. Packages above core register theirs on import (``physadv.rendering.signs`` registers ``eot``).
+_AUGMENTATIONS: dict[str, Callable[[dict], Callable[[torch.Tensor], torch.Tensor]]] = {}
+
+
+def register_augmentation(name: str, factory: Callable[[dict], Callable[[torch.Tensor], torch.Tensor]]) -> None:
+    """Make ``TrainConfig.augment: name`` available: ``factory(augment_args)`` builds the batch transformation."""
+    _AUGMENTATIONS[name] = factory
+
+
+def build_augmentation(name: str, args: dict) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    if name == "none":
+        return None
+    if name not in _AUGMENTATIONS:
+        hint = " (it registers on `import physadv.rendering.signs`)" if name == "eot" else ""
+        raise PhysadvError(f"augment: unknown training augmentation '{name}'{hint}; known: none, {', '.join(sorted(_AUGMENTATIONS))}")
+    return _AUGMENTATIONS[name](dict(args))
 
 
 @dataclass
@@ -45,6 +65,13 @@ class TrainConfig:
     label_smoothing: float = 0.0
     seed: int = 0
     device: str = "auto"
+    # Training on the PGD adversary of every batch (Madry et al. 2018, eq. 2.1), e.g. {eps_255: 8, step_255: 2,
+    # steps: 7}; the adversary is made with the model in eval mode (no dropout), after the other augmentations.
+    adversarial: Optional[PGDConfig] = None
+    # A registered batch augmentation applied after the random shift ('none', or e.g. 'eot': the camera-effects
+    # stack of rendering.augment, registered by physadv.rendering.signs); augment_args configure it.
+    augment: str = "none"
+    augment_args: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         get_arch(self.model)
@@ -58,6 +85,9 @@ class TrainConfig:
     def cache_key(self) -> str:
         d = to_dict(self)
         d.pop("device")
+        for key, off in (("adversarial", None), ("augment", "none"), ("augment_args", {})):
+            if d[key] == off:  # options added later leave the hashes of configs without them unchanged
+                d.pop(key)
         return f"{self.model}-{config_hash(d)}"
 
 
@@ -128,6 +158,7 @@ def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_s
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.lr_schedule == "cosine"
              else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    augment = build_augmentation(cfg.augment, cfg.augment_args)
     start = time.time()
     history = []
     bar = progress_bar(total=steps, desc=f"train {cfg.model}", disable=not progress)
@@ -135,8 +166,11 @@ def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_s
         model.train()
         total, n = 0.0, 0
         for x, y in loader:
-            x = random_shift(x, cfg.augment_shift, gen).to(device)
+            x = random_shift(x, cfg.augment_shift, gen)
+            x = (augment(x) if augment else x).to(device)
             y = y.to(device)
+            if cfg.adversarial is not None:
+                x = adversarial_batch(model, x, y, cfg.adversarial, gen)
             loss = loss_fn(model(x), y)
             descend(opt, loss, f"training {cfg.model}, epoch {epoch + 1}", f"lower lr (now {cfg.lr})")
             sched.step()
@@ -151,6 +185,15 @@ def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_s
     metrics.update(train_seconds=round(time.time() - start, 2), train_loss=history, train_size=len(train_set),
                    test_size=len(test_set), dataset=train_set.name)
     return model, metrics
+
+
+def adversarial_batch(model: Classifier, x: torch.Tensor, y: torch.Tensor, adv: PGDConfig, gen: torch.Generator) -> torch.Tensor:
+    """The inner maximisation of Madry et al. 2018 (eq. 2.1) for one batch: PGD with the model in eval mode."""
+    model.eval()
+    try:
+        return pgd_linf(model, x, y, adv.eps, adv.step, adv.steps, adv.random_start, gen)
+    finally:
+        model.train()
 
 
 @torch.no_grad()

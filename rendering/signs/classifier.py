@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from physadv.core.config import dump_config, from_dict, to_dict
+from physadv.core.config import config_hash, dump_config, from_dict, to_dict
 from physadv.core.data import DataConfig, ImageSet
-from physadv.core.io import atomic_write_text, cache_dir
+from physadv.core.io import atomic_write_text, cache_dir, load_checkpoint, save_checkpoint
 from physadv.core.models import Classifier
-from physadv.core.train import TrainConfig, evaluate, get_classifier
+from physadv.core.train import TrainConfig, evaluate, get_classifier, register_augmentation
 from physadv.rendering.camera import feet
 from physadv.rendering.signs.textures import sign_classes
 from physadv.rendering.signs.world import WorldConfig, generate_signs, load_signs, one_thread, sample_poses, world_hash
@@ -67,6 +67,23 @@ class SignsConfig:
             raise ValueError(f"classifier.data.name must be 'signs', got '{self.classifier.data.name}'")
 
 
+def eot_training_augment(args: dict):
+    """``TrainConfig.augment: eot``: ``rendering.augment.EOTAugment`` (the Kornia camera-effects stack) on each training
+    batch, with ``augment_args`` as its ``AugmentConfig`` (empty: the defaults). No gradient is needed through it."""
+    from physadv.rendering.augment import AugmentConfig, EOTAugment
+
+    aug = EOTAugment(from_dict(AugmentConfig, args, "augment_args"))
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return aug(images)
+
+    return apply
+
+
+register_augmentation("eot", eot_training_augment)
+
+
 def world_file(world: WorldConfig) -> str:
     """A YAML file of ``world`` in the cache whose name carries the world's hash (and the generator's
     version), so a classifier trained on another world, or on another generator, gets another cache entry."""
@@ -97,6 +114,13 @@ def get_sign_classifier(cfg: SignsConfig | None = None, retrain: bool = False, p
 
 
 # --------------------------------------------------------------------------- distance x angle grid
+def world_at(world: WorldConfig, size: int) -> WorldConfig:
+    """The world rendering ``size`` px crops (as ``load_dataset("signs", size=...)`` does: a working grid of at least 2x)."""
+    if size == world.crop_px:
+        return world
+    return replace(world, crop_px=int(size), work_px=max(world.work_px, 2 * int(size)))
+
+
 def grid_set(cfg: SignsConfig, distance_m: float, angle_deg: float, progress: bool = False) -> ImageSet:
     """Renders of every sign at one grid cell: distance and angle (azimuth, either side) fixed; elevation,
     roll, aim, light, camera effects and background random as in training. Seeded per cell, never a training seed."""
@@ -130,17 +154,39 @@ class GridResult:
         return float(self.accuracy.min())
 
 
-def evaluate_grid(model: Classifier, cfg: SignsConfig, progress: bool = True) -> GridResult:
+def grid_sets(cfg: SignsConfig, size: int | None = None, progress: bool = True) -> list[ImageSet]:
+    """The renders of every grid cell (distance-major) at ``size`` px (default the world's crop), rendered once and
+    cached as uint8 safetensors like the training sets (several classifiers are graded on the same renders)."""
     from physadv.core.progress import progress as bar
 
+    cfg = replace(cfg, world=world_at(cfg.world, size or cfg.world.crop_px))
+    cfg.grid.validate()
+    path = cache_dir("signs") / f"grid-{config_hash({'world': world_hash(cfg.world), 'grid': to_dict(cfg.grid)})}.safetensors"
+    cells = [(d, a) for d in cfg.grid.distances_ft for a in cfg.grid.angles_deg]
+    if path.is_file():
+        t, _ = load_checkpoint(path)
+        return [ImageSet(t["images"][c].float() / 255, t["labels"][c].long(), sign_classes(), f"signs-grid-{d:g}ft-{a:g}deg",
+                         {"footprint_px": t["footprint_px"][c]}) for c, (d, a) in enumerate(cells)]
+    sets = [grid_set(cfg, feet(d), a) for d, a in bar(cells, desc="render the distance x angle grid", disable=not progress)]
+    q = torch.stack([(s.images * 255).round().to(torch.uint8) for s in sets])
+    save_checkpoint(path, {"images": q, "labels": torch.stack([s.labels for s in sets]),
+                           "footprint_px": torch.stack([s.info["footprint_px"].float() for s in sets])},
+                    {"grid": to_dict(cfg.grid), "world": to_dict(cfg.world)})
+    return [ImageSet(q[c].float() / 255, s.labels, s.classes, s.name, {"footprint_px": s.info["footprint_px"].float()})
+            for c, s in enumerate(sets)]
+
+
+def evaluate_grid(model: Classifier, cfg: SignsConfig, progress: bool = True) -> GridResult:
+    """Accuracy of ``model`` in every distance x angle cell, on renders at the model's input size."""
     D, A = cfg.grid.distances_ft, cfg.grid.angles_deg
     acc, n, foot = (np.zeros((len(D), len(A))) for _ in range(3))
-    cells = [(i, j) for i in range(len(D)) for j in range(len(A))]
-    for i, j in bar(cells, desc="distance x angle grid", disable=not progress):
-        data = grid_set(cfg, feet(D[i]), A[j])
-        acc[i, j] = evaluate(model, data, progress=False)["accuracy"]
-        n[i, j] = len(data)
-        foot[i, j] = float(data.info["footprint_px"].mean())
+    sets = iter(grid_sets(cfg, model.input_size[-1], progress=progress))
+    for i in range(len(D)):
+        for j in range(len(A)):
+            data = next(sets)
+            acc[i, j] = evaluate(model, data, progress=False)["accuracy"]
+            n[i, j] = len(data)
+            foot[i, j] = float(data.info["footprint_px"].mean())
     return GridResult(list(D), list(A), acc, n, foot)
 
 

@@ -3,6 +3,7 @@
     physadv signs train                                   # configs/signs/train.yaml
     physadv signs train --set classifier.epochs=4 --set grid.per_class=4
     physadv signs show --set world.pose.distance_m=[10,12]
+    physadv signs zoo [--only gtsrb-cnn,lisa-cnn]          # train (or reuse) the model zoo, one comparison table
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
 
 DEFAULT_CONFIG = "configs/signs/train.yaml"
+ZOO_REPORT_CONFIG = "configs/signs/zoo_report.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(s, DEFAULT_CONFIG)
     s.add_argument("--n", type=int, default=90, help="how many sampled crops (default 90)")
     s.set_defaults(func=_show)
+    z = jobs.add_parser("zoo", help="train (or reuse) every zoo classifier (configs/signs/zoo.yaml) and tabulate them: "
+                                    "held-out, distance x angle grid, PGD robust accuracy")
+    add_config_args(z, ZOO_REPORT_CONFIG)
+    z.add_argument("--only", default=None, metavar="NAME,...", help="only these zoo members (comma-separated)")
+    z.set_defaults(func=_zoo)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -81,4 +88,25 @@ def _show(args: argparse.Namespace) -> int:
     captions = [f"{data.info['distance_m'][i]:.1f}m {data.info['angle_deg'][i]:.0f}deg" for i in idx.tolist()]
     save_image_grid(run / "crops.png", data.images[idx], nrow=10, captions=captions, scale=3)
     finish_run(run, {"textures": str(run / "textures.png"), "crops": str(run / "crops.png"), "n": len(idx)})
+    return 0
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from physadv.rendering.signs.zoo_report import ZooReportConfig, grade_member, write_zoo_table
+
+    if args.only:
+        args.overrides = [*args.overrides, f"only=[{args.only}]"]
+    cfg = resolve_config(ZooReportConfig, args)
+    names = cfg.members()
+    run = start_run("signs-zoo", cfg, args)
+    rows = []
+    for name in names:
+        print(f"zoo member {name} ...", flush=True)
+        rows.append(grade_member(name, cfg))
+        write_zoo_table(rows, cfg, run)  # after each member, so a long run shows what it has
+    files = write_zoo_table(rows, cfg, run)
+    print(files["md"].read_text().rstrip())
+    finish_run(run, {"members": rows, "pgd": {"eps_255": cfg.pgd.eps_255, "step_255": cfg.pgd.step_255,
+                                              "steps": cfg.pgd.steps, "random_start": cfg.pgd.random_start},
+                     "files": {k: str(v) for k, v in files.items()}})
     return 0

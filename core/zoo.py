@@ -1,0 +1,109 @@
+"""The sign-world model zoo: named, diverse victim classifiers, each a training recipe in ``configs/signs/zoo.yaml``.
+
+    from physadv.core.zoo import get_zoo_classifier, zoo_names
+    import physadv.rendering.signs            # registers the ``signs`` data set (and the ``eot`` augmentation)
+    names = zoo_names(hardened=False)         # the plain victims (the demo's ensemble picks from these)
+    models = [get_zoo_classifier(n) for n in names]   # trained once (progress bar), then from the cache
+
+Every member is a ``core.train.TrainConfig`` (architecture, input size, seed, epochs, lr, ...) trained by
+``core.train`` and cached by its config hash in ``$PHYSADV_CACHE/classifiers``. Hardened members
+(``hardened: true``) are trained against an adversary (PGD adversarial training, Madry et al. 2018) or with
+the EOT camera effects as augmentation; they are slower to train and not meant for the demo.
+
+``core`` never imports ``rendering``: the sign data set is registered by importing ``physadv.rendering.signs``
+(the ``physadv`` command line does), and asking for a member before that is a clear error.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+
+from physadv.core.config import load_config
+from physadv.core.errors import PhysadvError
+from physadv.core.models import Classifier
+from physadv.core.train import TrainConfig, cached_classifier_path, cached_metrics, get_classifier
+
+ZOO_FILE = "configs/signs/zoo.yaml"
+
+
+@dataclass
+class ZooMember:
+    """One zoo entry: its family (for tables and for choosing a diverse ensemble) and its training recipe."""
+
+    family: str
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hardened: bool = False  # trained against an adversary or with EOT augmentation: not a plain victim
+    note: str = ""
+
+    def validate(self) -> None:
+        if not self.family:
+            raise ValueError("family must be given (e.g. 'ResNet')")
+
+
+@dataclass
+class ZooConfig:
+    members: dict[str, ZooMember] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.members:
+            raise ValueError("members: the zoo needs at least one member")
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> ZooConfig:
+    return load_config(ZooConfig, path)
+
+
+def zoo_config(path: str | None = None) -> ZooConfig:
+    """The zoo's recipes (default: the shipped ``configs/signs/zoo.yaml``; ``$PHYSADV_ZOO`` names another file)."""
+    return _load(str(path or os.environ.get("PHYSADV_ZOO") or ZOO_FILE))
+
+
+def zoo_names(hardened: bool | None = None, path: str | None = None) -> list[str]:
+    """Member names in file order; ``hardened=False``: only plain victims, ``True``: only hardened ones."""
+    members = zoo_config(path).members
+    return [n for n, m in members.items() if hardened is None or m.hardened == hardened]
+
+
+def zoo_member(name: str, path: str | None = None) -> ZooMember:
+    members = zoo_config(path).members
+    if name not in members:
+        raise PhysadvError(f"unknown zoo member '{name}'; known: {', '.join(members)}")
+    return members[name]
+
+
+def _check_data_registered(cfg: TrainConfig) -> None:
+    from physadv.core.data import dataset_names
+
+    if cfg.data.name not in dataset_names():
+        raise PhysadvError(f"zoo: dataset '{cfg.data.name}' is not registered; `import physadv.rendering.signs` first")
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run with ``n`` torch threads (small nets on a shared CPU train faster on one), then restore the old count."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def get_zoo_classifier(name: str, progress: bool = True, retrain: bool = False, path: str | None = None,
+                       threads: int = 1) -> Classifier:
+    """Zoo member ``name``, trained once with a progress bar (on ``threads`` torch threads), then from the cache."""
+    cfg = zoo_member(name, path).train
+    if not cached_classifier_path(cfg).is_file() or retrain:
+        _check_data_registered(cfg)
+    with torch_threads(threads):
+        return get_classifier(cfg, retrain=retrain, progress=progress)
+
+
+def zoo_training_metrics(name: str, path: str | None = None) -> dict | None:
+    """What training recorded (held-out accuracy, training seconds), or None when the member is not cached yet."""
+    return cached_metrics(zoo_member(name, path).train)
