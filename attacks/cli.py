@@ -35,7 +35,8 @@ class AttackJobConfig:
     target: Optional[str] = None  # targeted attacks: "least-likely", "random" or a class index
     params: dict = field(default_factory=dict)
     train_limit: int = 1000  # UAP: training images (from the train split)
-    transfer_models: list = field(default_factory=list)  # UAP: other models to fool with the same perturbation
+    transfer_models: list = field(default_factory=list)  # UAP: other models to fool with the same perturbation; transfer: the models
+    ensemble_fusion: Literal["mean_probability", "geometric_mean"] = "mean_probability"  # transfer: Liu et al.'s average of probabilities, or the geometric mean
     canvas_pad: int = 0  # spatial: > 0 pads images onto a black canvas and attacks a canvas-trained model
     show: int = 10  # images in grid.png
     seed: int = 0
@@ -198,10 +199,11 @@ def run_transfer(cfg: AttackJobConfig, run: Path) -> dict:
             "targeted": dict(attack="opt", target=target, ensemble=False),
             "targeted_ensemble": dict(attack="opt", target=target, ensemble=True),
             "fgsm": dict(attack="fgsm", target=None, ensemble=False)}
-    out: dict = {"attack": "transfer", "models": names, "n": int(len(images)), "dataset": data.name}
+    out: dict = {"attack": "transfer", "models": names, "n": int(len(images)), "dataset": data.name,
+                 "ensemble_fusion": cfg.ensemble_fusion}
     for key, spec in runs.items():
         params = {"eps": fgsm_eps} if spec["attack"] == "fgsm" else opt_params
-        table = transfer_matrix(models, images, labels, params=params, **spec)
+        table = transfer_matrix(models, images, labels, params=params, fusion=cfg.ensemble_fusion, **spec)
         table.to_csv(run / f"transfer_{key}.csv")
         table.heatmap(run / f"transfer_{key}.png")
         out[key] = table.to_dict()

@@ -2,7 +2,11 @@
 
 - ``OptimizationAttack``: Adam on the paper's objective in pixel space, the image kept in [0, 1]:
   untargeted ``lam * ||x* - x||_2 - log(1 - p_y(x*))``, targeted ``lam * ||x* - x||_2 - log p_t(x*)``.
-- ``Ensemble``: a weighted sum of the members' log-softmax outputs, attacked like one model.
+- ``Ensemble``: the members fused into one model, attacked like one model. ``fusion="mean_probability"`` is the
+  paper's (section 3.2: the weighted average of the members' softmax outputs, ``sum_i a_i J_i(x)``, its log
+  given as the logits); ``"geometric_mean"`` is ``log_softmax(sum_i a_i log softmax f_i(x))`` (what physadv did
+  before issue 15: every member's log-probability enters the loss linearly, so the attack pushes every member,
+  including one whose probability the average already ignores).
 - ``transfer_matrix``: rows are source models (or ensembles of all but one held-out model), columns target
   models; entries are the target's accuracy on the adversarial images (untargeted) and the rate at which it
   predicts the target label (targeted); RMSD per row (``sqrt(mean((x* - x)^2))``, pixels in [0, 1]).
@@ -25,22 +29,35 @@ from physadv.attacks.gradient import FGSM, loss_gradient
 from physadv.core.errors import PhysadvError
 
 
-class Ensemble(nn.Module):
-    """``sum_i w_i log_softmax(f_i(x))``; weights default to equal (1 / number of models)."""
+FUSIONS = ("mean_probability", "geometric_mean")
 
-    def __init__(self, models: Sequence[nn.Module], weights: Sequence[float] | None = None):
+
+class Ensemble(nn.Module):
+    """Log-probabilities of the fused members (see the module docstring); weights default to equal and are
+    normalised to sum to 1. ``mean_probability``: ``log sum_i w_i softmax(f_i(x))`` (Liu et al. 2017, section 3.2);
+    ``geometric_mean``: ``log_softmax(sum_i w_i log_softmax(f_i(x)))``."""
+
+    def __init__(self, models: Sequence[nn.Module], weights: Sequence[float] | None = None,
+                 fusion: str = "mean_probability"):
         super().__init__()
         if not models:
             raise PhysadvError("an ensemble needs at least one model")
+        if fusion not in FUSIONS:
+            raise PhysadvError(f"ensemble fusion '{fusion}' is not one of {', '.join(FUSIONS)}")
         self.members = nn.ModuleList(models)
-        w = list(weights) if weights is not None else [1.0 / len(models)] * len(models)
-        if len(w) != len(models):
-            raise PhysadvError(f"{len(models)} models but {len(w)} ensemble weights")
-        self.weights = w
+        w = torch.tensor([1.0] * len(models) if weights is None else [float(v) for v in weights])
+        if len(w) != len(models) or bool((w < 0).any()) or float(w.sum()) <= 0:
+            raise PhysadvError(f"ensemble weights must be {len(models)} non-negative numbers, not all 0; got {w.tolist()}")
+        self.weights = (w / w.sum()).tolist()
+        self.fusion = fusion
         self.num_classes = getattr(models[0], "num_classes", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return sum(w * F.log_softmax(m(x), dim=1) for w, m in zip(self.weights, self.members))
+        logp = torch.stack([F.log_softmax(m(x), dim=1) for m in self.members])  # M x N x K
+        w = torch.tensor(self.weights, device=logp.device, dtype=logp.dtype).view(-1, 1, 1)
+        if self.fusion == "mean_probability":
+            return torch.logsumexp(logp + w.clamp_min(1e-30).log(), dim=0)
+        return F.log_softmax((w * logp).sum(0), dim=1)
 
 
 class OptimizationAttack(Attack):
@@ -122,12 +139,14 @@ class TransferTable:
 
 
 def transfer_matrix(models: dict[str, nn.Module], images: torch.Tensor, labels: torch.Tensor, attack: str = "opt",
-                    target: torch.Tensor | None = None, ensemble: bool = False, params: dict | None = None) -> TransferTable:
-    """Attack each source (each model, or with ``ensemble`` each all-but-one ensemble) and test every model."""
+                    target: torch.Tensor | None = None, ensemble: bool = False, params: dict | None = None,
+                    fusion: str = "mean_probability") -> TransferTable:
+    """Attack each source (each model, or with ``ensemble`` each all-but-one ensemble fused by ``fusion``) and test
+    every model."""
     params = dict(params or {})
     names = list(models)
     if ensemble:
-        sources = {f"ensemble-minus-{n}": Ensemble([models[m] for m in names if m != n]) for n in names}
+        sources = {f"ensemble-minus-{n}": Ensemble([models[m] for m in names if m != n], fusion=fusion) for n in names}
     else:
         sources = dict(models)
     acc, match, rmsd = [], [], []

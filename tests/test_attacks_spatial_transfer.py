@@ -1,5 +1,7 @@
 """Rotation/translation attack and transferability: geometry against exact references, the search rule,
 and the transfer table against direct evaluation."""
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,6 +9,7 @@ from torch import nn
 from physadv.attacks import Ensemble, OptimizationAttack, SpatialAttack, black_canvas, rotate_translate, transfer_matrix
 from physadv.attacks.base import predict
 from physadv.attacks.spatial import transform_grid
+from physadv.core.errors import PhysadvError
 
 
 def test_rotate_translate_exact_cases():
@@ -112,12 +115,39 @@ def test_combined_adversary_runs_pgd_through_each_transformation(lenet_mnist, mn
     assert acc(both) <= min(acc(spatial), acc(plain)) + 1e-9
 
 
+class Fixed(nn.Module):
+    """A 'model' whose logits are given: the ensemble is then checked against numbers written out by hand."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, x):
+        return self.logits
+
+
+def test_ensemble_fusion_is_liu_et_als_average_of_probabilities():
+    """Liu et al. 2017 section 3.2: the ensemble's output is sum_i a_i J_i(x), J_i the softmax of model i."""
+    a = Fixed(torch.tensor([[2.0, 0.0, 0.0]]))   # softmax (0.787, 0.107, 0.107)
+    b = Fixed(torch.tensor([[0.0, 0.0, 30.0]]))  # softmax (0, 0, 1) to 13 decimals
+    x = torch.zeros(1, 1, 2, 2)
+    pa = [math.exp(2) / (math.exp(2) + 2), 1 / (math.exp(2) + 2), 1 / (math.exp(2) + 2)]
+    avg = [0.25 * p + 0.75 * q for p, q in zip(pa, [0.0, 0.0, 1.0])]   # weights 1:3, normalised
+    ens = Ensemble([a, b], [1, 3])
+    assert torch.allclose(ens(x).exp(), torch.tensor([avg]), atol=1e-6)
+    # the targeted loss of the paper's fusion on class 0 is -log(0.25 * 0.787): member b's certainty does not enter
+    assert float(-ens(x)[0, 0]) == pytest.approx(-math.log(0.25 * pa[0]), rel=1e-6)
+    # the geometric mean: softmax(0.25 log pa + 0.75 log pb); class 0 gets p ~ e^(-0.75 * 30): b is pushed too
+    geo = Ensemble([a, b], [1, 3], fusion="geometric_mean")
+    logits = 0.25 * torch.tensor(pa).log() + 0.75 * torch.log_softmax(torch.tensor([0.0, 0.0, 30.0]), 0)
+    assert torch.allclose(geo(x), torch.log_softmax(logits, 0)[None], atol=1e-5)
+    assert float(-geo(x)[0, 0]) > 20 > float(-ens(x)[0, 0])
+    with pytest.raises(PhysadvError, match="fusion 'sum'"):
+        Ensemble([a, b], fusion="sum")
+
+
 def test_optimization_attack_and_ensemble(lenet_mnist, fc_mnist, mnist_test):
     data = mnist_test.subset(10)
-    ens = Ensemble([lenet_mnist, fc_mnist], [0.5, 0.5])
-    x = data.images[:4]
-    ref = 0.5 * torch.log_softmax(lenet_mnist(x), 1) + 0.5 * torch.log_softmax(fc_mnist(x), 1)
-    assert torch.allclose(ens(x), ref, atol=1e-6)
     res = OptimizationAttack(lenet_mnist, lr=0.03, steps=20).run(data.images, data.labels)
     assert res.metrics()["accuracy_adversarial"] < 0.2
     t = (data.labels + 1) % 10
