@@ -1,17 +1,21 @@
 """The GAN bars of issue 4: DCGAN (non-saturating) and WGAN-GP on MNIST-5k within 15 minutes on 2 CPU cores.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/gans.py dcgan        # configs/gans/dcgan.yaml
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/gans.py wgan_gp      # configs/gans/wgan_gp.yaml
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/gans.py dcgan        # configs/gans/dcgan_cpu.yaml
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/gans.py wgan_gp      # configs/gans/wgan_gp_cpu.yaml
+
+The recipes are the CPU recipes (batch and widths cut from the papers' dcgan.yaml / wgan_gp.yaml, see
+docs/fidelity.md); since issue 15 neither averages G's weights (Karras et al.'s EMA is on for progressive
+growing only), so the generator scored is the trained one itself.
 
 The recipes set their own CPU threads (``threads:`` in the config): on this shared 2-core machine one WGAN-GP
 step (5 critic + 1 generator update, batch 32) took 129 ms with one thread and 606 ms with two, because two
 threads wait on each other when other jobs hold the cores.
-Measured (issue 4): wgan_gp 3000 steps in 810 s at load average 3.2-6.6 on the 2 cores, in 293 s at 2.0-2.4, FID
+Measured (issue 4, with an EMA of G's weights, z ~ N(0, I) for DCGAN): wgan_gp 3000 steps in 810 s at load average 3.2-6.6 on the 2 cores, in 293 s at 2.0-2.4, FID
 ratio 0.078 and 10/10 classes both times (one thread is deterministic); dcgan 3000 steps in 173 s at load ~2,
 FID ratio 0.076, 10/10 classes.
 
 Each recipe trains from its config with a 15-minute wall-clock budget (``max_minutes`` = 14.5: training stops
-and checkpoints early if the budget runs out, and the samples of that checkpoint are judged), then scores 1000 samples of the EMA generator with LeNet-MNIST
+and checkpoints early if the budget runs out, and the samples of that checkpoint are judged), then scores 1000 samples of the generator with LeNet-MNIST
 features against the training split, beside the real-vs-real floor (test split) and an untrained generator of
 the same architecture (the peer the bar names). Prints one JSON object; the run folder holds the sample
 grid, the loss curves and the nearest-neighbour grid.
@@ -35,7 +39,7 @@ from physadv.core.train import get_classifier  # noqa: E402
 from physadv.gans.evaluate import evaluate_generator  # noqa: E402
 from physadv.gans.trainer import GanConfig, load_generator, train_gan  # noqa: E402
 
-RECIPES = {"dcgan": "configs/gans/dcgan.yaml", "wgan_gp": "configs/gans/wgan_gp.yaml"}
+RECIPES = {"dcgan": "configs/gans/dcgan_cpu.yaml", "wgan_gp": "configs/gans/wgan_gp_cpu.yaml"}
 BUDGET_MINUTES = 15.0
 TRAIN_MINUTES = 14.5  # the training budget; the rest of the 15 minutes covers start-up and the last checkpoint
 

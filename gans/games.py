@@ -38,18 +38,19 @@ class Game:
 
 class Minimax(Game):
     """Goodfellow et al. 2014, Algorithm 1: D ascends log D(x) + log(1 - D(G(z))); G descends log(1 - D(G(z))),
-    or, with ``nonsaturating``, ascends log D(G(z)) (the paper's section 3 remedy for early saturation).
-    D outputs logits: log D = -softplus(-l), log(1 - D) = -softplus(l)."""
+    or, with ``nonsaturating``, ascends log D(G(z)) (the paper's section 3 remedy for early saturation, and what
+    their code's ``AdversaryCost2`` trains G on). ``d_scale`` multiplies D's loss (their code: 0.5, the mean of
+    the two cross-entropies). D outputs logits: log D = -softplus(-l), log(1 - D) = -softplus(l)."""
 
     name = "minimax"
 
-    def __init__(self, k: int = 1, nonsaturating: bool = False):
+    def __init__(self, k: int = 1, nonsaturating: bool = False, d_scale: float = 1.0):
         super().__init__(k)
-        self.nonsaturating = nonsaturating
+        self.nonsaturating, self.d_scale = nonsaturating, d_scale
 
     def d_loss(self, D, real, fake, y=None):
         lr, lf = D(real, y), D(fake, y)
-        loss = F.softplus(-lr).mean() + F.softplus(lf).mean()
+        loss = self.d_scale * (F.softplus(-lr).mean() + F.softplus(lf).mean())
         return loss, {"d_real": torch.sigmoid(lr).mean().item(), "d_fake": torch.sigmoid(lf).mean().item()}
 
     def g_loss(self, D, fake, y=None):
@@ -115,6 +116,7 @@ class GameConfig:
     name: str = "minimax"
     k: int = 1  # discriminator steps per generator step (n_critic)
     nonsaturating: bool = True  # minimax only: G maximises log D(G(z))
+    d_scale: float = 1.0  # minimax only: D's loss times this (Goodfellow et al.'s code: 0.5)
     clip: float = 0.01  # wgan only
     gp_lambda: float = 10.0  # wgan-gp only
     gp_target: float = 1.0  # wgan-gp: the gradient norm gamma the penalty pulls to (1: Gulrajani et al.)
@@ -127,11 +129,13 @@ class GameConfig:
             raise ValueError(f"game.k must be at least 1, got {self.k}")
         if self.gp_target <= 0:
             raise ValueError(f"game.gp_target must be positive, got {self.gp_target}")
+        if self.d_scale <= 0 or (self.d_scale != 1.0 and self.name != "minimax"):
+            raise ValueError(f"game.d_scale {self.d_scale}: a positive scale of the minimax discriminator loss")
 
 
 def make_game(cfg: GameConfig, generator: torch.Generator | None = None) -> Game:
     if cfg.name == "minimax":
-        return Minimax(cfg.k, cfg.nonsaturating)
+        return Minimax(cfg.k, cfg.nonsaturating, cfg.d_scale)
     if cfg.name == "wgan":
         return WGAN(cfg.k, cfg.clip)
     if cfg.name == "wgan-gp":

@@ -152,23 +152,23 @@ class Maxout(nn.Module):
 
 class MaxoutDiscriminator(nn.Module):
     """The MNIST discriminator of Goodfellow et al. 2014 (their code's mnist.yaml): two maxout layers of ``width``
-    units with 5 pieces, dropout keeping 80% of the inputs and 50% of the hidden units, a linear score, and the
-    max-norm constraint of maxout networks (each unit's incoming weight vector kept within norm 1.9365), which
-    the trainer applies after every discriminator step through ``constrain()``."""
+    units with 5 pieces and a sigmoid score (here its logit), dropout keeping 80% of the inputs and 50% of the
+    hidden units (``AdversaryCost2``'s include probabilities, inverted scaling). mnist.yaml sets no max-norm; with
+    ``max_norm`` (the maxout paper's MNIST value is 1.9365, Goodfellow et al. 2013, mnist_pi.yaml) every unit's
+    incoming weight vector is kept within that norm, applied by the trainer after each step through ``constrain()``."""
 
-    max_norm = 1.9365
-
-    def __init__(self, resolution: int = 28, channels: int = 1, width: int = 240, num_classes: int = 0, pieces: int = 5):
+    def __init__(self, resolution: int = 28, channels: int = 1, width: int = 240, num_classes: int = 0, pieces: int = 5,
+                 max_norm: float | None = None):
         super().__init__()
-        self.resolution, self.channels = resolution, channels
+        self.resolution, self.channels, self.max_norm = resolution, channels, max_norm
         d = channels * resolution * resolution
         self.labels = _Labels(num_classes, d)
         self.net = nn.Sequential(nn.Dropout(0.2), Maxout(d * (2 if num_classes else 1), width, pieces), nn.Dropout(0.5),
                                  Maxout(width, width, pieces), nn.Dropout(0.5), nn.Linear(width, 1))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        # their pixels are in [0, 1]: a black background is 0, not -1, which keeps activations (and, under the
-        # max-norm constraint, the logits) at the scale their learning rate of 0.1 was chosen for
+        # their pixels are in [0, 1]: a black background is 0, not -1, which keeps activations at the scale their
+        # learning rate of 0.1 was chosen for
         h = (x.flatten(1) + 1) / 2
         e = self.labels.check(y)
         if e is not None:
@@ -177,6 +177,8 @@ class MaxoutDiscriminator(nn.Module):
 
     @torch.no_grad()
     def constrain(self) -> None:
+        if self.max_norm is None:
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 m.weight.copy_(torch.renorm(m.weight, 2, 0, self.max_norm))

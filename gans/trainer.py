@@ -52,6 +52,7 @@ class ModelConfig:
     width: int = 64  # generator feature maps at its last hidden layer
     d_width: int = 64  # discriminator feature maps at its first layer
     d_norm: str = "batch"  # batch | layer | none (WGAN-GP: not batch)
+    d_max_norm: Optional[float] = None  # maxout only: each unit's incoming weights kept within this L2 norm (the maxout paper's 1.9365)
     conditional: bool = False  # G(z, y) and D(x, y) through a label embedding
 
     def validate(self) -> None:
@@ -61,6 +62,8 @@ class ModelConfig:
             raise ValueError(f"model.z_dist must be normal or uniform, got '{self.z_dist}'")
         if self.d_norm not in ("batch", "layer", "none"):
             raise ValueError(f"model.d_norm must be batch, layer or none, got '{self.d_norm}'")
+        if self.d_max_norm is not None and (self.arch != "maxout" or self.d_max_norm <= 0):
+            raise ValueError(f"model.d_max_norm {self.d_max_norm}: a positive max-norm of the maxout discriminator (arch maxout)")
         try:
             if self.arch == "dcgan":
                 dcgan_base(self.resolution)
@@ -77,13 +80,23 @@ class OptimConfig:
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    momentum: float = 0.5  # sgd only
+    momentum: float = 0.5  # sgd only (the initial momentum when momentum_final is set)
+    lr_decay: float = 1.0  # both learning rates divided by this after every update of their network (Goodfellow et al.'s code: 1.000004)
+    min_lr: float = 0.0  # lr_decay stops here (their code: 1e-6)
+    momentum_final: Optional[float] = None  # sgd: momentum grows linearly to this (their code: 0.7) ...
+    momentum_start: int = 1  # ... from this many epochs seen ...
+    momentum_saturate: int = 250  # ... to this many (pylearn2's MomentumAdjustor; an epoch is one pass over the training split)
 
     def validate(self) -> None:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"optim.name '{self.name}' is not an optimizer; known: {', '.join(OPTIMIZERS)}")
         if self.lr_g <= 0 or self.lr_d <= 0:
             raise ValueError("optim.lr_g and optim.lr_d must be positive")
+        if self.lr_decay < 1 or self.min_lr < 0:
+            raise ValueError(f"optim.lr_decay must be >= 1 and optim.min_lr >= 0, got {self.lr_decay} and {self.min_lr}")
+        if self.momentum_final is not None and (self.name != "sgd" or self.momentum_saturate <= self.momentum_start):
+            raise ValueError(f"optim.momentum_final {self.momentum_final}: a momentum schedule of sgd, with momentum_saturate "
+                             f"({self.momentum_saturate}) after momentum_start ({self.momentum_start})")
 
 
 @dataclass
@@ -104,7 +117,7 @@ class GanConfig:
     progressive: ProgressiveConfig = field(default_factory=ProgressiveConfig)
     steps: int = 2000  # generator updates
     batch_size: int = 64  # per process
-    ema: float = 0.999  # decay of the EMA of G's weights (0: off)
+    ema: float = 0.0  # decay of the EMA of G's weights (0: off; Karras et al.'s progressive growing: 0.999)
     sample_every: int = 500
     checkpoint_every: int = 500
     n_samples: int = 64  # fixed noise batch for the sample grids
@@ -137,7 +150,7 @@ def build_networks(m: ModelConfig, channels: int, num_classes: int = 0) -> tuple
         D = MLPDiscriminator(m.resolution, channels, m.d_width, nc)
     elif m.arch == "maxout":
         G = MLPGenerator(m.z_dim, m.resolution, channels, m.width, nc)
-        D = MaxoutDiscriminator(m.resolution, channels, m.d_width, nc)
+        D = MaxoutDiscriminator(m.resolution, channels, m.d_width, nc, max_norm=m.d_max_norm)
         uniform_init(G, 0.05), uniform_init(D, 0.005)
     elif m.arch == "progressive":
         G = ProgressiveGenerator(m.z_dim, m.resolution, channels, m.width, nc)
@@ -320,184 +333,235 @@ def plot_losses(path: Path, history: dict, stage_steps: list[int] | None = None,
     save_figure(fig, path)
 
 
+class _Training:
+    """One training run's state and its named steps; ``train_gan`` drives them."""
+
+    def __init__(self, cfg: GanConfig, out: Path, data: ImageSet | None):
+        self.cfg, self.out = cfg, out
+        self.rank, self.world = _distributed()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        device = resolve_device(cfg.device)
+        if self.world > 1 and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = device
+        self.data = prepare_data(cfg, data)
+        self.channels, self.num_classes = self.data.images.shape[1], len(self.data.classes)
+        torch.manual_seed(cfg.seed), np.random.seed(cfg.seed), random.seed(cfg.seed)
+        G, D = build_networks(cfg.model, self.channels, self.num_classes)
+        self.G, self.D = G.to(device), D.to(device)
+        self.G_ema = copy.deepcopy(self.G).eval() if cfg.ema > 0 else None
+        for p in (self.G_ema.parameters() if self.G_ema is not None else []):
+            p.requires_grad_(False)
+        self.opt_g = make_optimizer(cfg.optim, self.G.parameters(), cfg.optim.lr_g)
+        self.opt_d = make_optimizer(cfg.optim, self.D.parameters(), cfg.optim.lr_d)
+        self.noise = torch.Generator().manual_seed(cfg.seed * 7919 + self.rank + 1)
+        self.game = make_game(cfg.game, self.noise)
+        self.stream = BatchStream(len(self.data), cfg.batch_size, cfg.seed, self.rank, self.world)
+        self.history: dict[str, list] = {"step": [], "d_loss": [], "g_loss": []}
+        self.start, self.last_good = 0, 0
+        self.ckpt_path = out / "checkpoint.safetensors"
+        self.fixed_z = sample_z(cfg.n_samples, cfg.model, torch.Generator().manual_seed(cfg.seed + 12345)).to(device)
+        self.fixed_y = (torch.arange(cfg.n_samples) % self.num_classes).to(device) if cfg.model.conditional else None
+        self.progressive = cfg.model.arch == "progressive"
+        self.levels = progressive_levels(cfg.model.resolution) if self.progressive else 0
+        per = cfg.progressive.stable_steps + cfg.progressive.fade_steps
+        self.stage_changes = [cfg.progressive.stable_steps + i * per for i in range(self.levels)] if self.progressive else []
+
+    def resume(self, path: str | Path) -> None:
+        tensors, meta = read_gan_checkpoint(path)
+        saved = from_dict(GanConfig, meta["config"], f"{path} metadata")
+        if to_dict(saved.model) != to_dict(self.cfg.model) or meta.get("channels") != self.channels:
+            raise PhysadvError(f"{path}: the checkpoint is of another architecture ({to_dict(saved.model)}, "
+                               f"{meta.get('channels')} channels) than the config ({to_dict(self.cfg.model)}, {self.channels} channels)")
+        load_state_into(self.G, _strip("G", tensors), str(path))
+        load_state_into(self.D, _strip("D", tensors), str(path))
+        if self.G_ema is not None:
+            load_state_into(self.G_ema, _strip("ema", tensors) or _strip("G", tensors), str(path))
+        _load_optim("opt_g", self.opt_g, tensors, meta["opt_g"])
+        _load_optim("opt_d", self.opt_d, tensors, meta["opt_d"])
+        _load_rng(tensors, meta["rng"], self.noise)
+        self.stream.seek(*meta["data_position"])
+        self.history = meta["history"]
+        self.start = self.last_good = int(meta["step"])
+
+    def wrap(self) -> None:
+        """The networks the steps call: DistributedDataParallel under torchrun, else G and D themselves."""
+        self.Gt, self.Dt = self.G, self.D
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.Gt = DDP(self.G, device_ids=ids, find_unused_parameters=self.progressive)
+            self.Dt = DDP(self.D, device_ids=ids, find_unused_parameters=self.progressive)
+
+    def real_batch(self, level: int, alpha: float):
+        idx = self.stream.next()
+        x = self.data.images[idx].to(self.device) * 2 - 1
+        y = self.data.labels[idx].to(self.device) if self.cfg.model.conditional else None
+        return (fade_reals(x, level, alpha) if self.progressive else x), y
+
+    def save(self, step: int) -> None:
+        self.last_good = step
+        if self.rank != 0:
+            return
+        tensors = {**_prefixed("G", self.G), **_prefixed("D", self.D)}
+        if self.G_ema is not None:
+            tensors.update(_prefixed("ema", self.G_ema))
+        tg, mg = _optim_state("opt_g", self.opt_g)
+        td, md = _optim_state("opt_d", self.opt_d)
+        tr, mr = _rng_state(self.noise)
+        tensors.update(tg), tensors.update(td), tensors.update(tr)
+        meta = {"kind": CHECKPOINT_KIND, "config": to_dict(self.cfg), "step": step, "channels": self.channels,
+                "num_classes": self.num_classes, "classes": list(self.data.classes), "dataset": self.data.name,
+                "data_position": [self.stream.epoch, self.stream.cursor], "opt_g": mg, "opt_d": md, "rng": mr,
+                "stage": [self.G.level, self.G.alpha] if self.progressive else [0, 1.0],
+                "history": self.history, "world_size": self.world}
+        save_checkpoint(self.ckpt_path, tensors, meta)
+
+    def sample_grid(self, step: int) -> None:
+        if self.rank != 0:
+            return
+        net = self.G_ema if self.G_ema is not None else self.G
+        was = net.training
+        net.eval()
+        with torch.no_grad():
+            imgs = to_unit(net(self.fixed_z, self.fixed_y)).cpu()
+        net.train(was)
+        save_image_grid(self.out / "samples" / f"step_{step:06d}.png", imgs, nrow=int(math.sqrt(self.cfg.n_samples)) or 8, scale=2)
+
+    def stage(self, step: int) -> tuple[int, float]:
+        """Progressive growing: the stage at ``step`` for every network, optimisers reset when the phase changes."""
+        if not self.progressive:
+            return 0, 1.0
+        pc = self.cfg.progressive
+        level, alpha = stage_at(step, self.levels, pc.stable_steps, pc.fade_steps)
+        for net in (self.G, self.D) + ((self.G_ema,) if self.G_ema is not None else ()):
+            net.set_stage(level, alpha)
+        if pc.reset_optimizer and step > 0 and phase(step, self.levels, pc.stable_steps, pc.fade_steps) != phase(
+                step - 1, self.levels, pc.stable_steps, pc.fade_steps):
+            self.opt_g.state.clear(), self.opt_d.state.clear()
+        return level, alpha
+
+    def schedule(self, opt: torch.optim.Optimizer, lr: float, updates: int) -> None:
+        """The learning rate after ``updates`` updates and the momentum after the epochs seen (``optim_schedule``)."""
+        lr_now, momentum = optim_schedule(self.cfg.optim, lr, updates, self.stream.epoch)
+        for group in opt.param_groups:
+            group["lr"] = lr_now
+            if momentum is not None:
+                group["momentum"] = momentum
+
+    def discriminator_steps(self, step: int, level: int, alpha: float):
+        """``game.k`` discriminator (critic) updates, each on a fresh real batch; returns the last loss and labels."""
+        for j in range(self.game.k):
+            real, y = self.real_batch(level, alpha)
+            with torch.no_grad():
+                fake = self.Gt(sample_z(len(real), self.cfg.model, self.noise).to(self.device), y)
+            self.schedule(self.opt_d, self.cfg.optim.lr_d, step * self.game.k + j)
+            self.opt_d.zero_grad(set_to_none=True)
+            d_loss, _ = self.game.d_loss(self.Dt, real, fake, y)
+            _check_finite(d_loss, "discriminator", step, self.ckpt_path, self.last_good)
+            d_loss.backward()
+            self.opt_d.step()
+            self.game.after_d_step(self.D)
+            if hasattr(self.D, "constrain"):  # a weight constraint of the architecture (maxout's max-norm)
+                self.D.constrain()
+        return d_loss, y
+
+    def generator_step(self, step: int, y) -> torch.Tensor:
+        self.schedule(self.opt_g, self.cfg.optim.lr_g, step)
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss = self.game.g_loss(self.Dt, self.Gt(sample_z(self.cfg.batch_size, self.cfg.model, self.noise).to(self.device), y), y)
+        _check_finite(g_loss, "generator", step, self.ckpt_path, self.last_good)
+        g_loss.backward()
+        self.opt_g.step()
+        return g_loss
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        if self.G_ema is None:
+            return
+        decay = min(self.cfg.ema, (1 + step) / (10 + step))  # warm-up: early weights do not dominate the average
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.lerp_(p, 1 - decay)
+        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            be.copy_(b)
+
+    def out_of_time(self, t0: float) -> bool:
+        """The wall-clock budget ran out (every process agrees under torchrun)."""
+        over = self.cfg.max_minutes is not None and time.time() - t0 > 60 * self.cfg.max_minutes
+        if self.world > 1 and self.cfg.max_minutes is not None:
+            flag = torch.tensor([float(over)], device=self.device)
+            torch.distributed.all_reduce(flag)
+            over = bool(flag.item() > 0)
+        return over
+
+    def metrics(self, done: int, seconds: float, stopped_early: bool) -> dict:
+        cfg, h = self.cfg, self.history
+        m = {"game": cfg.game.name, "arch": cfg.model.arch, "steps": done, "steps_planned": cfg.steps,
+             "stopped_at_time_budget": stopped_early, "resumed_from": self.start,
+             "seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(1, done - self.start), 4),
+             "final_d_loss": h["d_loss"][-1] if h["d_loss"] else None, "final_g_loss": h["g_loss"][-1] if h["g_loss"] else None,
+             "world_size": self.world, "checkpoint": str(self.ckpt_path), "stage_changes": self.stage_changes}
+        if self.stage_changes:
+            m["stage_change_jumps"] = stage_jumps(h, self.stage_changes, spread_window=max(10, cfg.progressive.fade_steps // 4))
+        return m
+
+
+def optim_schedule(o: OptimConfig, lr: float, updates: int, epochs: int) -> tuple[float, float | None]:
+    """(learning rate, momentum) of an update, as pylearn2 schedules them in Goodfellow et al.'s MNIST practice:
+    ``ExponentialDecay`` ``max(min_lr, lr / lr_decay^updates)`` after ``updates`` updates, and ``MomentumAdjustor``'s
+    linear ramp from ``momentum`` to ``momentum_final`` between ``momentum_start`` and ``momentum_saturate`` epochs
+    seen (momentum None: not scheduled)."""
+    lr_now = max(o.min_lr, lr / o.lr_decay ** updates) if o.lr_decay != 1.0 else lr
+    if o.momentum_final is None:
+        return lr_now, None
+    a = min(1.0, max(0.0, (epochs - o.momentum_start) / max(1, o.momentum_saturate - o.momentum_start)))
+    return lr_now, (1 - a) * o.momentum + a * o.momentum_final
+
+
 def train_gan(cfg: GanConfig, out: str | Path, resume: str | Path | None = None, data: ImageSet | None = None,
               show_progress: bool = True) -> dict:
     """Train (or resume) a GAN; returns the metrics also written to ``out/metrics.json`` (rank 0)."""
     out = Path(out)
-    rank, world = _distributed()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    data = prepare_data(cfg, data)
-    channels, num_classes = data.images.shape[1], len(data.classes)
-
-    torch.manual_seed(cfg.seed), np.random.seed(cfg.seed), random.seed(cfg.seed)
-    G, D = build_networks(cfg.model, channels, num_classes)
-    G, D = G.to(device), D.to(device)
-    G_ema = copy.deepcopy(G).eval() if cfg.ema > 0 else None
-    for p in (G_ema.parameters() if G_ema is not None else []):
-        p.requires_grad_(False)
-    opt_g = make_optimizer(cfg.optim, G.parameters(), cfg.optim.lr_g)
-    opt_d = make_optimizer(cfg.optim, D.parameters(), cfg.optim.lr_d)
-    noise = torch.Generator().manual_seed(cfg.seed * 7919 + rank + 1)
-    game = make_game(cfg.game, noise)
-    stream = BatchStream(len(data), cfg.batch_size, cfg.seed, rank, world)
-    history: dict[str, list] = {"step": [], "d_loss": [], "g_loss": []}
-    start = 0
-    ckpt_path = out / "checkpoint.safetensors"
-
+    run = _Training(cfg, out, data)
     if resume is not None:
-        tensors, meta = read_gan_checkpoint(resume)
-        saved = from_dict(GanConfig, meta["config"], f"{resume} metadata")
-        if to_dict(saved.model) != to_dict(cfg.model) or meta.get("channels") != channels:
-            raise PhysadvError(f"{resume}: the checkpoint is of another architecture ({to_dict(saved.model)}, "
-                               f"{meta.get('channels')} channels) than the config ({to_dict(cfg.model)}, {channels} channels)")
-        load_state_into(G, _strip("G", tensors), str(resume))
-        load_state_into(D, _strip("D", tensors), str(resume))
-        if G_ema is not None:
-            load_state_into(G_ema, _strip("ema", tensors) or _strip("G", tensors), str(resume))
-        _load_optim("opt_g", opt_g, tensors, meta["opt_g"])
-        _load_optim("opt_d", opt_d, tensors, meta["opt_d"])
-        _load_rng(tensors, meta["rng"], noise)
-        stream.seek(*meta["data_position"])
-        history = meta["history"]
-        start = int(meta["step"])
-
-    fixed_z = sample_z(cfg.n_samples, cfg.model, torch.Generator().manual_seed(cfg.seed + 12345)).to(device)
-    fixed_y = (torch.arange(cfg.n_samples) % num_classes).to(device) if cfg.model.conditional else None
-    Gt, Dt = G, D
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ids = [device.index] if device.type == "cuda" else None
-        unused = cfg.model.arch == "progressive"
-        Gt = DDP(G, device_ids=ids, find_unused_parameters=unused)
-        Dt = DDP(D, device_ids=ids, find_unused_parameters=unused)
-    progressive = cfg.model.arch == "progressive"
-    levels = progressive_levels(cfg.model.resolution) if progressive else 0
-    stage_changes = []
-    if progressive:
-        per = cfg.progressive.stable_steps + cfg.progressive.fade_steps
-        stage_changes = [cfg.progressive.stable_steps + i * per for i in range(levels)]
-
-    def real_batch(level: int, alpha: float):
-        idx = stream.next()
-        x = data.images[idx].to(device) * 2 - 1
-        y = data.labels[idx].to(device) if cfg.model.conditional else None
-        if progressive:
-            x = fade_reals(x, level, alpha)
-        return x, y
-
-    def save(step: int) -> None:
-        if rank != 0:
-            return
-        tensors = {**_prefixed("G", G), **_prefixed("D", D)}
-        if G_ema is not None:
-            tensors.update(_prefixed("ema", G_ema))
-        tg, mg = _optim_state("opt_g", opt_g)
-        td, md = _optim_state("opt_d", opt_d)
-        tr, mr = _rng_state(noise)
-        tensors.update(tg), tensors.update(td), tensors.update(tr)
-        meta = {"kind": CHECKPOINT_KIND, "config": to_dict(cfg), "step": step, "channels": channels,
-                "num_classes": num_classes, "classes": list(data.classes), "dataset": data.name,
-                "data_position": [stream.epoch, stream.cursor], "opt_g": mg, "opt_d": md, "rng": mr,
-                "stage": [G.level, G.alpha] if progressive else [0, 1.0],
-                "history": history, "world_size": world}
-        save_checkpoint(ckpt_path, tensors, meta)
-
-    def sample_grid(step: int) -> None:
-        if rank != 0:
-            return
-        net = G_ema if G_ema is not None else G
-        was = net.training
-        net.eval()
-        with torch.no_grad():
-            imgs = to_unit(net(fixed_z, fixed_y)).cpu()
-        net.train(was)
-        save_image_grid(out / "samples" / f"step_{step:06d}.png", imgs, nrow=int(math.sqrt(cfg.n_samples)) or 8, scale=2)
-
-    if rank == 0:
+        run.resume(resume)
+    run.wrap()
+    if run.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
     t0 = time.time()
-    G.train(), D.train()
-    quiet = {"disable": True} if rank != 0 or not show_progress else {}
-    bar = progress(range(start, cfg.steps), desc=f"gan {cfg.game.name}", initial=start, total=cfg.steps, **quiet)
-    last_good, stopped_early, done = start, None, start
+    run.G.train(), run.D.train()
+    quiet = {"disable": True} if run.rank != 0 or not show_progress else {}
+    bar = progress(range(run.start, cfg.steps), desc=f"gan {cfg.game.name}", initial=run.start, total=cfg.steps, **quiet)
+    stopped_early, done = False, run.start
     for step in bar:
-        level, alpha = 0, 1.0
-        if progressive:
-            pc = cfg.progressive
-            level, alpha = stage_at(step, levels, pc.stable_steps, pc.fade_steps)
-            for net in (G, D) + ((G_ema,) if G_ema is not None else ()):
-                net.set_stage(level, alpha)
-            if pc.reset_optimizer and step > 0 and phase(step, levels, pc.stable_steps, pc.fade_steps) != phase(
-                    step - 1, levels, pc.stable_steps, pc.fade_steps):
-                opt_g.state.clear(), opt_d.state.clear()
-        # k discriminator (critic) updates
-        for _ in range(game.k):
-            real, y = real_batch(level, alpha)
-            with torch.no_grad():
-                fake = Gt(sample_z(len(real), cfg.model, noise).to(device), y)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss, stats = game.d_loss(Dt, real, fake, y)
-            _check_finite(d_loss, "discriminator", step, ckpt_path, last_good)
-            d_loss.backward()
-            opt_d.step()
-            game.after_d_step(D)
-            if hasattr(D, "constrain"):  # a weight constraint of the architecture (maxout's max-norm)
-                D.constrain()
-        # one generator update
-        yg = y
-        opt_g.zero_grad(set_to_none=True)
-        g_loss = game.g_loss(Dt, Gt(sample_z(cfg.batch_size, cfg.model, noise).to(device), yg), yg)
-        _check_finite(g_loss, "generator", step, ckpt_path, last_good)
-        g_loss.backward()
-        opt_g.step()
-        if G_ema is not None:
-            with torch.no_grad():
-                decay = min(cfg.ema, (1 + step) / (10 + step))  # warm-up: early weights do not dominate the average
-                for pe, p in zip(G_ema.parameters(), G.parameters()):
-                    pe.lerp_(p, 1 - decay)
-                for be, b in zip(G_ema.buffers(), G.buffers()):
-                    be.copy_(b)
-        history["step"].append(step + 1)
-        history["d_loss"].append(d_loss.item())
-        history["g_loss"].append(g_loss.item())
+        level, alpha = run.stage(step)
+        d_loss, y = run.discriminator_steps(step, level, alpha)
+        g_loss = run.generator_step(step, y)
+        run.update_ema(step)
+        run.history["step"].append(step + 1)
+        run.history["d_loss"].append(d_loss.item())
+        run.history["g_loss"].append(g_loss.item())
         if hasattr(bar, "set_postfix") and (step % 10 == 0):
-            bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}", **({"res": 4 * 2 ** level, "a": f"{alpha:.2f}"} if progressive else {}))
+            bar.set_postfix(d=f"{d_loss.item():.3f}", g=f"{g_loss.item():.3f}",
+                            **({"res": 4 * 2 ** level, "a": f"{alpha:.2f}"} if run.progressive else {}))
         done = step + 1
-        if done % cfg.sample_every == 0 or done == cfg.steps:
-            sample_grid(done)
-        over = cfg.max_minutes is not None and time.time() - t0 > 60 * cfg.max_minutes
-        if world > 1 and cfg.max_minutes is not None:  # every process must agree to stop
-            flag = torch.tensor([float(over)], device=device)
-            torch.distributed.all_reduce(flag)
-            over = bool(flag.item() > 0)
-        if over and done % cfg.sample_every and done != cfg.steps:
-            sample_grid(done)
+        over = run.out_of_time(t0)
+        if done % cfg.sample_every == 0 or done == cfg.steps or over:
+            run.sample_grid(done)
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or over:
-            save(done)
-            last_good = done
+            run.save(done)
         if over:
-            stopped_early = done
+            stopped_early = True
             break
-    seconds = time.time() - t0
-    metrics = {"game": cfg.game.name, "arch": cfg.model.arch, "steps": done, "steps_planned": cfg.steps,
-               "stopped_at_time_budget": stopped_early is not None, "resumed_from": start,
-               "seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(1, done - start), 4),
-               "final_d_loss": history["d_loss"][-1] if history["d_loss"] else None,
-               "final_g_loss": history["g_loss"][-1] if history["g_loss"] else None,
-               "world_size": world, "checkpoint": str(ckpt_path), "stage_changes": stage_changes}
-    if stage_changes:
-        metrics["stage_change_jumps"] = stage_jumps(history, stage_changes, spread_window=max(10, cfg.progressive.fade_steps // 4))
-    if rank == 0:
-        if history["step"]:
-            plot_losses(out / "losses.png", history, stage_changes, cfg.progressive.fade_steps if progressive else 0)
+    metrics = run.metrics(done, time.time() - t0, stopped_early)
+    if run.rank == 0:
+        if run.history["step"]:
+            plot_losses(out / "losses.png", run.history, run.stage_changes, cfg.progressive.fade_steps if run.progressive else 0)
         write_json(out / "metrics.json", metrics)
-    metrics["history"] = history
+    metrics["history"] = run.history
     return metrics
 
 

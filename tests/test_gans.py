@@ -347,12 +347,50 @@ def test_maxout_discriminator_takes_the_max_of_affine_pieces():
     m, x = Maxout(6, 3, 4), torch.randn(5, 6)
     pieces = (x @ m.linear.weight.T + m.linear.bias).view(5, 3, 4)
     assert torch.allclose(m(x), pieces.max(2).values)
-    D = MaxoutDiscriminator(28, 1, 16, num_classes=10).eval()  # eval: no dropout, deterministic
+    D = MaxoutDiscriminator(28, 1, 16, num_classes=10, max_norm=1.9365).eval()  # eval: no dropout, deterministic
     x = torch.rand(3, 1, 28, 28)
     y = torch.tensor([0, 1, 2])
     assert D(x, y).shape == (3,) and torch.equal(D(x, y), D(x, y))
     with torch.no_grad():
         D.net[1].linear.weight.mul_(1000)
-    D.constrain()  # max-norm: every unit's incoming weights within 1.9365, directions kept
+    D.constrain()  # max-norm (the maxout paper's 1.9365): every unit's incoming weights within it, directions kept
     norms = D.net[1].linear.weight.norm(dim=1)
     assert norms.max() <= D.max_norm * (1 + 1e-5) and norms.min() > 1.9
+
+
+def test_minimax_goodfellow_is_their_codes_mnist_practice(tmp_path):
+    """configs/gans/minimax_goodfellow.yaml against goodfeli/adversarial (mnist.yaml, AdversaryCost2): G trained on
+    -log D(G(z)), D's loss halved, z from the Generator's default (Gaussian) noise, dropout in D, learning rate
+    lr / 1.000004^t after t updates (pylearn2's ExponentialDecay) and momentum 0.5 -> 0.7 linear in the epochs seen
+    between epochs 1 and 250 (MomentumAdjustor), no max-norm."""
+    from physadv.core.config import load_config
+    from physadv.gans.trainer import build_networks, sample_z
+
+    cfg = load_config(GanConfig, "configs/gans/minimax_goodfellow.yaml")
+    game = make_game(cfg.game)
+    torch.manual_seed(0)
+    D = Const(0.3 * torch.randn(12))  # moderate logits: sigmoid and log stay accurate in float32
+    real, fake = torch.randn(8, 12), torch.randn(8, 12)
+    d_real, d_fake = torch.sigmoid(D(real)), torch.sigmoid(D(fake))
+    assert torch.allclose(game.g_loss(D, fake), -torch.log(d_fake).mean(), atol=1e-5)  # non-saturating
+    assert torch.allclose(game.d_loss(D, real, fake)[0], -0.5 * (torch.log(d_real).mean() + torch.log(1 - d_fake).mean()), atol=1e-5)
+    z = sample_z(20000, cfg.model, torch.Generator().manual_seed(0))
+    kurtosis = float(((z - z.mean()) ** 4).mean() / z.var() ** 2)
+    assert abs(float(z.std()) - 1) < 0.01 and abs(kurtosis - 3) < 0.05   # N(0, 1): U[-1, 1] has std 0.58, kurtosis 1.8
+    _, Dnet = build_networks(cfg.model, 1, 10)
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    assert not torch.equal(Dnet.train()(x), Dnet(x)) and torch.equal(Dnet.eval()(x), Dnet(x))  # dropout in training only
+    assert Dnet.max_norm is None
+    # train 9 updates on 300 images at batch 100 (3 updates an epoch) with small nets, the recipe's optimiser untouched
+    data = load_dataset("mnist", "train").subset(300)
+    small = load_config(GanConfig, "configs/gans/minimax_goodfellow.yaml",
+                        ["steps=9", "model.width=32", "model.d_width=16", "device=cpu", "sample_every=9", "checkpoint_every=9",
+                         "optim.momentum_saturate=4", "optim.lr_decay=1.01"])  # a visible decay and a ramp within the run
+    train_gan(small, tmp_path, data=data, show_progress=False)
+    _, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    for opt in ("opt_g", "opt_d"):
+        group = meta[opt]["param_groups"][0]
+        assert group["lr"] == pytest.approx(0.1 / 1.01 ** 8, rel=1e-9)      # the 9th update used lr / decay^8
+        # the 9th update came after 2 epochs seen (the stream wraps before update 7): 0.5 + 0.2 (2 - 1) / (4 - 1)
+        assert group["momentum"] == pytest.approx(0.5 + 0.2 * (2 - 1) / 3, rel=1e-9)
+    assert meta["data_position"][0] == 2
