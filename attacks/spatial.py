@@ -37,13 +37,18 @@ from physadv.core.errors import PhysadvError
 
 def rotate_translate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Rotate each image of ``x`` (``N x C x H x W``) by ``params[:, 0]`` degrees about its centre, then shift it
-    by ``params[:, 1:]`` = (tx, ty) pixels; black outside the frame."""
+    by ``params[:, 1:]`` = (tx, ty) pixels (x right, y down); bilinear, black outside the frame. Positive angles
+    turn the image clockwise as displayed (x right, y down: the pixel at ``(x, y)`` from the centre goes to
+    ``(x cos a - y sin a, x sin a + y cos a)``; OpenCV's ``getRotationMatrix2D`` turns the other way)."""
     n, _, h, w = x.shape
     a = params[:, 0].to(x) * math.pi / 180
     c, s = torch.cos(a), torch.sin(a)
     tx, ty = params[:, 1].to(x) * 2 / w, params[:, 2].to(x) * 2 / h  # pixels -> normalised coordinates
-    # output p = R q + t  =>  sampled input q = R^T (p - t)
-    theta = torch.stack([torch.stack([c, s, -(c * tx + s * ty)], 1), torch.stack([-s, c, s * tx - c * ty], 1)], 1)
+    # output p = R q + t in pixels  =>  sampled input q = R^T (p - t); in normalised coordinates R^T becomes
+    # A^-1 R^T A with A = diag(w, h) / 2, so that a non-square image turns without shearing
+    r, rt = h / w, w / h
+    theta = torch.stack([torch.stack([c, s * r, -(c * tx + s * r * ty)], 1),
+                         torch.stack([-s * rt, c, s * rt * tx - c * ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
