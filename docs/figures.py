@@ -1,0 +1,202 @@
+"""Every picture in docs/ and every number block in the README, from one command: ``make docs``.
+
+    .venv/bin/python docs/figures.py                     # every entry but the manual ones (the demo)
+    .venv/bin/python docs/figures.py --only deepfool,spatial_landscape
+    .venv/bin/python docs/figures.py --only demo         # manual entries run only when named
+    .venv/bin/python docs/figures.py --list
+
+``FIGURES`` is the registry. An entry is a command (a ``physadv`` job or a benchmark script; ``{python}`` is this
+interpreter, ``{out}`` a fresh run folder under ``runs/docs/``), the files it copies from that folder into docs/
+(a source may be a glob; the last match in sorted order is taken) and, optionally, a README block it rewrites
+from the job's ``metrics.json``: the text between ``<!-- physadv:NAME -->`` and ``<!-- /physadv:NAME -->``.
+Nothing in docs/ or in those blocks is typed by hand.
+
+Provenance: each copied file gets a row in ``docs/figures.md`` (figure, command, commit, date; the machine-readable
+``docs/figures.json`` beside it), PNG files carry the same as text chunks (``physadv:command``,
+``physadv:commit``, ``physadv:date``), and a rewritten README block ends with a comment naming them. The commit
+is ``git rev-parse --short HEAD``, with ``+dirty`` when tracked files had uncommitted changes.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    command: str  # shell words; {python} and {out} are filled in
+    files: dict[str, str]  # docs-relative destination -> source inside the run folder (glob allowed)
+    readme: Callable[[dict], str] | None = None  # metrics.json -> the README block named after the entry
+    manual: bool = False  # run only when named with --only
+    about: str = ""
+    metrics: str = "metrics.json"
+    extra: dict = field(default_factory=dict)
+
+
+def demo_numbers(m: dict) -> str:
+    """The README's demo results from ``physadv demo``'s metrics.json (its rewrite may change the keys: a missing
+    one is a clear error naming it)."""
+    def get(*keys):
+        v = m
+        for k in keys:
+            if not isinstance(v, dict) or k not in v:
+                raise KeyError(f"demo metrics.json has no {'.'.join(keys)}: update demo_numbers in docs/figures.py")
+            v = v[k]
+        return v
+
+    df = get("digital", "deepfool")
+    return "\n".join([f"- Run time: {get('seconds'):.0f} s (`physadv demo`, {'quick' if get('quick') else 'full'} plan).",
+                      f"- DeepFool on LeNet/MNIST: success {df['success']:.0%}, rho_adv {df['rho_adv_l2']:.3f} "
+                      f"over {df['images']} images.",
+                      f"- Photos judged: `{json.dumps(get('capture'))[:400]}`"])
+
+
+FIGURES = [
+    Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
+           {"attacks/deepfool.png": "grid.png"},
+           about="DeepFool on LeNet/MNIST (each iterate clipped to [0, 1]): clean / perturbation / adversarial"),
+    Figure("spatial_landscape", "physadv attack spatial --limit 20 --set landscape=0 --out {out}",
+           {"attacks/spatial_landscape.png": "landscape.png"},
+           about="Engstrom et al. Figure 3: the loss of one MNIST example over left-right translation x rotation"),
+    Figure("wgan_gp_figure3", "{python} benchmarks/wgan_gp_figure3.py --steps 800 --every 100 --out {out}",
+           {"gans/wgan_gp_figure3.png": "figure3.png", "gans/wgan_gp_figure3.json": "figure3.json"},
+           about="Gulrajani et al. Figure 3: LeNet-MNIST FID over generator iterations and wall-clock time", metrics="figure3.json"),
+    Figure("dcgan_samples", "{python} benchmarks/gans.py dcgan --out {out}",
+           {"gans/dcgan_samples.png": "dcgan-*/samples.png"},
+           about="DCGAN CPU recipe (configs/gans/dcgan_cpu.yaml), 1000 samples scored, the first 64 shown", metrics="dcgan-*/metrics.json"),
+    Figure("wgan_gp_samples", "{python} benchmarks/gans.py wgan_gp --out {out}",
+           {"gans/wgan_gp_samples.png": "wgan_gp-*/samples.png"},
+           about="WGAN-GP CPU recipe (configs/gans/wgan_gp_cpu.yaml)", metrics="wgan_gp-*/metrics.json"),
+    Figure("progressive", "physadv gan train --config configs/gans/progressive.yaml --set device=cpu --set threads=1 --out {out}",
+           {"gans/progressive_losses.png": "losses.png", "gans/progressive_samples_32px.png": "samples/step_*.png"},
+           about="Progressive growing to 32x32: loss curves with stage changes, and the last sample grid"),
+    Figure("demo", "physadv demo --out {out}",
+           {"demo/texture.png": "**/texture.png", "demo/stickers.png": "**/stickers.png",
+            "demo/photo_20ft_30deg.png": "**/*20ft*30deg*.png", "demo/targeted_by_distance_angle.png": "**/targeted_by_distance_angle.png",
+            "demo/deepfool.png": "**/deepfool.png", "demo/dcgan_samples.png": "**/gan/samples/step_*.png"},
+           readme=demo_numbers, manual=True, about="the end-to-end demo (run by its owner after its rewrite)"),
+]
+
+
+def git_commit(root: Path) -> str:
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def stamp_png(path: Path, info: dict) -> None:
+    """Write ``info`` into the PNG's text chunks (``physadv:<key>``), in place."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = PngInfo()
+    with Image.open(path) as im:
+        for k, v in getattr(im, "text", {}).items():
+            if not k.startswith("physadv:"):
+                meta.add_text(k, v)
+        for k, v in info.items():
+            meta.add_text(f"physadv:{k}", str(v))
+        im.load()
+        im.save(path, pnginfo=meta)
+
+
+def find(run: Path, pattern: str) -> Path:
+    matches = sorted(glob.glob(str(run / pattern), recursive=True))
+    if not matches:
+        raise FileNotFoundError(f"the job wrote no {pattern} in {run}")
+    return Path(matches[-1])
+
+
+def rewrite_readme(readme: Path, name: str, text: str, provenance: str) -> None:
+    start, end = f"<!-- physadv:{name} -->", f"<!-- /physadv:{name} -->"
+    src = readme.read_text()
+    if start not in src or end not in src or src.index(start) > src.index(end):
+        raise ValueError(f"{readme} has no block {start} ... {end} to rewrite")
+    head, rest = src.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{text}\n<!-- {provenance} -->\n{end}{tail}")
+
+
+def render_index(docs: Path, records: dict) -> None:
+    lines = ["# Figures and where they come from", "",
+             "Written by `make docs` (`docs/figures.py`); every file below was made by the command beside it at the "
+             "commit beside it. Do not edit by hand.", "",
+             "| figure | what | command | commit | date |", "|---|---|---|---|---|"]
+    for dest in sorted(records):
+        r = records[dest]
+        lines.append(f"| [{dest}]({dest}) | {r['about']} | `{r['command']}` | {r['commit']} | {r['date']} |")
+    (docs / "figures.md").write_text("\n".join(lines) + "\n")
+
+
+def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT) -> dict:
+    """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its README block."""
+    out = runs / f"{fig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    words = [w.format(python=sys.executable, out=out) for w in shlex.split(fig.command)]
+    if words[0] == "physadv":
+        words = [sys.executable, "-m", "physadv.physical", *words[1:]]
+    commit = git_commit(root)
+    done = subprocess.run(words, cwd=root)
+    if done.returncode != 0:
+        raise RuntimeError(f"{fig.name}: `{fig.command}` exited with {done.returncode}")
+    info = {"command": fig.command.replace("{python} ", "python ").replace("{out}", "DIR"), "commit": commit,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "about": fig.about}
+    index = docs / "figures.json"
+    records = json.loads(index.read_text()) if index.is_file() else {}
+    for dest, pattern in fig.files.items():
+        target = docs / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(find(out, pattern), target)
+        if target.suffix == ".png":
+            stamp_png(target, info)
+        records[dest] = info
+    index.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
+    render_index(docs, records)
+    if fig.readme is not None:
+        metrics = json.loads(find(out, fig.metrics).read_text())
+        rewrite_readme(readme, fig.name, fig.readme(metrics), f"written by docs/figures.py: {info['command']} at {commit}, {info['date']}")
+    return info
+
+
+def main(argv=None, figures: list[Figure] | None = None) -> int:
+    figures = FIGURES if figures is None else figures
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default=None, help="comma-separated entry names (manual entries run only when named)")
+    p.add_argument("--list", action="store_true", help="list the entries and exit")
+    p.add_argument("--docs", default=str(ROOT / "docs"), help="where the files go (default: docs/)")
+    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    p.add_argument("--runs", default=str(ROOT / "runs" / "docs"), help="where the jobs write their run folders")
+    a = p.parse_args(argv)
+    if a.list:
+        for f in figures:
+            print(f"{f.name:20s} {'(manual) ' if f.manual else ''}{f.command}")
+        return 0
+    names = {f.name for f in figures}
+    chosen = a.only.split(",") if a.only else [f.name for f in figures if not f.manual]
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        print(f"docs/figures.py: unknown entry {', '.join(unknown)}; known: {', '.join(sorted(names))}", file=sys.stderr)
+        return 2
+    for f in figures:
+        if f.name in chosen:
+            info = run_entry(f, Path(a.docs), Path(a.readme), Path(a.runs))
+            print(f"{f.name}: {', '.join(f.files)} <- {info['command']} at {info['commit']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
