@@ -38,6 +38,7 @@ class AttackJobConfig:
     transfer_models: list = field(default_factory=list)  # UAP: other models to fool with the same perturbation; transfer: the models
     ensemble_fusion: Literal["mean_probability", "geometric_mean"] = "mean_probability"  # transfer: Liu et al.'s average of probabilities, or the geometric mean
     canvas_pad: int = 0  # spatial: > 0 pads images onto a black canvas and attacks a canvas-trained model
+    landscape: Optional[int] = None  # spatial: also write Engstrom et al.'s Figure 3 (landscape.png) for this attacked image
     show: int = 10  # images in grid.png
     seed: int = 0
     device: str = "auto"
@@ -49,6 +50,8 @@ class AttackJobConfig:
             raise ValueError(f"canvas_pad must be >= 0, got {self.canvas_pad}")
         if self.show < 0:
             raise ValueError(f"show must be >= 0, got {self.show}")
+        if self.landscape is not None and (self.landscape < 0 or (self.limit is not None and self.landscape >= self.limit)):
+            raise ValueError(f"landscape {self.landscape} is not the index of an attacked image (0 to limit - 1)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -151,6 +154,8 @@ def run_attack(name: str, cfg: AttackJobConfig, run: Path) -> dict:
         if cfg.canvas_pad and attack.max_trans is None:  # the original image's range (+-3 px), not 10% of the canvas
             attack.max_trans = attack.translation_range(data.images.shape[-1])
         extra["translation_px"] = attack.translation_range(images.shape[-1])
+        if cfg.landscape is not None:
+            extra["landscape"] = write_landscape(run / "landscape.png", model, images, labels, cfg.landscape, attack)
     if name == "uap":
         extra = fit_universal(attack, cfg, model, images, run)
     result = attack.run(images, labels, target)
@@ -238,6 +243,22 @@ def fgsm_set_level(model, images: torch.Tensor, labels: torch.Tensor, eps_max: f
         base["rho_ratio_applied_over_deepfool"] = round(base["rho_adv_l2_applied"] / df["rho_adv_l2"], 4)
         out[key] = base
     return {"fgsm_baseline": out}
+
+
+def write_landscape(path: Path, model, images: torch.Tensor, labels: torch.Tensor, index: int, attack) -> dict:
+    """Engstrom et al.'s Figure 3 for one attacked image, and how far from concave its loss surface is."""
+    from physadv.attacks.spatial import local_maxima, loss_landscape, save_landscape
+    from physadv.core.errors import PhysadvError
+
+    if index >= len(images):
+        raise PhysadvError(f"landscape {index}: only {len(images)} images are attacked")
+    trans = attack.translation_range(images.shape[-1])
+    angles, shifts, loss = loss_landscape(model, images[index], int(labels[index]), attack.max_rot, trans)
+    peaks = local_maxima(loss)
+    save_landscape(path, angles, shifts, loss, f"image {index} (label {int(labels[index])}): cross-entropy over "
+                   f"+-{trans:g} px x +-{attack.max_rot:g} degrees; {peaks} local maxima")
+    return {"image": index, "label": int(labels[index]), "grid": [len(angles), len(shifts)], "local_maxima": peaks,
+            "loss_min": round(float(loss.min()), 4), "loss_max": round(float(loss.max()), 4), "figure": str(path)}
 
 
 def fit_universal(attack, cfg: AttackJobConfig, model, test_images: torch.Tensor, run: Path) -> dict:

@@ -21,6 +21,10 @@ standard setting transforms the image within its own frame (zeros come in, what 
 the authors' released code does by default (zero-pad, rotate, translate, crop back to the input size).
 On a canvas pass ``max_trans`` of the original image (the ``spatial`` job does: +-3 px on MNIST), else the
 range would be 10% of the canvas width.
+
+``loss_landscape``: the paper's Figure 3, one image's loss over left-right translation x rotation, whose many
+local maxima show why first-order methods do poorly here and the grid search is used (``physadv attack spatial
+--set landscape=0`` writes it for the first attacked image).
 """
 from __future__ import annotations
 
@@ -161,6 +165,50 @@ class SpatialAttack(Attack):
             best = self._search(x, y, cand)
             adv, iters = rotate_translate(x, best), cand.shape[1]
         return adv, iters, {"angle": best[:, 0], "tx": best[:, 1], "ty": best[:, 2]}
+
+
+@torch.no_grad()
+def loss_landscape(model: nn.Module, image: torch.Tensor, label: int, max_rot: float = 30.0, max_trans: float = 3.0,
+                   steps: int = 61, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Engstrom et al. 2019, Figure 3: the cross-entropy of one image (``C x H x W``) over left-right translation x
+    rotation (no vertical shift), ``steps`` values of each in +-``max_trans`` px and +-``max_rot`` degrees.
+    Returns (angles, shifts, loss ``steps x steps``, rows = angles)."""
+    angles, shifts = torch.linspace(-max_rot, max_rot, steps), torch.linspace(-max_trans, max_trans, steps)
+    a, t = torch.meshgrid(angles, shifts, indexing="ij")
+    params = torch.stack([a.flatten(), t.flatten(), torch.zeros(a.numel())], 1)
+    dev = next(model.parameters()).device
+    x = image.unsqueeze(0).to(dev)
+    losses = []
+    for i in range(0, len(params), chunk):
+        p = params[i:i + chunk].to(dev)
+        logits = model(rotate_translate(x.expand(len(p), -1, -1, -1), p))
+        losses.append(F.cross_entropy(logits, torch.full((len(p),), int(label), device=dev), reduction="none").cpu())
+    return angles, shifts, torch.cat(losses).view(steps, steps)
+
+
+def local_maxima(values: torch.Tensor) -> int:
+    """Strict local maxima of a 2-D grid among their 8 neighbours: a concave function has at most one."""
+    padded = F.pad(values[None, None], (1, 1, 1, 1), value=-float("inf"))
+    neighbours = F.unfold(padded, 3).view(9, *values.shape)
+    others = torch.cat([neighbours[:4], neighbours[5:]])
+    return int((values > others.max(0).values).sum())
+
+
+def save_landscape(path, angles: torch.Tensor, shifts: torch.Tensor, loss: torch.Tensor, title: str):
+    """Figure 3's surface: loss over left-right translation (px) x rotation (degrees)."""
+    from physadv.core.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig = plt.figure(figsize=(6.2, 4.6))
+    ax = fig.add_subplot(projection="3d")
+    t, a = torch.meshgrid(shifts, angles, indexing="xy")
+    ax.plot_surface(t.numpy(), a.numpy(), loss.numpy(), cmap="viridis", linewidth=0, antialiased=True)
+    ax.set_xlabel("left-right translation (px)", fontsize=8)
+    ax.set_ylabel("rotation (degrees)", fontsize=8)
+    ax.set_zlabel("cross-entropy loss", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_title(title, fontsize=8)
+    return save_figure(fig, path)
 
 
 def register_canvas_dataset(pad: int = 8) -> str:

@@ -199,3 +199,40 @@ def test_transfer_matrix_matches_direct_evaluation(lenet_mnist, fc_mnist, mnist_
     assert ens.rows == ["ensemble-minus-lenet", "ensemble-minus-fc"]
     # all-but-one of two models is the other model alone (weight 1): same as the single-source row
     assert torch.allclose(ens.accuracy[0], table.accuracy[1])
+
+
+def test_loss_landscape_is_figure_3s_surface(lenet_mnist, mnist_test, tmp_path):
+    """Engstrom et al.'s Figure 3: the cross-entropy of one image at each (rotation, left-right shift), checked at
+    grid points against the reference warp; local maxima counted against closed forms."""
+    from physadv.attacks.spatial import local_maxima, loss_landscape
+
+    img, label = mnist_test.images[0], int(mnist_test.labels[0])
+    angles, shifts, loss = loss_landscape(lenet_mnist, img, label, steps=7)
+    assert angles.tolist() == [-30, -20, -10, 0, 10, 20, 30] and shifts.tolist() == [-3, -2, -1, 0, 1, 2, 3]
+    for i, j in [(3, 3), (0, 6), (5, 1)]:
+        warped = torch.tensor(scipy_rotate_translate(img[0].numpy(), float(angles[i]), float(shifts[j]), 0.0), dtype=torch.float32)
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy(lenet_mnist(warped[None, None]), torch.tensor([label]))
+        assert float(loss[i, j]) == pytest.approx(float(ce), rel=1e-4, abs=1e-6)
+    u = torch.linspace(-1, 1, 21)
+    bowl = -(u[:, None] ** 2 + u[None, :] ** 2)                     # concave: one maximum
+    twin = torch.exp(-((u[:, None] - 0.5) ** 2 + u[None, :] ** 2) * 20) + torch.exp(-((u[:, None] + 0.5) ** 2 + u[None, :] ** 2) * 20)
+    assert local_maxima(bowl) == 1 and local_maxima(twin) == 2
+
+
+def test_spatial_job_writes_the_landscape(tmp_path, lenet_mnist):
+    import argparse
+    import json
+
+    from physadv.attacks.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["attack", "spatial", "--limit", "3", "--out", str(tmp_path), "--set", "landscape=1",
+                              "--set", "params.rot_steps=3", "--set", "params.trans_steps=3", "--set", "show=0"])
+    assert args.func(args) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())["landscape"]
+    assert m["image"] == 1 and m["grid"] == [61, 61] and m["local_maxima"] >= 1 and (tmp_path / "landscape.png").is_file()
+    bad = parser.parse_args(["attack", "spatial", "--limit", "3", "--out", str(tmp_path / "b"), "--set", "landscape=3"])
+    with pytest.raises(PhysadvError, match="landscape 3"):
+        bad.func(bad)
