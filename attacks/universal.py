@@ -6,6 +6,17 @@ still classified as ``x`` is, DeepFool finds the minimal extra ``dv`` sending ``
 DeepFool converged within ``max_iter_df`` (as the reference code does). Stop when the fooling rate on the
 training images reaches ``1 - delta`` or after ``max_passes`` passes.
 
+Two departures from the reference code, both documented in docs/fidelity.md:
+
+- The box: the reference code has none (``x + v`` may leave the image range). Here the classifier always sees
+  ``clamp(x + v, 0, 1)``, while fitting and when attacking, and the inner DeepFool clips its iterates to [0, 1]
+  (``DeepFool(box=True)``, as foolbox and ART do); ``v`` itself is not clamped, only projected onto the ball.
+- xi's scale: ``xi`` is a norm in the images' own units (pixels in [0, 1] here, [0, 255] in the paper). What
+  matters is its share of a typical image's norm: the paper's ImageNet setting, xi = 2000 (L2) against images of
+  norm about 50,000, is about 4%; MNIST-5k digits have a median L2 norm of 9.2, so this class's default xi = 4
+  is 43% of it, ten times the paper's share. ``configs/attacks/uap-paper-scale.yaml`` sets xi = 0.37 (4%).
+  (The paper's L-inf setting, xi = 10 of 255, is 0.039 in [0, 1] pixels.)
+
 The loop is exactly sequential (the same ``v`` as checking and attacking one image at a time); only the
 bookkeeping is batched: one forward tells which of the next few images ``v`` already fools, looking ahead
 about twice the expected run of fooled images (from the fooling rate seen so far in the pass), and the rest
