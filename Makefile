@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench docs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,9 @@ test-all: setup
 bench: setup
 	$(BIN)/pip install -e '.[dev,bench]'
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+
+docs: setup  # every figure in docs/ and README number block, with its command and commit (ONLY=name,name)
+	$(BIN)/python docs/figures.py $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) runs .cache

@@ -67,7 +67,7 @@ FIGURES = [
     Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
            {"attacks/deepfool.png": "grid.png"},
            about="DeepFool on LeNet/MNIST (each iterate clipped to [0, 1]): clean / perturbation / adversarial"),
-    Figure("spatial_landscape", "physadv attack spatial --limit 20 --set landscape=0 --out {out}",
+    Figure("spatial_landscape", "physadv attack spatial --limit 20 --set landscape=5 --out {out}",
            {"attacks/spatial_landscape.png": "landscape.png"},
            about="Engstrom et al. Figure 3: the loss of one MNIST example over left-right translation x rotation"),
     Figure("wgan_gp_figure3", "{python} benchmarks/wgan_gp_figure3.py --steps 800 --every 100 --out {out}",
@@ -146,7 +146,7 @@ def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = RO
     """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its README block."""
     out = runs / f"{fig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    words = [w.format(python=sys.executable, out=out) for w in shlex.split(fig.command)]
+    words = [w.replace("{python}", sys.executable).replace("{out}", str(out)) for w in shlex.split(fig.command)]
     if words[0] == "physadv":
         words = [sys.executable, "-m", "physadv.physical", *words[1:]]
     commit = git_commit(root)

@@ -1,0 +1,62 @@
+"""docs/figures.py: a registry entry runs its job into a fresh folder, copies the files into docs/ with their
+provenance (docs/figures.md, PNG text chunks) and rewrites its README block from the job's metrics."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+JOB = ("{python} -c \"import json, sys; from PIL import Image; out = sys.argv[1]; "
+       "Image.new('RGB', (4, 3), (255, 0, 0)).save(out + '/plot.png'); "
+       "json.dump({'rate': 0.5}, open(out + '/metrics.json', 'w'))\" {out}")
+
+
+@pytest.fixture(scope="module")
+def figures():
+    spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "docs" / "figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["docs_figures"] = mod  # dataclasses resolve their annotations through the module
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_an_entry_writes_its_figure_with_command_and_commit(figures, tmp_path):
+    docs, readme, runs = tmp_path / "docs", tmp_path / "README.md", tmp_path / "runs"
+    readme.write_text("intro\n<!-- physadv:tiny -->\nold number 0.1\n<!-- /physadv:tiny -->\nend\n")
+    tiny = figures.Figure("tiny", JOB, {"sub/plot.png": "plot.png"}, readme=lambda m: f"rate **{m['rate']:.0%}**", about="a test")
+    manual = figures.Figure("never", "{python} -c \"raise SystemExit(3)\"", {}, manual=True)
+    argv = ["--docs", str(docs), "--readme", str(readme), "--runs", str(runs)]
+    assert figures.main(argv, figures=[tiny, manual]) == 0           # the manual entry is not run unless named
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    with Image.open(docs / "sub" / "plot.png") as im:
+        text = dict(im.text)
+        assert im.size == (4, 3)
+    assert text["physadv:command"] == JOB.replace("{python} ", "python ").replace("{out}", "DIR")
+    assert text["physadv:commit"].split("+")[0] == head
+    index = (docs / "figures.md").read_text()
+    assert "[sub/plot.png](sub/plot.png)" in index and head in index and "a test" in index
+    assert json.loads((docs / "figures.json").read_text())["sub/plot.png"]["commit"] == text["physadv:commit"]
+    new = readme.read_text()
+    assert new.startswith("intro\n<!-- physadv:tiny -->\nrate **50%**\n<!-- written by docs/figures.py") and new.endswith(
+        "<!-- /physadv:tiny -->\nend\n") and "old number" not in new
+    assert figures.main([*argv, "--only", "nope"], figures=[tiny]) == 2
+    with pytest.raises(RuntimeError, match="never.*exited with 3"):
+        figures.main([*argv, "--only", "never"], figures=[tiny, manual])
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="no block <!-- physadv:tiny -->"):
+        figures.main(argv, figures=[tiny])
+
+
+def test_the_registry_names_real_commands_and_the_demo_is_manual(figures):
+    names = {f.name: f for f in figures.FIGURES}
+    assert {"deepfool", "spatial_landscape", "wgan_gp_figure3", "demo"} <= set(names)
+    assert names["demo"].manual and names["demo"].readme is not None
+    for f in figures.FIGURES:
+        words = f.command.split()
+        assert words[0] in ("physadv", "{python}") and "{out}" in f.command
+        if words[0] == "{python}":
+            assert (ROOT / words[1]).is_file(), words[1]
