@@ -65,16 +65,25 @@ def _clean_photo(page, layout, pose, intr=INTR, bg=0.35):
 
 
 # --------------------------------------------------------------------------- geometry against rendering.camera
-def test_simulated_homography_is_rendering_plane_homography():
+def test_simulated_homography_matches_opencv_projection():
+    """camera_homography against OpenCV: plane points (x, y, 0) projected by cv2.projectPoints with the pose's
+    extrinsics (and, for a turned camera, R' = turn R, t' = turn t: the same camera centre), and the homography
+    cv2.findHomography fits to them."""
     pose = Pose(2.0, azimuth=25, elevation=-5, roll=3)
-    assert np.allclose(camera_homography(pose, INTR), plane_homography(pose, INTR))
-    # a turn about the camera centre keeps the centre: the object's projection moves, the distance does not
-    turn = cv2.Rodrigues(np.array([0.0, 0.02, 0.0]))[0]
-    H = camera_homography(pose, INTR, turn)
+    gx, gy = np.meshgrid(np.linspace(-0.4, 0.4, 5), np.linspace(-0.3, 0.3, 4))
+    plane = np.stack([gx.ravel(), gy.ravel()], 1)
     R, t = pose.extrinsics()
-    Rt = turn @ R
-    assert np.allclose(np.linalg.norm(-Rt.T @ (turn @ t)), pose.distance)
-    assert not np.allclose(H, plane_homography(pose, INTR))
+    turn = cv2.Rodrigues(np.array([0.0, 0.02, 0.0]))[0]
+    for rot, trans, H in [(R, t, camera_homography(pose, INTR)), (turn @ R, turn @ t, camera_homography(pose, INTR, turn))]:
+        pts3 = np.column_stack([plane, np.zeros(len(plane))])
+        px, _ = cv2.projectPoints(pts3, cv2.Rodrigues(rot)[0], trans, INTR.K, np.zeros(5))
+        px = px.reshape(-1, 2)
+        mapped = cv2.perspectiveTransform(plane.reshape(-1, 1, 2), H).reshape(-1, 2)
+        assert np.abs(mapped - px).max() < 1e-6
+        fitted, _ = cv2.findHomography(plane, px, 0)
+        assert np.allclose(H / H[2, 2], fitted / fitted[2, 2], rtol=1e-6, atol=1e-6)
+        assert np.allclose(np.linalg.norm(-rot.T @ trans), pose.distance)  # the turn keeps the camera centre
+    assert not np.allclose(camera_homography(pose, INTR, turn), camera_homography(pose, INTR))
 
 
 def test_markers_found_where_the_camera_projects_them(printed):
@@ -268,7 +277,7 @@ def test_end_to_end_with_bad_input(printed, sim_set, model, tmp_path):
     assert s["by_status"] == {"ok": 9, "missing file": 1, "unreadable": 1, "object not found": 1}
     files = write_reports(tmp_path / "report", results, report, "test report")
     text = files["markdown"].read_text()
-    assert "missing file" in text and "| adversarial | 2.5 ft | 40.0°" in text
+    assert "missing file" in text and "| 2.5 | 40 |" in text  # the Table 5 row of the 2.5 ft, 40 degree cell
     page = files["html"].read_text()
     assert page.count("data:image/png;base64,") >= 10 and "src='http" not in page and 'src="http' not in page
     with open(files["results_csv"]) as fh:
