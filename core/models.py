@@ -279,9 +279,10 @@ def build_classifier(name: str, classes: Sequence[str] | None = None, input_size
     spec = get_arch(name)
     n = len(classes) if classes is not None else spec.num_classes
     classes = list(classes) if classes is not None else [str(i) for i in range(n)]
+    build_kwargs = dict(arch_kwargs)
     if input_size is not None and spec.sized:  # its fc head follows the input side (e.g. a black canvas)
-        arch_kwargs.setdefault("image_size", input_size[-1])
-    net = spec.build(num_classes=n, **arch_kwargs)
+        build_kwargs.setdefault("image_size", input_size[-1])  # (input_size travels with the weights, so not recorded)
+    net = spec.build(num_classes=n, **build_kwargs)
     return Classifier(net, classes, input_size or spec.input_size, spec.mean, spec.std, arch=name, arch_args=arch_kwargs)
 
 

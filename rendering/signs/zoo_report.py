@@ -70,18 +70,23 @@ def grade_member(name: str, cfg: ZooReportConfig, progress: bool = True) -> dict
     return {"name": name, "family": member.family, "arch": tc.model, "hardened": member.hardened, "note": member.note,
             "input_px": int(model.input_size[-1]), "params": sum(p.numel() for p in model.parameters()),
             "seed": tc.seed, "epochs": tc.epochs, "train_seconds": trained.get("train_seconds"),
+            "train_cpu_seconds": trained.get("train_cpu_seconds"),
             "reused_cache": reused, "load_or_train_seconds": round(wall, 2), "held_out_accuracy": round(held_out, 4),
             "held_out_n": len(test), "grid_mean": round(float(grid.accuracy.mean()), 4), "grid_worst": round(grid.worst, 4),
             "pgd_robust_accuracy": round(pgd["robust_accuracy"], 4), "pgd_n": pgd["n"],
             "weights": str(cached_classifier_path(tc))}
 
 
+def _seconds(s: float | None) -> str:
+    return "?" if s is None else f"{s:.0f}"
+
+
 def markdown_table(rows: list[dict], pgd: PGDConfig) -> str:
-    head = (f"| member | family | input | params | seed | train s | held-out | grid mean | grid worst | "
+    head = (f"| member | family | input | params | seed | train s (wall / CPU) | held-out | grid mean | grid worst | "
             f"PGD-{pgd.steps} eps {pgd.eps_255:g}/255 |\n" + "|---" * 10 + "|\n")
     body = "".join(
         f"| {r['name']}{' (hardened)' if r['hardened'] else ''} | {r['family']} | {r['input_px']} px | "
-        f"{r['params'] / 1e3:.0f}k | {r['seed']} | {r['train_seconds'] if r['train_seconds'] is not None else '?'} | "
+        f"{r['params'] / 1e3:.0f}k | {r['seed']} | {_seconds(r['train_seconds'])} / {_seconds(r['train_cpu_seconds'])} | "
         f"{100 * r['held_out_accuracy']:.2f}% | {100 * r['grid_mean']:.2f}% | {100 * r['grid_worst']:.1f}% | "
         f"{100 * r['pgd_robust_accuracy']:.1f}% |\n" for r in rows)
     return head + body
