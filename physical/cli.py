@@ -14,7 +14,7 @@ import traceback
 from physadv.core.errors import PhysadvError
 
 # in the order `physadv --help` lists them
-JOB_MODULES = ["physadv.physical.demo", "physadv.core.cli", "physadv.attacks.cli", "physadv.gans.cli", "physadv.rendering.cli", "physadv.rendering.signs.cli", "physadv.physical.design_cli",
+JOB_MODULES = ["physadv.physical.demo", "physadv.core.cli", "physadv.attacks.cli", "physadv.gans.cli", "physadv.rendering.cli", "physadv.rendering.signs.cli", "physadv.rendering.signs.detector_cli", "physadv.physical.design_cli",
                "physadv.printing.cli", "physadv.capture.cli"]
 
 
