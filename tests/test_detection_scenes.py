@@ -170,3 +170,22 @@ def test_sign_detector_ap50_bar():
     job = load_config(SignDetectorJob, DEFAULT_CONFIG)
     result = evaluate_detector(sign_detector(job, progress=False), load_scenes("test", job.scenes, progress=False), progress=False)
     assert result["ap50"] >= 0.90, result["per_class"]
+
+
+def test_signs_detector_job_writes_metrics_and_picture(tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+
+    from physadv.rendering.signs.detector_cli import _run
+
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
+    sets = ["scenes.camera.width=128", "scenes.camera.height=96", "scenes.layout.distance_m=[3.0,8.0]",
+            "scenes.train_scenes=4", "scenes.test_scenes=2", "detector.width=0.5", "detector.head_width=8",
+            "detector.epochs=1", "detector.warmup_steps=1", "pictures=2", "score_thresh=0.0"]
+    args = argparse.Namespace(config="configs/signs/detector.yaml", overrides=sets, out=str(tmp_path / "run"), retrain=False)
+    assert _run(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0.0 <= metrics["ap50"] <= 1.0 and metrics["reused_cache"] is False and metrics["test_scenes"] == 2
+    assert (tmp_path / "run" / "detections.png").is_file() and (tmp_path / "run" / "config.yaml").is_file()
+    assert "AP50" in capsys.readouterr().out
+    assert _run(args) == 0 and json.loads((tmp_path / "run" / "metrics.json").read_text())["reused_cache"] is True

@@ -98,6 +98,9 @@ def draw_detections(path, data, detections: list[dict], n: int, score_thresh: fl
         pic = draw_bounding_boxes((image * 255).to(torch.uint8), target["boxes"], colors="lime", width=1)
         d = detections[i]
         keep = d["scores"] >= score_thresh
+        if not bool(keep.any()):
+            tiles.append(pic.float() / 255)
+            continue
         names = [f"{classes[int(lab)]} {float(s):.2f}" for lab, s in zip(d["labels"][keep], d["scores"][keep])]
         pic = draw_bounding_boxes(pic, d["boxes"][keep], names, colors="yellow", width=2)
         tiles.append(pic.float() / 255)
