@@ -93,7 +93,9 @@ class DetectorVictim(Victim):
     """A ``core.detection.Detector`` behind the victim protocol (see the module docstring).
 
     ``overlap``: IoU for a candidate to count as the object's in the losses; ``match_iou`` and ``score_thresh``:
-    what counts as a detection of the object when judging."""
+    what counts as a detection of the object when judging. ``input_size`` is ``(3, H, W)`` of the frames a
+    detector was built for (the sign-world detector's), ``(3, 0, 0)`` when it takes any size (torchvision's
+    transform resizes; boxes come back in the view's pixels either way)."""
 
     def __init__(self, detector: Detector, name: str | None = None, overlap: float = 0.3, match_iou: float = 0.5,
                  score_thresh: float = 0.5):
