@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from physadv.core.config import config_hash, to_dict
 from physadv.core.errors import PhysadvError
-from physadv.core.io import atomic_write_text
+from physadv.core.io import atomic_write_text, cache_dir
 from physadv.core.robust import PGDConfig, robust_accuracy
 from physadv.core.train import cached_classifier_path, cached_metrics, evaluate
 from physadv.core.zoo import ZOO_FILE, get_zoo_classifier, zoo_member, zoo_names
 from physadv.rendering.signs.classifier import GridConfig, SignsConfig, evaluate_grid
+from physadv.rendering.signs.world import world_from
 
 
 @dataclass
@@ -50,20 +52,38 @@ class ZooReportConfig:
         return [n for n in names if self.hardened or not zoo_member(n, self.zoo).hardened or n in self.only]
 
 
-def grade_member(name: str, cfg: ZooReportConfig, progress: bool = True) -> dict:
-    """Train (or reuse) member ``name`` and measure it: one row of the table."""
-    from physadv.core.zoo import torch_threads
+def grade_path(tc, cfg: ZooReportConfig) -> Path:
+    """Where a member's row is cached: by its recipe (the weights' cache key) and the grading settings."""
+    grading = config_hash({"grid": to_dict(cfg.grid), "pgd": to_dict(cfg.pgd), "pgd_limit": cfg.pgd_limit, "seed": cfg.seed})
+    return cache_dir("zoo") / f"{cached_classifier_path(tc).stem}-{grading}.json"
 
+
+def grade_member(name: str, cfg: ZooReportConfig, progress: bool = True) -> dict:
+    """Train (or reuse) member ``name`` and measure it: one row of the table (cached: grading the same weights the
+    same way gives the same row, so a second run, or a run after several ``--only`` runs in parallel, is quick)."""
     member = zoo_member(name, cfg.zoo)
     tc = member.train
     reused = cached_classifier_path(tc).is_file()
+    cached = grade_path(tc, cfg)
+    if reused and cached.is_file():
+        row = json.loads(cached.read_text())
+        return {**row, "name": name, "family": member.family, "note": member.note, "reused_cache": True}
+    row = _measure(name, member, cfg, progress)
+    atomic_write_text(cached, json.dumps(row, indent=2))
+    return {**row, "reused_cache": reused}
+
+
+def _measure(name: str, member, cfg: ZooReportConfig, progress: bool) -> dict:
+    from physadv.core.zoo import torch_threads
+
+    tc = member.train
     start = time.time()
     model = get_zoo_classifier(name, progress=progress, path=cfg.zoo, threads=cfg.threads)
     wall = time.time() - start
     with torch_threads(cfg.threads):
         test = tc.data.load("test")
         held_out = evaluate(model, test, progress=False)["accuracy"]
-        grid = evaluate_grid(model, SignsConfig(grid=cfg.grid), progress=progress)
+        grid = evaluate_grid(model, SignsConfig(world=world_from(tc.data.root), grid=cfg.grid), progress=progress)
         attacked = test.subset(cfg.pgd_limit or None, seed=cfg.seed)
         pgd = robust_accuracy(model, attacked.images, attacked.labels, cfg.pgd, seed=cfg.seed, progress=progress)
     trained = cached_metrics(tc) or {}
@@ -71,7 +91,7 @@ def grade_member(name: str, cfg: ZooReportConfig, progress: bool = True) -> dict
             "input_px": int(model.input_size[-1]), "params": sum(p.numel() for p in model.parameters()),
             "seed": tc.seed, "epochs": tc.epochs, "train_seconds": trained.get("train_seconds"),
             "train_cpu_seconds": trained.get("train_cpu_seconds"),
-            "reused_cache": reused, "load_or_train_seconds": round(wall, 2), "held_out_accuracy": round(held_out, 4),
+            "load_or_train_seconds": round(wall, 2), "held_out_accuracy": round(held_out, 4),
             "held_out_n": len(test), "grid_mean": round(float(grid.accuracy.mean()), 4), "grid_worst": round(grid.worst, 4),
             "pgd_robust_accuracy": round(pgd["robust_accuracy"], 4), "pgd_n": pgd["n"],
             "weights": str(cached_classifier_path(tc))}
