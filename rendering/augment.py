@@ -17,11 +17,13 @@ than a small classifier's forward and backward; see ``benchmarks/render_eot.py``
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from physadv.core.errors import PhysadvError
@@ -132,6 +134,24 @@ def jpeg(images: torch.Tensor, quality: torch.Tensor | list[float]) -> torch.Ten
     return images + (decoded - images).detach()
 
 
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-image isotropic Gaussian blur of ``N x C x H x W`` images, ``sigma`` (``N``) in pixels (0: unchanged);
+    separable, reflect-padded, one kernel radius (3 sigma of the largest) for the batch."""
+    radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
+    if radius == 0:
+        return images
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    s = sigma.to(images.dtype).clamp(min=1e-3).view(-1, 1)
+    k = torch.exp(-0.5 * (x / s) ** 2)
+    k = k / k.sum(1, keepdim=True)  # n x K
+    n, c, h, w = images.shape
+    pad = F.pad(images, (radius,) * 4, mode="reflect").reshape(1, n * c, h + 2 * radius, w + 2 * radius)
+    kk = k.repeat_interleave(c, 0).to(images.device)
+    out = F.conv2d(pad, kk.view(n * c, 1, 1, -1), groups=n * c)
+    out = F.conv2d(out, kk.view(n * c, 1, -1, 1), groups=n * c)
+    return out.view(n, c, h, w)
+
+
 class StraightThroughJPEG(K.RandomJPEG):
     """Kornia's ``RandomJPEG`` (same parameters, same replay) with libjpeg's codec and a straight-through gradient."""
 
@@ -197,3 +217,112 @@ class EOTAugment(nn.Module):
         out = self.stack(x, params=params)
         self._params = self.stack._params
         return out.clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- 2D transformations and placement
+@dataclass
+class FlatConfig:
+    """2D transformations (Athalye et al. 2018, Table 4, the 2D case); ``contrast`` is opt-in (not in the table)."""
+
+    rotation_deg: tuple[float, float] = (-22.5, 22.5)
+    scale: tuple[float, float] = (0.9, 1.4)
+    translate: float = 0.1  # fraction of the image size, each way
+    brightness: tuple[float, float] = (-0.05, 0.05)  # lighten / darken (added)
+    contrast: tuple[float, float] = (1.0, 1.0)
+    noise_std: tuple[float, float] = (0.0, 0.1)
+    fill: float = 0.0  # outside the transformed image
+
+    def validate(self) -> None:
+        for name in ("rotation_deg", "scale", "brightness", "contrast", "noise_std"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: min {lo} is greater than max {hi}")
+        if self.scale[0] <= 0:
+            raise ValueError(f"scale must be positive, got {list(self.scale)}")
+        if not 0 <= self.translate < 1:
+            raise ValueError(f"translate must be in [0, 1), got {self.translate}")
+
+
+@dataclass
+class FlatParams:
+    """One sampled 2D transformation per image (replay it on another image with ``flat_transform``)."""
+
+    angle: torch.Tensor  # degrees
+    scale: torch.Tensor
+    shift: torch.Tensor  # N x 2, pixels
+    brightness: torch.Tensor
+    contrast: torch.Tensor
+    noise: torch.Tensor  # N x C x H x W
+
+
+def _u(lo_hi: tuple[float, float], n: int, g: torch.Generator) -> torch.Tensor:
+    return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * torch.rand(n, generator=g)
+
+
+def sample_flat(cfg: FlatConfig, shape: tuple[int, ...], g: torch.Generator) -> FlatParams:
+    n, c, h, w = shape
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * cfg.translate * torch.tensor([w, h])
+    std = _u(cfg.noise_std, n, g).view(n, 1, 1, 1)
+    return FlatParams(_u(cfg.rotation_deg, n, g), _u(cfg.scale, n, g), shift, _u(cfg.brightness, n, g),
+                      _u(cfg.contrast, n, g), std * torch.randn(n, c, h, w, generator=g))
+
+
+def flat_transform(images: torch.Tensor, p: FlatParams, fill: float = 0.0) -> torch.Tensor:
+    """Rotate, scale and translate about the centre (Kornia ``warp_affine``), fill outside, then contrast,
+    brightness and noise; differentiable with respect to the images."""
+    from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+
+    n, c, h, w = images.shape
+    if len(p.angle) != n:
+        raise PhysadvError(f"{len(p.angle)} sampled transformations for {n} images")
+    dev = images.device
+    centre = torch.tensor([[(w - 1) / 2, (h - 1) / 2]], device=dev).expand(n, 2)
+    A = get_rotation_matrix2d(centre, p.angle.to(dev), p.scale.to(dev).view(n, 1).expand(n, 2)).clone()
+    A[:, :, 2] += p.shift.to(dev)
+    warped = warp_affine(torch.cat([images, torch.ones(n, 1, h, w, device=dev)], 1), A, (h, w), align_corners=True)
+    img = warped[:, :c] + (1 - warped[:, c:]) * fill
+    img = (img - 0.5) * p.contrast.to(dev).view(n, 1, 1, 1) + 0.5 + p.brightness.to(dev).view(n, 1, 1, 1)
+    return (img + p.noise.to(dev)).clamp(0, 1)
+
+
+@dataclass
+class PlacementConfig:
+    """Where a patch goes (Brown et al. 2017): a random place, at a random share of the carrier's area, turned."""
+
+    area: tuple[float, float] = (0.08, 0.20)  # fraction of the carrier the patch covers
+    rotation_deg: tuple[float, float] = (-45.0, 45.0)
+
+    def validate(self) -> None:
+        lo, hi = self.area
+        if not 0 < lo <= hi < 1:
+            raise ValueError(f"area must satisfy 0 < min <= max < 1, got {list(self.area)}")
+        if self.rotation_deg[0] > self.rotation_deg[1]:
+            raise ValueError(f"rotation_deg: min greater than max {list(self.rotation_deg)}")
+
+
+def paste(carriers: torch.Tensor, patch: torch.Tensor, mask: torch.Tensor, cfg: PlacementConfig,
+          g: torch.Generator, where: torch.Tensor | None = None) -> torch.Tensor:
+    """Paste ``patch`` (``3 x P x P``, shape ``mask`` ``1 x P x P``) into each carrier (``N x C x H x W``) at a random
+    place, scale and rotation, wholly inside the carrier (Kornia ``warp_affine``; differentiable in ``patch``).
+    ``where`` (``1 x H x W``): only there may the patch show (e.g. the object's face)."""
+    from kornia.geometry.transform import warp_affine
+
+    n, c, h, w = carriers.shape
+    P = patch.shape[-1]
+    side = torch.sqrt(_u(cfg.area, n, g) * h * w)  # patch side in carrier pixels
+    s = side / P
+    ang = torch.deg2rad(_u(cfg.rotation_deg, n, g))
+    half = side * (abs(torch.cos(ang)) + abs(torch.sin(ang))) / 2  # half extent of the turned patch
+    cx = half + (w - 2 * half).clamp(min=0) * torch.rand(n, generator=g)
+    cy = half + (h - 2 * half).clamp(min=0) * torch.rand(n, generator=g)
+    # patch pixel (u, v) -> carrier: R * s * ((u, v) - centre of the patch) + (cx, cy)
+    cos, sin = torch.cos(ang) * s, torch.sin(ang) * s
+    pc = (P - 1) / 2
+    A = torch.stack([torch.stack([cos, -sin, cx - 0.5 - (cos * pc - sin * pc)], 1),
+                     torch.stack([sin, cos, cy - 0.5 - (sin * pc + cos * pc)], 1)], 1).to(carriers)
+    rgba = torch.cat([patch * mask, mask], 0)[None].expand(n, -1, -1, -1)
+    if c == 1:
+        rgba = torch.cat([rgba[:, :3].mean(1, keepdim=True), rgba[:, 3:]], 1)
+    warped = warp_affine(rgba, A, (h, w), align_corners=True)
+    keep = 1 if where is None else where.to(carriers)
+    return warped[:, :c] * keep + (1 - warped[:, c:] * keep) * carriers  # premultiplied colour over the carrier

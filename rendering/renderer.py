@@ -11,13 +11,17 @@ it commutes with compositing), without the full-resolution canvas. Use it when t
 whole view at a lower resolution and the camera effects are applied at that resolution.
 
 Shading is PyTorch3D's ``HardPhongShader`` with one directional light and a white material
-(``(ambient + diffuse) * texel + specular``), evaluated on sRGB values as PyTorch3D does.
+(``(ambient + diffuse) * texel + specular``), evaluated in linear light (the project's convention, DESIGN.md
+section 3): the texture is converted from sRGB and sampled, lit, clamped where the sensor saturates, and converted back to sRGB
+before they are composited over the (sRGB) backgrounds. PyTorch3D's shader on the linearised texture, followed
+by the sRGB encoding, gives the same image.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from physadv.core.colour import linear_to_srgb, srgb_to_linear
 from physadv.core.errors import PhysadvError
 from physadv.rendering.fragments import FragmentPool
 from physadv.rendering.lights import Lights
@@ -81,15 +85,17 @@ def render(texture: torch.Tensor, pool: FragmentPool, indices: torch.Tensor | li
 
     uv = take(pool.uv)
     grid = torch.stack([uv[0] * 2 - 1, 1 - uv[1] * 2], -1).to(texture.dtype)
-    texels = sample_texture(texture, grid)
+    texels = sample_texture(srgb_to_linear(texture), grid)  # reflectance is interpolated in linear light
     textured = take(pool.textured)
     if not bool(textured.all()):
-        base = torch.tensor(pool.base_color, dtype=texels.dtype, device=texels.device)
+        base = srgb_to_linear(torch.tensor(pool.base_color, dtype=texels.dtype, device=texels.device))
         texels = torch.where(textured, texels, base[:, None])
     batch = torch.repeat_interleave(torch.arange(n, device=idx.device), counts)
-    colour = shade(texels, take(pool.normal), take(pool.to_camera), lights, counts.tolist() if len(lights) == n else None)
-    if clamp:  # clamping samples keeps the composite (a convex combination) in [0, 1]
+    colour = shade(texels, take(pool.normal), take(pool.to_camera), lights,
+                   counts.tolist() if len(lights) == n else None)  # light acts in linear light
+    if clamp:  # the sensor saturates; clamped samples keep the composite (a convex combination) in [0, 1]
         colour = colour.clamp(0, 1)
+    colour = linear_to_srgb(colour)
     # composite: start from the background times (1 - coverage) (at the pool's resolution, box-filtered
     # when downsampling), then box-filter the samples into their output pixels (premultiplied colour),
     # in one flat N x 3 x h x w buffer

@@ -21,15 +21,23 @@ POSES = [Pose(3.0, 30, 10, 5), Pose(2.5, -50, -5, 0), Pose(3.5, 160, 20, -10)]
 
 
 def pytorch3d_render(mesh, poses, cam, lights, bg, supersample=1):
-    """PyTorch3D's own MeshRenderer with the shader ours reproduces (hard Phong, one directional light)."""
+    """PyTorch3D's own MeshRenderer with the shader ours reproduces (hard Phong, one directional light), in linear
+    light as the project's convention has it: the texture and background linearised, the image sRGB-encoded."""
     from pytorch3d.renderer import BlendParams, HardPhongShader, MeshRasterizer, MeshRenderer, RasterizationSettings
+
+    from physadv.core.colour import linear_to_srgb, srgb_to_linear
 
     cams = pytorch3d_cameras(poses, cam, supersample)
     l3, mat = lights.to_pytorch3d()
     settings = RasterizationSettings(image_size=(cam.height * supersample, cam.width * supersample), faces_per_pixel=1, bin_size=0)
+    bg_lin = tuple(float(v) for v in srgb_to_linear(torch.tensor(bg)))
     r = MeshRenderer(MeshRasterizer(cameras=cams, raster_settings=settings),
-                     HardPhongShader(cameras=cams, lights=l3, materials=mat, blend_params=BlendParams(background_color=bg)))
-    return r(mesh.to_pytorch3d().extend(len(poses)))[..., :3].permute(0, 3, 1, 2)
+                     HardPhongShader(cameras=cams, lights=l3, materials=mat, blend_params=BlendParams(background_color=bg_lin)))
+    from dataclasses import replace
+
+    linear = replace(mesh, texture=srgb_to_linear(mesh.texture),
+                     base_color=tuple(float(v) for v in srgb_to_linear(torch.tensor(mesh.base_color))))
+    return linear_to_srgb(r(linear.to_pytorch3d().extend(len(poses)))[..., :3].permute(0, 3, 1, 2))
 
 
 @pytest.mark.parametrize("mesh", [sign_plate("octagon", post_length=1.0), sphere(0.4, 16, 32)], ids=["sign", "sphere"])

@@ -15,3 +15,13 @@ from physadv.rendering.signs.classifier import SignsConfig, get_sign_classifier 
 
 __all__ = ["SignSpec", "SignsConfig", "WorldConfig", "all_textures", "crop_window", "generate_signs", "get_sign_classifier",
            "gtsrb_crop", "load_signs", "photograph_sign", "sign_classes", "sign_spec", "sign_texture"]
+
+
+def _sign_model():
+    return get_sign_classifier()
+
+
+from physadv.core.victims import register_model  # noqa: E402
+
+register_model("sign", _sign_model)
+register_model("signs", _sign_model)

@@ -217,23 +217,6 @@ def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator) -> list[Pose]:
             for i in range(n)]
 
 
-def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-image isotropic Gaussian blur (sigma in pixels; 0 leaves the image unchanged)."""
-    radius = int(math.ceil(3 * float(sigma.max()))) if len(sigma) else 0
-    if radius == 0:
-        return images
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype)
-    s = sigma.to(images.dtype).clamp(min=1e-3).view(-1, 1)
-    k = torch.exp(-0.5 * (x / s) ** 2)
-    k = k / k.sum(1, keepdim=True)  # n x K
-    n, c, h, w = images.shape
-    pad = F.pad(images, (radius,) * 4, mode="reflect").reshape(1, n * c, h + 2 * radius, w + 2 * radius)
-    kk = k.repeat_interleave(c, 0)
-    out = F.conv2d(pad, kk.view(n * c, 1, 1, -1), groups=n * c)
-    out = F.conv2d(out, kk.view(n * c, 1, -1, 1), groups=n * c)
-    return out.view(n, c, h, w)
-
-
 class _BackgroundPool:
     """A fixed library of backgrounds (drawn once with ``rendering.backgrounds.sample_backgrounds``,
     seed 0, twice the crop size); each sample takes a random crop of one, maybe mirrored."""
@@ -274,61 +257,127 @@ def render_signs(labels: torch.Tensor, poses: list[Pose], cfg: WorldConfig, g: t
 
     ``textures``: the sign textures in *linear* RGB plus alpha (``linear_textures``), to reuse across batches.
     """
-    n = len(labels)
     lin_all, alpha_all = textures or linear_textures(cfg.texture_px)
     classes = sign_classes()
+    groups = [(torch.nonzero(labels == lab).flatten().tolist(), sign_spec(classes[lab])) for lab in labels.unique().tolist()]
+    shot = photograph_planar(lin_all[labels], alpha_all[labels], [(idx, spec.size_m, spec.outline()) for idx, spec in groups],
+                             poses, cfg, g, backgrounds)
+    return SignBatch(shot.images, labels, torch.tensor([p.distance for p in poses]),
+                     torch.tensor([p.off_axis for p in poses]), shot.footprint_px)
+
+
+@dataclass
+class Shot:
+    """What ``photograph_planar`` returns: crops (or frames), the camera-pixel windows they show, and the object's
+    width in camera pixels."""
+
+    images: torch.Tensor
+    windows: list[tuple[float, float, float, float]]
+    footprint_px: torch.Tensor
+
+
+def light_texture(lin: torch.Tensor, light: LightConfig, g: torch.Generator) -> torch.Tensor:
+    """Light each view's texture (``N x 3 x h x w`` in *linear* light): exposure gain x colour temperature x a
+    linear shading gradient in a random direction, clamped where the sensor saturates; returns sRGB."""
+    n, _, h, w = lin.shape
+    gain = _uniform(light.gain, n, g).float().view(n, 1, 1, 1)
+    tint = temperature_rgb(_uniform(light.temperature_k, n, g)).view(n, 3, 1, 1)
+    theta = torch.rand(n, generator=g) * 2 * math.pi
+    ramp_x, ramp_y = torch.linspace(-0.5, 0.5, w), torch.linspace(-0.5, 0.5, h)
+    grad = (torch.cos(theta).view(n, 1, 1) * ramp_x.view(1, 1, w) + torch.sin(theta).view(n, 1, 1) * ramp_y.view(1, h, 1))
+    shade = (1 + light.shading * torch.rand(n, generator=g).view(n, 1, 1) * grad).unsqueeze(1)
+    return linear_to_srgb((lin * (gain * tint * shade)).clamp(0, 1))
+
+
+def photograph_planar(lin: torch.Tensor, alpha: torch.Tensor, groups: list, poses: list[Pose], cfg: WorldConfig,
+                      g: torch.Generator, backgrounds: _BackgroundPool | None = None) -> Shot:
+    """Photograph planar objects through the world's light and camera, cropped GTSRB-style.
+
+    ``lin``/``alpha``: each view's texture in linear light (``N x 3 x h x w``) and its alpha (``N x 1 x h x w``);
+    ``groups``: ``(view indices, size_m (width, height) or side, outline in plane metres)`` per physical object, so
+    each group is warped in one batch. Differentiable with respect to ``lin`` (JPEG passes the gradient through).
+    """
+    n = len(poses)
     intr = cfg.camera.intrinsics()
     G = cfg.work_px
     bgs = (backgrounds or background_pool(tuple(cfg.backgrounds), G)).sample(n, g)
-    # light on the sign, in linear light
-    gain = _uniform(cfg.light.gain, n, g).float().view(n, 1, 1, 1)
-    tint = temperature_rgb(_uniform(cfg.light.temperature_k, n, g)).view(n, 3, 1, 1)
-    theta = torch.rand(n, generator=g) * 2 * math.pi
-    S = lin_all.shape[-1]
-    ramp = torch.linspace(-0.5, 0.5, S)
-    grad = (torch.cos(theta).view(n, 1, 1) * ramp.view(1, 1, S) + torch.sin(theta).view(n, 1, 1) * ramp.view(1, S, 1))
-    shade = (1 + cfg.light.shading * torch.rand(n, generator=g).view(n, 1, 1) * grad).unsqueeze(1)
-    lit = linear_to_srgb((lin_all[labels] * (gain * tint * shade)).clamp(0, 1))
-    texture = torch.cat([lit, alpha_all[labels]], 1)
+    texture = torch.cat([light_texture(lin, cfg.light, g), alpha], 1)
+    outlines = [None] * n
+    for idx, _, outline in groups:
+        for i in idx:
+            outlines[i] = outline
+    windows, widths = crop_windows(poses, outlines, intr, cfg, g)
+    image = torch.empty(n, 3, G, G)  # one batched warp per physical object (each has its own size and outline)
+    for idx, size_m, outline in groups:
+        out = render_planar(texture[idx], [poses[i] for i in idx], intr, size_m, backgrounds=bgs[idx],
+                            supersample=cfg.supersample, windows=[windows[i] for i in idx], out_hw=(G, G), outline_m=outline)
+        image[idx] = out.image
+    win_px = torch.tensor([math.sqrt((w[2] - w[0]) * (w[3] - w[1])) for w in windows])
+    return Shot(camera_effects(image, G / win_px, cfg.effects, cfg.crop_px, g), windows, torch.tensor(widths))
 
-    # the crop window (in camera pixels) around each sign's projected outline, with detector-like jitter
+
+def photograph_frames(lin: torch.Tensor, alpha: torch.Tensor, groups: list, poses: list[Pose], cfg: WorldConfig,
+                      g: torch.Generator, frame_px: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Whole frames (the world camera scaled to ``frame_px`` wide) of planar objects, as ``photograph_planar`` lights
+    and photographs them, and each object's box (x0, y0, x1, y1 in torchvision's pixel convention)."""
+    from physadv.rendering.backgrounds import sample_backgrounds
+
+    n = len(poses)
+    intr = cfg.camera.intrinsics().scaled(frame_px)
+    bgs = sample_backgrounds(n, intr.height, intr.width, tuple(cfg.backgrounds), g)
+    texture = torch.cat([light_texture(lin, cfg.light, g), alpha], 1)
+    image, boxes = torch.empty(n, 3, intr.height, intr.width), torch.empty(n, 4)
+    for idx, size_m, outline in groups:
+        out = render_planar(texture[idx], [poses[i] for i in idx], intr, size_m, backgrounds=bgs[idx],
+                            supersample=cfg.supersample, outline_m=outline)
+        image[idx], boxes[idx] = out.image, out.bbox.float() + 0.5  # OpenCV pixel edges -> torchvision's
+    scale = torch.full((n,), frame_px / cfg.camera.width)  # frame pixels per camera pixel
+    return camera_effects(image, scale, cfg.effects, None, g), boxes
+
+
+def _pixelate(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """Area-average to the camera's coarser resolution (``1 / scale`` of the grid), then back up bilinearly."""
+    H, W = image.shape[-2:]
+    small = F.interpolate(image, size=(max(1, int(round(H / scale))), max(1, int(round(W / scale)))), mode="area")
+    return F.interpolate(small, size=(H, W), mode="bilinear", align_corners=False)
+
+
+def crop_windows(poses: list[Pose], outlines: list[np.ndarray], intr: Intrinsics, cfg: WorldConfig, g: torch.Generator):
+    """The crop window (camera pixels) around each object's projected outline, with detector-like jitter; and the
+    outline's width in camera pixels."""
+    n = len(poses)
     windows, widths = [], []
     jit = (torch.rand(n, 4, generator=g, dtype=torch.float64) * 2 - 1) * cfg.box_jitter
-    for i, (lab, pose) in enumerate(zip(labels.tolist(), poses)):
-        spec = sign_spec(classes[lab])
-        box = bbox_of(apply_homography(plane_homography(pose, intr), spec.outline()))
+    for i, pose in enumerate(poses):
+        box = bbox_of(apply_homography(plane_homography(pose, intr), outlines[i]))
         w, h = box[2] - box[0], box[3] - box[1]
         box = box + jit[i].numpy() * np.array([w, h, w, h])
         windows.append(crop_window(box, cfg.margin))
         widths.append(w)
-    # one batched warp per class (each has its own physical size and outline)
-    image = torch.empty(n, 3, G, G)
-    for lab in labels.unique().tolist():
-        idx = torch.nonzero(labels == lab).flatten().tolist()
-        spec = sign_spec(classes[lab])
-        out = render_planar(texture[idx], [poses[i] for i in idx], intr, spec.size_m, backgrounds=bgs[idx],
-                            supersample=cfg.supersample, windows=[windows[i] for i in idx], out_hw=(G, G),
-                            outline_m=spec.outline())
-        image[idx] = out.image
+    return windows, widths
 
-    # camera: scale between camera pixels and the working grid
-    win_px = torch.tensor([math.sqrt((w[2] - w[0]) * (w[3] - w[1])) for w in windows])
-    scale = G / win_px  # working pixels per camera pixel
-    e = cfg.effects
-    image = _gaussian_blur(image, _uniform(e.blur_px, n, g).float() * scale)
-    for i in torch.nonzero(scale > 1).flatten().tolist():  # camera coarser than the grid: pixelate
-        cam = max(1, int(round(float(win_px[i]))))
-        small = F.interpolate(image[i : i + 1], size=(cam, cam), mode="area")
-        image[i] = F.interpolate(small, size=(G, G), mode="bilinear", align_corners=False)[0]
+
+def camera_effects(image: torch.Tensor, scale: torch.Tensor, e: CameraEffects, out_px: int | None,
+                   g: torch.Generator) -> torch.Tensor:
+    """The camera, given per camera pixel, on images rendered ``scale`` working pixels per camera pixel: defocus
+    blur (sigma scaled), pixelation where the camera is coarser than the grid, sensor noise (falling with the
+    averaging of ``1 / scale**2`` pixels), contrast and brightness (on sRGB values), JPEG; then the resize to
+    ``out_px`` (None: keep the size)."""
+    from physadv.rendering.augment import gaussian_blur
+
+    n, _, H, W = image.shape
+    image = gaussian_blur(image, _uniform(e.blur_px, n, g).float() * scale)
+    if bool((scale > 1).any()):  # camera coarser than the grid: pixelate (out of place, for autograd)
+        image = torch.cat([_pixelate(image[i : i + 1], float(scale[i])) if scale[i] > 1 else image[i : i + 1] for i in range(n)])
     noise_std = _uniform(e.noise_std, n, g).float() * scale.clamp(max=1)
     image = image + noise_std.view(n, 1, 1, 1) * torch.randn(image.shape, generator=g)
     contrast = _uniform(e.contrast, n, g).float().view(n, 1, 1, 1)
     bright = _uniform(e.brightness, n, g).float().view(n, 1, 1, 1)
     image = ((image - 0.5) * contrast + 0.5 + bright).clamp(0, 1)
     image = jpeg(image, _uniform(e.jpeg_quality, n, g))  # the real codec, its gradient passed straight through
-    crops = F.interpolate(image, size=(cfg.crop_px, cfg.crop_px), mode="bilinear", align_corners=False, antialias=True)
-    return SignBatch(crops.clamp(0, 1), labels, torch.tensor([p.distance for p in poses]),
-                     torch.tensor([p.off_axis for p in poses]), torch.tensor(widths))
+    if out_px is not None and (H, W) != (out_px, out_px):
+        image = F.interpolate(image, size=(out_px, out_px), mode="bilinear", align_corners=False, antialias=True)
+    return image.clamp(0, 1)
 
 
 def photograph_sign(texture: torch.Tensor, sign: str, poses: list[Pose], cfg: WorldConfig, g: torch.Generator,
