@@ -23,6 +23,11 @@ Losses on a classifier's log-probabilities ``l = log softmax(z)``:
   Carlini and Wagner's f_6 (2017, section V.A). On one classifier ``l_j - l_t = z_j - z_t``, so this is their
   logit margin exactly; on an averaged ensemble it is the margin of the fused log-probabilities.
 
+Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
+world: the built-in sign classifier), a zoo member (``core.zoo``), a ``core.models`` registry name, a physadv
+classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights,
+``core.imagenet``); several names make an ensemble.
+
 Implementations: ``ClassifierVictim`` (one ``core.models.Classifier``) and ``EnsembleVictim`` (several, each
 seeing the same view through its own input size) whose fusion is a named option:
 
@@ -34,7 +39,8 @@ seeing the same view through its own input size) whose fusion is a named option:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from pathlib import Path
+from typing import Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -152,6 +158,11 @@ class Victim(nn.Module):
             return t.device
         return torch.device("cpu")
 
+    def classes_of(self, objective: Objective) -> tuple[int | None, int | None]:
+        """(source, target) indices the objective needs (a classifier's targeted objective ignores the source)."""
+        source = None if objective.kind == "targeted" else self.index(objective.source)
+        return source, self.index(objective.target)
+
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
         raise NotImplementedError
 
@@ -198,13 +209,13 @@ class ClassifierVictim(Victim):
         return F.log_softmax(self.model(self.prepare(views)), dim=1)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
-        return log_prob_loss(self.log_probs(views), objective, self.index(objective.source), self.index(objective.target))
+        return log_prob_loss(self.log_probs(views), objective, *self.classes_of(objective))
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
         p = self.log_probs(views).exp()
         score, pred = p.max(dim=1)
-        return Verdict(pred, score, success_of(pred, objective, self.index(objective.source), self.index(objective.target)), p)
+        return Verdict(pred, score, success_of(pred, objective, *self.classes_of(objective)), p)
 
 
 class EnsembleVictim(Victim):
@@ -251,7 +262,7 @@ class EnsembleVictim(Victim):
         return torch.logsumexp(stacked + logw, dim=0)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
-        s, t = self.index(objective.source), self.index(objective.target)
+        s, t = self.classes_of(objective)
         logps = self.member_log_probs(views)
         if self.fusion == "mean_probability":
             return log_prob_loss(self.fused_log_probs(logps), objective, s, t)
@@ -260,7 +271,7 @@ class EnsembleVictim(Victim):
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
-        s, t = self.index(objective.source), self.index(objective.target)
+        s, t = self.classes_of(objective)
         logps = self.member_log_probs(views)
         members = {}
         for name, lp in zip(self.names, logps):
@@ -272,4 +283,80 @@ class EnsembleVictim(Victim):
         return Verdict(pred, score, success_of(pred, objective, s, t), p, members)
 
 
-__all__ = ["Objective", "Views", "Verdict", "Victim", "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss"]
+# --------------------------------------------------------------------------- victims by name
+_MODEL_SOURCES: dict = {}
+
+
+def register_model(name: str, loader) -> None:
+    """Offer a named model (``loader() -> Classifier``) to ``load_model``; the sign world registers ``sign``."""
+    _MODEL_SOURCES[name] = loader
+
+
+@dataclass
+class VictimConfig:
+    models: list[str] = field(default_factory=lambda: ["sign"])
+    fusion: Literal["mean_probability", "sum_losses"] = "mean_probability"  # Liu et al.'s, or each member's loss
+    weights: Optional[list[float]] = None  # ensemble weights (default equal)
+    margin: float = 0.1  # views with an object box are cropped with this margin per side (GTSRB)
+
+    def validate(self) -> None:
+        if not self.models or not all(str(m).strip() for m in self.models):
+            raise ValueError("victim.models: name at least one model")
+        if self.weights is not None and len(self.weights) != len(self.specs()):
+            raise ValueError(f"victim.weights: {len(self.weights)} weights for {len(self.specs())} models")
+
+    def specs(self) -> list[str]:
+        return [s.strip() for m in self.models for s in str(m).split(",") if s.strip()]
+
+
+def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
+    """The classifier ``spec`` names (see the module docstring)."""
+    from physadv.core.imagenet import is_imagenet_arch, load_imagenet_classifier
+    from physadv.core.models import ARCHITECTURES
+    from physadv.core.train import get_classifier, load_classifier
+
+    if "=" in spec:
+        arch, weights = spec.split("=", 1)
+        if not is_imagenet_arch(arch):
+            raise PhysadvError(f"--victim {spec}: '{arch}' is not a torchvision or timm ImageNet architecture")
+        return load_imagenet_classifier(arch, weights).to(device)
+    if spec == "":
+        spec = "sign"
+    if spec in _MODEL_SOURCES:
+        return _MODEL_SOURCES[spec]().to(device).eval()
+    from physadv.core.zoo import zoo_names
+
+    if spec in zoo_names():
+        from physadv.core.zoo import get_zoo_classifier
+
+        return get_zoo_classifier(spec).to(device).eval()
+    if spec in ARCHITECTURES and not ARCHITECTURES[spec].pretrained_only:
+        return get_classifier(spec).to(device).eval()
+    if Path(spec).is_file():
+        return load_classifier(spec, device)
+    raise PhysadvError(f"model '{spec}' is neither {', '.join(_MODEL_SOURCES) or 'sign'}, a zoo member "
+                       f"({', '.join(zoo_names())}), a model name, a physadv classifier file, nor ARCH=WEIGHTS for a "
+                       "torchvision/timm ImageNet architecture")
+
+
+def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim:
+    """One classifier victim, or an ensemble of several."""
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise PhysadvError(str(exc)) from None
+    members = [ClassifierVictim(load_model(s, device), name=_short(s), margin=cfg.margin) for s in cfg.specs()]
+    if len(members) == 1:
+        return members[0]
+    return EnsembleVictim(members, cfg.weights, cfg.fusion)
+
+
+def _short(spec: str) -> str:
+    """A readable victim name for tables: the file's stem, the architecture, or the registry name."""
+    if "=" in spec:
+        return spec.split("=", 1)[0]
+    return Path(spec).stem if spec.endswith((".safetensors", ".pt", ".pth")) else (spec or "sign")
+
+
+__all__ = ["VictimConfig", "load_model", "load_victim", "register_model", "Objective", "Views", "Verdict", "Victim",
+           "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss"]
