@@ -118,9 +118,12 @@ def run(args: argparse.Namespace) -> int:
 def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
     from physadv.core.config import from_dict
     from physadv.core.io import cache_dir, write_image
+    from physadv.core.victims import ClassifierVictim
+    from physadv.physical.attack import PhysicalResult
     from physadv.physical.design_cli import save_texture
     from physadv.physical.report import loss_curve
-    from physadv.physical.rp2 import RP2Config, RP2Result, rp2_attack
+    from physadv.physical.rp2 import RP2, RP2Config
+    from physadv.rendering.scene import SceneConfig, build_scene
 
     out.mkdir(parents=True, exist_ok=True)
     cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
@@ -128,19 +131,21 @@ def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
                                 "search_steps": plan.mask_search_steps,
                                 # RP2's mask search: an L1 pass over the face, then the strongest 15% as stickers
                                 "mask": {"kind": "search", "coverage": 0.15, "max_coverage": 0.15}}, "demo")
+    victim = ClassifierVictim(model, "sign")
+    scene = build_scene(SceneConfig(), device)
     cached = cache_dir("demo") / f"rp2-{design_key(model, cfg)}.safetensors"
     if cached.is_file():  # the same config against the same weights: the same design
         print(f"reusing the RP2 design cached in {cached}")
-        r = RP2Result.load(cached)
+        r = PhysicalResult.load(cached)
     else:
-        r = rp2_attack(model, cfg, checkpoint=out / "checkpoint.safetensors", device=device)
+        r = RP2(victim, scene, cfg).run(checkpoint=out / "checkpoint.safetensors")
         r.save(cached)
-    save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean})
+    save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean}, r.object)
     write_image(out / "stickers.png", r.stickers)
-    loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("targeted")}, "RP2 loss terms")
-    metrics = {"mask_coverage": round(r.coverage, 4), "val_targeted": r.val_targeted, "best_step": r.best_step,
-               "steps": cfg.steps, "seconds": round(r.seconds, 1), "seconds_per_step": round(r.seconds_per_step, 3),
-               "classifier_share_of_step": round(r.classifier_share, 3)}
+    loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("success")}, "RP2 loss terms")
+    metrics = {"mask_coverage": round(r.coverage, 4), "val_targeted": r.metrics["val_success"],
+               "best_step": r.metrics["best_step"], "steps": cfg.steps, "seconds": r.timings["seconds"],
+               "seconds_per_step": r.timings["seconds_per_step"], "victim_share_of_step": r.timings["victim_share"]}
     return {"result": r, "config": cfg, "dir": out, "metrics": metrics}
 
 
@@ -163,7 +168,7 @@ def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:
     from physadv.rendering.signs.textures import sign_spec
 
     r = rp2["result"]
-    size = f"{sign_spec(rp2['config'].source).size_m * 100:g}cm"
+    size = f"{r.object.get('width_m', sign_spec(rp2['config'].source).size_m) * 100:g}cm"
     alpha = r.alpha
     files = {}
     for name, texture, mask, extra in (

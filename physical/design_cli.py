@@ -1,118 +1,244 @@
-"""``physadv design rp2|eot|eot3d|patch`` and ``physadv evaluate grid``: design physical perturbations and judge them
-on RP2's distance x angle grid. Every run saves the texture (PNG and safetensors), the loss curve and
-the grid report in its run folder.
+"""``physadv design rp2|eot|eot3d|patch`` and ``physadv evaluate grid``: design a physical perturbation of an object
+against a victim, and judge a design on the scene's simulated distance x angle grid. One shape for all:
+
+    physadv design rp2 [--object sign.png --width 0.6m | --mesh m.obj] [--victim NAME[,NAME...]] [--set key=value]
+    physadv evaluate grid --texture runs/design-rp2/X/design.safetensors [--victim ...] [--judge NAME ...]
+
+Every run writes its resolved config, the design (``design.safetensors``: the whole ``PhysicalResult``;
+``texture.png``/``.safetensors``; ``stickers.png``, ``mask.png``), the loss curve, the grid report (``grid/``) judged
+by the victim (and each ensemble member, and every ``judges`` model), ``report.html`` and ``metrics.json``.
 """
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Optional
 
 import torch
 
 from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
 from physadv.core.errors import PhysadvError
-from physadv.core.io import read_image, save_checkpoint, save_image_grid, write_image
-from physadv.physical.eot import EOT2DConfig
-from physadv.physical.eot3d import EOT3DConfig
+from physadv.physical.eot import EOTConfig
 from physadv.physical.patch import PatchConfig
 from physadv.physical.rp2 import RP2Config
-from physadv.physical.views import GridSpec
+from physadv.core.victims import VictimConfig
+from physadv.rendering.scene import GridSpec, SceneConfig
 
 
 @dataclass
-class RP2Job:
-    attack: RP2Config = field(default_factory=RP2Config)
+class RunSections:
+    """What a design or grid run has beside its attack's own keys (which sit at the top level of its config)."""
+
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    victim: VictimConfig = field(default_factory=VictimConfig)
+    judges: list[str] = field(default_factory=list)  # more models that judge the design on the grid (transfer)
     grid: GridSpec = field(default_factory=GridSpec)
-    classifier: str = ""  # a classifier file; empty: the built-in sign classifier (trained once, cached)
     device: str = "auto"
 
 
 @dataclass
-class GridJob:
+class RP2Job(RP2Config, RunSections):
+    pass
+
+
+@dataclass
+class EOTJob(EOTConfig, RunSections):
+    pass
+
+
+@dataclass
+class PatchJob(PatchConfig, RunSections):
+    pass
+
+
+@dataclass
+class GridJob(RunSections):
     source: str = "stop"
     target: Optional[str] = "speed_limit_80"
-    grid: GridSpec = field(default_factory=GridSpec)
-    classifier: str = ""
-    texture_px: int = 128
-    device: str = "auto"
 
 
-@dataclass
-class EOTJob:
-    mode: Literal["image"] = "image"
-    model: str = "sign"  # "sign" (the built-in sign classifier) or a registry name trained by core (lenet-mnist)
-    image: str = ""  # an image file; empty: a test image of the model's dataset (index below)
-    index: int = 0
-    label: Optional[str] = None  # true class of --image (default: the model's prediction)
-    eot: EOT2DConfig = field(default_factory=EOT2DConfig)
-    device: str = "auto"
-
-
-@dataclass
-class EOT3DJob:
-    attack: EOT3DConfig = field(default_factory=EOT3DConfig)
-    classifier: str = ""  # a classifier file; empty: the built-in sign classifier (trained once, cached)
-    device: str = "auto"
-
-
-@dataclass
-class PatchJob:
-    model: str = "sign"
-    patch: PatchConfig = field(default_factory=PatchConfig)
-    train_limit: int = 2000
-    device: str = "auto"
-
-
-def load_classifier_for(spec: str, device: torch.device):
-    """``sign`` / empty: the built-in sign classifier; a registry name: core's cached model; a path: that file."""
-    from physadv.core.models import ARCHITECTURES
-    from physadv.core.train import get_classifier, load_classifier
-
-    if spec in ("", "sign"):
-        from physadv.rendering.signs.classifier import get_sign_classifier
-
-        return get_sign_classifier().to(device).eval()
-    if spec in ARCHITECTURES:
-        return get_classifier(spec).to(device).eval()
-    if Path(spec).is_file():
-        return load_classifier(spec, device)
-    raise PhysadvError(f"classifier '{spec}' is neither 'sign', a model name ({', '.join(ARCHITECTURES)}) nor a file")
+KINDS = {  # name: (job, attack class path, default config, help)
+    "rp2": (RP2Job, "rp2:RP2", "configs/physical/rp2_stop_to_80.yaml", "RP2 masked stickers or a poster on an object"),
+    "eot": (EOTJob, "eot:EOT", "configs/physical/eot_image.yaml", "Expectation over Transformation (2D, or any scene)"),
+    "eot3d": (EOTJob, "eot:EOT", "configs/physical/eot3d_stop.yaml", "Expectation over Transformation for a mesh's texture"),
+    "patch": (PatchJob, "patch:Patch", "configs/physical/patch.yaml", "a universal adversarial patch"),
+}
 
 
 # --------------------------------------------------------------------------- commands
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("design", help="design a physical perturbation: rp2 stickers/posters, eot, patch")
+    p = sub.add_parser("design", help="design a physical perturbation: rp2 stickers/posters, eot, eot3d, patch")
     jobs = p.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for name, default, fn, text in (
-        ("rp2", "configs/physical/rp2_stop_to_80.yaml", _rp2, "RP2 masked stickers or poster on a sign"),
-        ("eot", "configs/physical/eot_image.yaml", _eot, "Expectation over Transformation for an image (2D)"),
-        ("eot3d", "configs/physical/eot3d_stop.yaml", _eot3d, "Expectation over Transformation for a 3D object's texture"),
-        ("patch", "configs/physical/patch.yaml", _patch, "a universal adversarial patch"),
-    ):
+    for name, (_, _, default, text) in KINDS.items():
         j = jobs.add_parser(name, help=text)
-        add_config_args(j, default)
-        j.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
-        j.set_defaults(func=fn)
-    e = sub.add_parser("evaluate", help="judge a texture on the simulated distance x angle grid")
+        _common_args(j, default)
+        j.set_defaults(func=_design)
+    e = sub.add_parser("evaluate", help="judge a design on the simulated distance x angle grid")
     ejobs = e.add_subparsers(dest="kind", metavar="KIND", required=True)
-    g = ejobs.add_parser("grid", help="RP2's grid of distances x angles, clean vs adversarial")
-    add_config_args(g, "configs/physical/grid.yaml")
-    g.add_argument("--texture", required=True, help="the adversarial texture (PNG or .safetensors from a design run)")
-    g.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    g = ejobs.add_parser("grid", help="RP2's grid of distances x angles, clean vs the design, by one or more victims")
+    _common_args(g, "configs/physical/grid.yaml")
+    g.add_argument("--texture", required=True, help="the design: design.safetensors, texture.safetensors or a PNG")
+    g.add_argument("--judge", action="append", default=[], help="another model that judges the grid (repeatable)")
     g.set_defaults(func=_grid)
 
 
-def save_texture(run: Path, name: str, texture: torch.Tensor, alpha: torch.Tensor, extra: dict | None = None) -> None:
+def _common_args(p: argparse.ArgumentParser, default: str) -> None:
+    add_config_args(p, default)
+    p.add_argument("--object", default=None, help="a planar object: an image file (its alpha, or --mask, is the shape)")
+    p.add_argument("--mask", default=None, help="with --object: a mask file (white = the object)")
+    p.add_argument("--width", default=None, help="with --object: its real width, e.g. 0.6m, 60cm, 24in")
+    p.add_argument("--mesh", default=None, help="a mesh file with UVs (OBJ/GLB/PLY)")
+    p.add_argument("--victim", action="append", default=None,
+                   help="the model(s) to attack: sign, a zoo member, a registry name, a classifier file, or ARCH=WEIGHTS; "
+                        "several (comma-separated or repeated) make an ensemble")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+
+
+def parse_width(text: str) -> float:
+    """'0.6m', '60cm', '600mm', '24in', '2ft' or a bare number of metres -> metres."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(m|cm|mm|in|ft)?\s*", str(text))
+    if not m:
+        raise PhysadvError(f"--width {text!r}: give a length such as 0.6m, 60cm or 24in")
+    return float(m.group(1)) * {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}[m.group(2) or "m"]
+
+
+def object_overrides(args: argparse.Namespace) -> list[str]:
+    """``--object/--width/--mask/--mesh/--victim`` as config overrides (``--set`` still wins)."""
+    out = []
+    if getattr(args, "object", None):
+        if not args.width:
+            raise PhysadvError("--object needs --width (the object's real width, e.g. 0.6m)")
+        out += ["scene.kind=planar", "scene.object.kind=image", f"scene.object.image={args.object}",
+                f"scene.object.width_m={parse_width(args.width)}"]
+        if args.mask:
+            out.append(f"scene.object.mask={args.mask}")
+    if getattr(args, "mesh", None):
+        out += ["scene.kind=mesh", "scene.object.kind=mesh", f"scene.object.mesh={args.mesh}"]
+    if getattr(args, "victim", None):
+        out.append("victim.models=[" + ",".join(s for v in args.victim for s in v.split(",") if s) + "]")
+    return out
+
+
+def _start(cls, job_name: str, args: argparse.Namespace):
+    """Resolve the job's config, open its run folder, pick the device, load the victim and build the scene."""
+    from physadv.core.train import resolve_device
+    from physadv.core.victims import load_victim
+    from physadv.rendering.scene import build_scene
+
+    args.overrides = object_overrides(args) + list(args.overrides)
+    job = resolve_config(cls, args)
+    run = start_run(job_name, job, args)
+    device = resolve_device(job.device)
+    victim = load_victim(job.victim, device)
+    target = getattr(job, "target", None)
+    scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]), exclude_class=target)
+    return job, run, device, victim, scene
+
+
+def judges_of(victim, extra: list[str], device) -> dict:
+    """The victims that judge a grid: the attacked one, each ensemble member, and every extra model."""
+    from physadv.core.victims import ClassifierVictim, EnsembleVictim
+    from physadv.core.victims import load_model
+
+    out = {victim.name: victim}
+    if isinstance(victim, EnsembleVictim):
+        out.update({m.name: m for m in victim.members})
+    for spec in extra:
+        out.setdefault(spec, ClassifierVictim(load_model(spec, device), name=spec))
+    return out
+
+
+def _design(args: argparse.Namespace) -> int:
+    import importlib
+
+    cls, path, _, _ = KINDS[args.kind]
+    module, name = path.split(":")
+    job, run, device, victim, scene = _start(cls, f"design-{args.kind}", args)
+    attack = getattr(importlib.import_module(f"physadv.physical.{module}"), name)(victim, scene, job)
+    result = attack.run(checkpoint=run / "checkpoint.safetensors")
+    summary = save_design(run, result, scene, attack.objective, judges_of(victim, job.judges, device), job.grid,
+                          f"{args.kind} on {scene.obj.name} against {victim.name}")
+    _print_summary(summary, result, victim.name)
+    return 0
+
+
+def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpec, title: str) -> dict:
+    """Write the design's files, judge it on the grid, write the report; returns the metrics."""
+    from physadv.core.gridreport import write_report
+    from physadv.core.io import write_image
+    from physadv.physical.evaluate import face, judge_grid, result_views
+    from physadv.physical.report import loss_curve, write_design_report
+
+    result.save(run / "design.safetensors")
+    save_texture(run, "texture", result.texture, result.alpha, {"mask": result.mask, "clean": result.clean}, result.object)
+    write_image(run / "stickers.png", result.stickers)
+    write_image(run / "mask.png", result.mask[None])
+    loss_curve(run / "loss.png", result.history, f"{result.attack}: loss terms and validation success")
+    if scene.obj.mesh is not None:
+        from physadv.rendering.mesh import export_mesh
+
+        export_mesh(scene.obj.mesh.with_texture(result.texture.permute(1, 2, 0).contiguous()), run / "textured.glb")
+    renders = {"clean": face(scene, scene.obj.texture), "adversarial": result_views(scene, result)}
+    judgements = judge_grid(scene, renders, judges, objective, grid)
+    report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()})
+    views = _sample_views(run, scene, renders)
+    write_design_report(run, result, report, views, title, _headline(report["summary"], objective))
+    metrics = {"attack": result.attack, "object": result.object, "objective": result.objective, "metrics": result.metrics,
+               "timings": result.timings, "grid": report["summary"]}
+    finish_run(run, metrics)
+    return metrics
+
+
+def _sample_views(run: Path, scene, renders) -> torch.Tensor:
+    """Eight views, clean above and with the design below (the same poses, light and backgrounds), in views.png."""
+    from physadv.core.io import save_image_grid
+
+    draw = scene.sample(8)
+    with torch.no_grad():
+        views = torch.cat([renders["clean"](draw).images, renders["adversarial"](draw).images]).cpu()
+    save_image_grid(run / "views.png", views, nrow=8, scale=max(1, 96 // views.shape[-1]))
+    return views
+
+
+def _headline(summary: dict, objective) -> str:
+    parts = []
+    for victim, sets in summary.items():
+        adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
+        rate = adv.get("targeted_success") if objective.target else adv.get("untargeted_success")
+        acc = clean.get("accuracy")
+        parts.append(f"{victim}: {'targeted' if objective.target else 'untargeted'} success "
+                     f"{'' if rate is None else f'{rate:.1%}'}, clean accuracy {'' if acc is None else f'{acc:.1%}'}")
+    return "; ".join(parts)
+
+
+def _print_summary(metrics: dict, result, victim: str) -> None:
+    print(f"{result.attack}: best validation success {result.metrics.get('val_success', 0):.1%} at step "
+          f"{result.metrics.get('best_step')}; coverage {result.coverage:.1%}; {result.timings['seconds']:.0f} s")
+    for name, sets in metrics["grid"].items():
+        adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
+        rates = [_pct(adv.get("targeted_success")), _pct(adv.get("untargeted_success")), _pct(clean.get("accuracy"))]
+        print(f"  grid, {name}: targeted {rates[0]}, untargeted {rates[1]}, clean accuracy {rates[2]}")
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def save_texture(run: Path, name: str, texture: torch.Tensor, alpha: torch.Tensor, extra: dict | None = None,
+                 obj: dict | None = None) -> None:
+    from physadv.core.io import save_checkpoint, write_image
+
     write_image(run / f"{name}.png", torch.cat([texture.clamp(0, 1), alpha], 0))
     save_checkpoint(run / f"{name}.safetensors", {"texture": texture, "alpha": alpha, **(extra or {})},
-                    {"colour_space": "sRGB", "layout": "3 x S x S texture over the sign's bounding square"})
+                    {"colour_space": "sRGB", "layout": "3 x h x w texture over the object's bounding rectangle",
+                     "object": obj or {}})
 
 
-def read_texture(path: str | Path, size: int | None = None) -> torch.Tensor:
-    """A designed texture from its PNG (RGB or RGBA) or safetensors file, as ``3 x S x S``."""
-    from physadv.core.io import load_checkpoint
+def read_texture(path: str | Path, shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """A design's texture from design.safetensors, texture.safetensors or a PNG (RGB or RGBA), resized to ``shape``."""
+    from physadv.core.io import load_checkpoint, read_image
 
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -121,165 +247,68 @@ def read_texture(path: str | Path, size: int | None = None) -> torch.Tensor:
             raise PhysadvError(f"{path}: no 'texture' tensor in this file")
     else:
         t = read_image(path, mode="RGB")
-    if t.ndim != 3 or t.shape[0] != 3 or t.shape[1] != t.shape[2]:
-        raise PhysadvError(f"{path}: a sign texture must be square RGB, got {tuple(t.shape)}")
-    if size and t.shape[-1] != size:
-        t = torch.nn.functional.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return t
-
-
-def _start_sign_job(cls, name: str, args: argparse.Namespace):
-    """Resolve the job's config, open its run folder, pick the device, load its sign classifier."""
-    from physadv.core.train import resolve_device
-
-    job = resolve_config(cls, args)
-    run = start_run(name, job, args)
-    device = resolve_device(job.device)
-    return job, run, device, load_classifier_for(job.classifier, device)
-
-
-def _rp2(args: argparse.Namespace) -> int:
-    from physadv.physical.grid import evaluate_grid, write_grid_reports
-    from physadv.physical.report import loss_curve
-    from physadv.physical.rp2 import rp2_attack
-
-    job, run, device, model = _start_sign_job(RP2Job, "design-rp2", args)
-    a = job.attack
-    result = rp2_attack(model, a, checkpoint=run / "checkpoint.safetensors", device=device)
-    save_texture(run, "texture", result.texture, result.alpha, {"mask": result.mask, "clean": result.clean})
-    write_image(run / "stickers.png", result.stickers)
-    write_image(run / "mask.png", result.mask[None])
-    loss_curve(run / "loss.png", {k: v for k, v in result.history.items() if not k.endswith("targeted")}, "RP2 loss terms")
-    records = evaluate_grid(model, {"clean": result.clean, "adversarial": result.texture}, a.source, a.target, a.world,
-                            job.grid, device)
-    summary = write_grid_reports(run, records, f"RP2 {a.source} -> {a.target} ({a.mask.kind})", model.classes)
-    metrics = {"attack": "rp2", "source": a.source, "target": a.target, "mask": a.mask.kind,
-               "mask_coverage": result.coverage, "val_targeted": result.val_targeted, "best_step": result.best_step,
-               "seconds": result.seconds, "seconds_per_step": result.seconds_per_step,
-               "classifier_share_of_step": result.classifier_share, "grid": summary}
-    adv, clean = summary["adversarial"], summary["clean"]
-    print(f"RP2 {a.source} -> {a.target}: mask covers {result.coverage:.1%} of the sign; on the grid "
-          f"targeted success {adv['targeted_success']:.1%}, clean accuracy {clean['accuracy']:.1%}")
-    finish_run(run, metrics)
-    return 0
+    if t.ndim != 3 or t.shape[0] != 3:
+        raise PhysadvError(f"{path}: a texture must be RGB, got {tuple(t.shape)}")
+    if shape and tuple(t.shape[-2:]) != tuple(shape):
+        if abs(t.shape[1] / t.shape[2] - shape[0] / shape[1]) > 0.02:
+            raise PhysadvError(f"{path}: the texture is {t.shape[2]} x {t.shape[1]} but the object's is {shape[1]} x {shape[0]} "
+                               "(another aspect ratio: is it the design of another object?)")
+        t = torch.nn.functional.interpolate(t[None], size=shape, mode="bilinear", antialias=True, align_corners=False)[0]
+    return t.clamp(0, 1)
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from physadv.physical.grid import evaluate_grid, write_grid_reports
-    from physadv.physical.views import SignViews
-    from physadv.rendering.signs.world import WorldConfig
+    from physadv.core.victims import Objective
+    from physadv.physical.attack import PhysicalResult
 
-    job, run, device, model = _start_sign_job(GridJob, "evaluate-grid", args)
-    texture = read_texture(args.texture, job.texture_px)
-    world = WorldConfig(texture_px=job.texture_px)
-    clean, _ = SignViews(job.source, world, texture_px=job.texture_px).clean_texture
-    records = evaluate_grid(model, {"clean": clean, "adversarial": texture}, job.source, job.target, world, job.grid, device)
-    summary = write_grid_reports(run, records, f"{Path(args.texture).name}: {job.source} -> {job.target}", model.classes)
-    adv = summary["adversarial"]
-    print(f"{args.texture}: targeted success {adv['targeted_success'] or 0:.1%}, untargeted {adv['untargeted_success']:.1%}, "
-          f"clean accuracy {summary['clean']['accuracy']:.1%}")
-    finish_run(run, {"texture": str(args.texture), "grid": summary})
-    return 0
-
-
-def _model_and_data(spec: str, device: torch.device):
-    from physadv.core.data import load_dataset
-    from physadv.core.models import get_arch
-
-    model = load_classifier_for(spec, device)
-    name = get_arch(model.arch).dataset  # the data the architecture is trained on (gtsrb-cnn: the signs)
-    if name is None:
-        raise PhysadvError(f"model '{spec}' has no built-in dataset to draw images from")
-    return model, load_dataset(name, "train"), load_dataset(name, "test")
-
-
-def _eot(args: argparse.Namespace) -> int:
-    from physadv.core.train import resolve_device
-    from physadv.physical.eot import eot_2d
-    from physadv.physical.report import loss_curve
-    from physadv.physical import transforms as T
-
-    job = resolve_config(EOTJob, args)
-    run = start_run("design-eot", job, args)
-    device = resolve_device(job.device)
-    model, _, test = _model_and_data(job.model, device)
-    if job.image:
-        img = read_image(job.image, mode="L" if model.input_size[0] == 1 else "RGB")
-        img = torch.nn.functional.interpolate(img[None], size=model.input_size[1:], mode="bilinear", antialias=True,
-                                              align_corners=False)[0].clamp(0, 1)
-        label = model.classes.index(job.label) if job.label else int(model.predict(img[None])[0])
+    args.overrides = list(args.overrides)
+    job, run, device, victim, scene = _start(GridJob, "evaluate-grid", args)
+    path = Path(args.texture)
+    if path.suffix == ".safetensors" and "format" in _meta(path):
+        result = PhysicalResult.load(path)
     else:
-        if not 0 <= job.index < len(test):
-            raise PhysadvError(f"index {job.index} is outside the test set (0..{len(test) - 1})")
-        img, label = test.images[job.index], int(test.labels[job.index])
-    r = eot_2d(model, img, label, job.eot)
-    save_texture(run, "adversarial", r.adversarial.expand(3, -1, -1), torch.ones(1, *r.adversarial.shape[-2:]))
-    loss_curve(run / "loss.png", r.history, "EOT (2D)")
-    g = torch.Generator().manual_seed(99)
-    p = T.sample_params(job.eot.ranges, (8, *img.shape), g)
-    views = torch.cat([T.apply(r.original[None].expand(8, -1, -1, -1), p), T.apply(r.adversarial[None].expand(8, -1, -1, -1), p)])
-    preds = model.predict(views.to(device))
-    save_image_grid(run / "views.png", views, nrow=8, captions=[model.classes[int(c)] for c in preds],
-                    scale=max(1, 96 // img.shape[-1]))
-    metrics = {"attack": "eot-2d", "true_class": model.classes[label], "target": job.eot.target,
-               "mean_target_probability": r.mean_target_probability, "success_rate": r.success_rate,
-               "clean_success_rate": r.clean_success_rate, "mean_delta_e_lab": r.lab_distance, "linf": r.linf,
-               "seconds": r.seconds}
-    print(f"EOT: success {r.success_rate:.1%} over {job.eot.eval_samples} fresh transformations "
-          f"(clean image {r.clean_success_rate:.1%}), mean target probability {r.mean_target_probability:.3f}, "
-          f"mean delta E {r.lab_distance:.2f}")
-    finish_run(run, metrics)
+        texture = read_texture(path, tuple(scene.obj.texture.shape[-2:]))
+        mask = ((texture - scene.obj.texture).abs().sum(0) > 1e-3).float()
+        result = PhysicalResult("texture", texture, scene.obj.texture, scene.obj.alpha, mask,
+                                metrics={"coverage": float((mask * (scene.obj.alpha[0] > 0.5)).sum() / (scene.obj.alpha > 0.5).sum())})
+    if result.attack != "patch" and tuple(result.texture.shape[-2:]) != tuple(scene.obj.texture.shape[-2:]):
+        result.texture = read_texture_tensor(result.texture, tuple(scene.obj.texture.shape[-2:]), path)
+    objective = Objective("targeted" if job.target else "untargeted", job.source, job.target or None)
+    from physadv.core.gridreport import write_report
+    from physadv.physical.evaluate import face, judge_grid, result_views
+
+    judges = judges_of(victim, job.judges + list(args.judge), device)
+    renders = {"clean": face(scene, scene.obj.texture), "adversarial": result_views(scene, result)}
+    report = write_report(run / "grid", judge_grid(scene, renders, judges, objective, job.grid),
+                          f"{path.name}: {job.source} -> {job.target}", {n: v.classes for n, v in judges.items()})
+    from physadv.core.html import Page
+    from physadv.core.gridreport import html_table
+
+    page = Page(f"{path.name} on the simulated grid")
+    page.raw(f"<p class='num' id='headline'>{_headline(report['summary'], objective)}</p>")
+    for name, png in report["heatmaps"].items():
+        page.image(png, name, 300)
+    page.raw(html_table(report["cells"]))
+    page.write(run / "report.html")
+    for name, sets in report["summary"].items():
+        adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
+        print(f"{name}: targeted {_pct(adv.get('targeted_success'))}, untargeted {_pct(adv.get('untargeted_success'))}, "
+              f"clean accuracy {_pct(clean.get('accuracy'))}")
+    finish_run(run, {"texture": str(path), "coverage": result.coverage, "grid": report["summary"]})
     return 0
 
 
-def _eot3d(args: argparse.Namespace) -> int:
-    from physadv.physical.eot3d import contact_sheet, eot_3d, target_mesh
-    from physadv.physical.report import loss_curve
-    from physadv.rendering.mesh import export_mesh
-    from physadv.rendering.signs.textures import sign_texture
-
-    job, run, device, model = _start_sign_job(EOT3DJob, "design-eot3d", args)
-    a = job.attack
-    r = eot_3d(model, a, device=device)
-    _, alpha = sign_texture(a.source, a.texture_px)
-    save_texture(run, "texture", r.texture, alpha, {"clean": r.clean})
-    tex_hwc = r.texture.permute(1, 2, 0).contiguous()
-    export_mesh(target_mesh(a, tex_hwc), run / "textured.glb")
-    loss_curve(run / "loss.png", {k: v for k, v in r.history.items() if k != "batch_target_probability"}, "EOT (3D) loss terms")
-    clean_views, clean_labels = contact_sheet(model, a, r.clean)
-    adv_views, adv_labels = contact_sheet(model, a, r.texture)  # the same poses, lights and backgrounds
-    save_image_grid(run / "views.png", torch.cat([clean_views, adv_views]), nrow=len(clean_views),
-                    captions=clean_labels + adv_labels)
-    metrics = {"attack": "eot-3d", "source": a.source, "target": a.target, "fresh_poses": a.eval_poses,
-               "mean_target_probability": r.mean_target_probability, "targeted_success": r.targeted_success,
-               "clean_accuracy": r.clean_accuracy, "clean_target_probability": r.clean_target_probability,
-               "mean_delta_e_lab": r.mean_delta_e, "seconds": r.seconds, "seconds_per_step": r.seconds_per_step}
-    print(f"EOT 3D {a.source} -> {a.target}: targeted success {r.targeted_success:.1%} over {a.eval_poses} fresh poses "
-          f"(mean target probability {r.mean_target_probability:.3f}; clean accuracy {r.clean_accuracy:.1%}), "
-          f"mean delta E {r.mean_delta_e:.1f}")
-    finish_run(run, metrics)
-    return 0
+def read_texture_tensor(t: torch.Tensor, shape, path) -> torch.Tensor:
+    if abs(t.shape[1] / t.shape[2] - shape[0] / shape[1]) > 0.02:
+        raise PhysadvError(f"{path}: the design is {t.shape[2]} x {t.shape[1]}, the object {shape[1]} x {shape[0]}: another object")
+    return torch.nn.functional.interpolate(t[None], size=shape, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def _patch(args: argparse.Namespace) -> int:
-    from physadv.core.train import resolve_device
-    from physadv.physical.patch import adversarial_patch, place
-    from physadv.physical.report import loss_curve
+def _meta(path: Path) -> dict:
+    from physadv.core.io import load_checkpoint
 
-    job = resolve_config(PatchJob, args)
-    run = start_run("design-patch", job, args)
-    device = resolve_device(job.device)
-    model, train, test = _model_and_data(job.model, device)
-    r = adversarial_patch(model, train.subset(job.train_limit), test, job.patch)
-    write_image(run / "patch.png", torch.cat([r.patch, r.mask], 0))
-    save_checkpoint(run / "patch.safetensors", {"patch": r.patch, "mask": r.mask}, {"target": job.patch.target})
-    loss_curve(run / "loss.png", r.history, "adversarial patch")
-    g = torch.Generator().manual_seed(5)
-    shown = place(test.images[:16].to(device), r.patch.to(device), r.mask.to(device), job.patch, g)
-    save_image_grid(run / "examples.png", shown, nrow=8, captions=[model.classes[int(c)] for c in model.predict(shown)],
-                    scale=max(1, 96 // shown.shape[-1]))
-    metrics = {"attack": "patch", "target": job.patch.target, "success_rate": r.success_rate,
-               "clean_target_rate": r.clean_target_rate, "seconds": r.seconds}
-    print(f"patch -> {job.patch.target}: success {r.success_rate:.1%} on held-out images (without it {r.clean_target_rate:.1%})")
-    finish_run(run, metrics)
-    return 0
+    return load_checkpoint(path)[1]
+
+
+__all__ = ["register", "RP2Job", "EOTJob", "PatchJob", "GridJob", "parse_width", "object_overrides", "save_design",
+           "save_texture", "read_texture", "judges_of"]

@@ -1,133 +1,91 @@
-"""Expectation over Transformation, 2D case (Athalye, Engstrom, Ilyas and Kwok, ICML 2018).
+"""Expectation over Transformation (Athalye, Engstrom, Ilyas and Kwok, ICML 2018), on any scene.
 
-Find x' that the classifier labels ``target`` under a distribution T of transformations:
+Find the face x' of an object that the victim reads as the target under a distribution T of transformations:
 
     max_x'  E_{t ~ T} [ log P(target | t(x')) - lambda * || LAB(t(x')) - LAB(t(x)) ||_2 ]
     subject to ||x' - x||_inf <= eps (optional) and x' in [0, 1]
 
-The perceptual penalty is the paper's: an L2 distance in CIELAB between the transformed adversarial
-and the transformed original (same t for both). Untargeted: maximise the loss of the true label.
+(the paper's eq. 2 with its section 3 perceptual penalty: the L2 distance in CIELAB between the transformed
+adversarial and the transformed original, the same t for both). The paper's 2D, 3D and physical cases differ only
+in T, which here is the scene's: ``FlatScene`` (2D: scale, rotation, translation, lighten/darken, noise, Table 4),
+``MeshScene`` (3D: a textured mesh under camera pose, light and background) or ``PlanarScene`` (a printed object
+in the sign world). ``lab: texture`` is the variant that penalises the texture's own distance (mean delta E over
+the face's texels) instead of the views'. Untargeted: maximise the loss of the true class. As in the paper, x' is
+optimised directly (Adam) and projected after each step onto [0, 1] and, with ``eps``, the L-infinity ball.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 
-from physadv.core.errors import PhysadvError
-from physadv.core.models import Classifier
-from physadv.core.progress import progress
-from physadv.core.train import descend
-from physadv.physical import transforms as T
+from physadv.physical.attack import DesignConfig, PhysicalAttack, PhysicalResult
 from physadv.printing.colour import rgb_to_lab
+from physadv.rendering.scene import Draw
 
 
 @dataclass
-class EOT2DConfig:
-    target: Optional[str] = None  # a class name; None: untargeted
-    ranges: T.TransformRanges = field(default_factory=T.TransformRanges)
-    lam: float = 0.002  # weight of the LAB L2 distance (per image, summed over pixels)
+class EOTConfig(DesignConfig):
+    lam: float = 0.002  # weight of the CIELAB L2 distance
+    lab: Literal["views", "texture"] = "views"  # the paper's (transformed views) or the texture-space variant
     eps: Optional[float] = None  # L-infinity bound on x' - x (pixel scale); None: only the LAB penalty
-    steps: int = 300
-    batch: int = 32  # transformations per step
     lr: float = 0.01
-    optimizer: Literal["adam", "sgd"] = "adam"
-    schedule: Literal["constant", "cosine"] = "cosine"
-    eval_samples: int = 500
-    seed: int = 0
+    steps: int = 300
 
     def validate(self) -> None:
-        if self.eps is not None and self.eps < 0:
-            raise ValueError(f"eps must be >= 0, got {self.eps}")
-        if self.steps < 1 or self.batch < 1:
-            raise ValueError("steps and batch must be at least 1")
+        super().validate()
+        if self.lam < 0:
+            raise ValueError(f"lam must be >= 0, got {self.lam}")
+        if self.eps is not None and self.eps <= 0:
+            raise ValueError(f"eps must be positive, got {self.eps}")
 
 
-@dataclass
-class EOT2DResult:
-    adversarial: torch.Tensor  # C x H x W
-    original: torch.Tensor
-    true_label: int
-    target: Optional[int]
-    mean_target_probability: float  # over fresh transformations
-    success_rate: float  # targeted: target is top-1; untargeted: true label is not top-1
-    clean_success_rate: float  # the same rate for the original image (the baseline)
-    lab_distance: float  # mean per-pixel CIELAB delta E between x' and x
-    linf: float
-    history: dict
-    seconds: float
+class EOT(PhysicalAttack):
+    name = "eot"
+    Config = EOTConfig
 
+    def __init__(self, victim, scene, cfg: EOTConfig | None = None, **overrides):
+        super().__init__(victim, scene, cfg, **overrides)
+        self.clean = scene.obj.texture.to(self.device)
+        self.alpha = scene.obj.alpha.to(self.device)
+        self.face = (self.alpha > 0.5).float()  # only the object's face is paintable
+        self.lab0 = rgb_to_lab(self.clean, channel_dim=0)
 
-def _lab(x: torch.Tensor) -> torch.Tensor:
-    rgb = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-    return rgb_to_lab(rgb, channel_dim=1)
+    def start(self) -> torch.Tensor:
+        return self.clean.clone()
 
+    def design(self, w: torch.Tensor) -> torch.Tensor:
+        return self.clean * (1 - self.face) + w * self.face
 
-def eot_2d(model: Classifier, image: torch.Tensor, label: int, cfg: EOT2DConfig, progress_bar: bool = True) -> EOT2DResult:
-    """Run 2D EOT on one image (``C x H x W`` in [0, 1])."""
-    start = time.perf_counter()
-    if image.ndim != 3 or tuple(image.shape) != tuple(model.input_size):
-        raise PhysadvError(f"EOT image must be {model.input_size} for {model.arch}, got {tuple(image.shape)}")
-    if float(image.min()) < 0 or float(image.max()) > 1:
-        raise PhysadvError("EOT image values must lie in [0, 1]")
-    target = None
-    if cfg.target is not None:
-        if cfg.target not in model.classes:
-            raise PhysadvError(f"target class '{cfg.target}' does not exist; classes: {', '.join(model.classes)}")
-        target = model.classes.index(cfg.target)
-    dev = next(model.parameters()).device
-    model = model.eval().requires_grad_(False)
-    g = torch.Generator().manual_seed(cfg.seed)
-    x0 = image.to(dev)[None]
-    x = x0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=cfg.lr) if cfg.optimizer == "adam" else torch.optim.SGD([x], lr=cfg.lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps) if cfg.schedule == "cosine" else None
-    history: dict[str, list[float]] = {"classification": [], "lab": []}
-    lab0 = None
-    for step in progress(range(cfg.steps), desc="EOT", disable=not progress_bar):
-        p = T.sample_params(cfg.ranges, (cfg.batch, *x0.shape[1:]), g)
-        tx = T.apply(x.expand(cfg.batch, -1, -1, -1), p, cfg.ranges.fill)
-        with torch.no_grad():
-            lab0 = _lab(T.apply(x0.expand(cfg.batch, -1, -1, -1), p, cfg.ranges.fill))
-        logp = F.log_softmax(model(tx), 1)
-        cls = -logp[:, target].mean() if target is not None else logp[:, label].mean()
-        dist = (_lab(tx) - lab0).pow(2).sum((1, 2, 3)).add(1e-8).sqrt().mean()
-        loss = cls + cfg.lam * dist
-        descend(opt, loss, f"EOT diverged at step {step}", f"lower lr (now {cfg.lr})")
-        if sched:
-            sched.step()
-        with torch.no_grad():  # project: the image box and the optional L-infinity ball
-            if cfg.eps is not None:
-                x.copy_(x0 + (x - x0).clamp(-cfg.eps, cfg.eps))
-            x.clamp_(0, 1)
-        history["classification"].append(float(cls.detach()))
-        history["lab"].append(float(dist.detach()))
-    adv = x.detach()
-    stats = evaluate_eot(model, adv[0], label, target, cfg.ranges, cfg.eval_samples, seed=cfg.seed + 1)
-    base = evaluate_eot(model, x0[0], label, target, cfg.ranges, cfg.eval_samples, seed=cfg.seed + 1)
-    lab_d = float((_lab(adv) - _lab(x0)).pow(2).sum(1).sqrt().mean())
-    return EOT2DResult(adv[0].cpu(), x0[0].cpu(), label, target, stats["mean_target_probability"], stats["success_rate"],
-                       base["success_rate"], lab_d, float((adv - x0).abs().max()), history, time.perf_counter() - start)
+    def project(self, w: torch.Tensor) -> None:
+        if self.cfg.eps is not None:
+            w.copy_(self.clean + (w - self.clean).clamp(-self.cfg.eps, self.cfg.eps))
+        w.clamp_(0, 1)
 
-
-@torch.no_grad()
-def evaluate_eot(model: Classifier, image: torch.Tensor, label: int, target: Optional[int], ranges: T.TransformRanges,
-                 samples: int, seed: int, batch: int = 250) -> dict:
-    """Success and mean target probability over ``samples`` fresh transformations (not seen in optimisation)."""
-    g = torch.Generator().manual_seed(10_000 + seed)
-    dev = next(model.parameters()).device
-    probs, hits = [], []
-    for start in range(0, samples, batch):
-        n = min(batch, samples - start)
-        p = T.sample_params(ranges, (n, *image.shape), g)
-        pr = torch.softmax(model(T.apply(image.to(dev)[None].expand(n, -1, -1, -1), p, ranges.fill)), 1)
-        if target is not None:
-            probs.append(pr[:, target])
-            hits.append(pr.argmax(1) == target)
+    def loss(self, w: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, dict]:
+        x = self.design(w)
+        views = self.scene.render(x, draw)
+        cls = self.adversarial_loss(views)
+        if self.cfg.lab == "views":
+            with torch.no_grad():
+                ref = rgb_to_lab(self.scene.render(self.clean, draw).images, channel_dim=1)
+            dist = ((rgb_to_lab(views.images, channel_dim=1) - ref).pow(2).flatten(1).sum(1) + 1e-8).sqrt().mean()
         else:
-            probs.append(1 - pr[:, label])
-            hits.append(pr.argmax(1) != label)
-    return {"mean_target_probability": float(torch.cat(probs).mean()), "success_rate": float(torch.cat(hits).float().mean())}
+            dist = self.delta_e(x)
+        return cls + self.cfg.lam * dist, {"classification": float(cls.detach()), "lab": float(dist.detach())}
+
+    def delta_e(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean CIELAB delta E (CIE76) between ``x`` and the clean face, over the face's texels."""
+        de = ((rgb_to_lab(x, channel_dim=0) - self.lab0).pow(2).sum(0) + 1e-8).sqrt()
+        return (de * self.face[0]).sum() / self.face.sum()
+
+    def finish(self, w: torch.Tensor, best: torch.Tensor) -> PhysicalResult:
+        with torch.no_grad():
+            de = float(self.delta_e(best))
+            linf = float((best - self.clean).abs().max())
+        return PhysicalResult("eot", best.cpu(), self.clean.cpu(), self.alpha.cpu(), self.face[0].cpu(),
+                              metrics={"coverage": 1.0, "mean_delta_e_texture": de, "linf": linf})
+
+
+__all__ = ["EOTConfig", "EOT"]

@@ -1,4 +1,5 @@
-"""physical/: masks, transforms, patch placement and reports, each against an independent definition."""
+"""physical/ and its shared parts: masks, 2D transforms, patch placement, the grid report and the result type,
+each against an independent definition."""
 import math
 
 import cv2
@@ -8,8 +9,6 @@ import torch
 
 from physadv.core.errors import PhysadvError
 from physadv.physical import masks as M
-from physadv.physical import report, transforms as T
-from physadv.physical.patch import PatchConfig, patch_mask, place
 
 
 def test_rectangle_mask_area_is_exact():
@@ -49,81 +48,95 @@ def test_mask_search_keeps_the_strongest_region():
     assert float(m[10:20, 30:50].sum()) / float(m.sum()) > 0.9
 
 
-def test_identity_transform_is_identity_and_rotation_matches_rot90():
+def test_identity_transform_is_identity_and_rotation_matches_opencv():
+    from physadv.rendering.augment import FlatParams, flat_transform
+
     x = torch.rand(2, 3, 17, 17)
     n = 2
-    ident = T.Params(torch.zeros(n), torch.ones(n), torch.zeros(n, 2), torch.zeros(n), torch.ones(n), torch.zeros_like(x))
-    assert torch.allclose(T.apply(x, ident), x, atol=1e-5)
-    rot = T.Params(torch.full((n,), 90.0), torch.ones(n), torch.zeros(n, 2), torch.zeros(n), torch.ones(n), torch.zeros_like(x))
+
+    def params(angle):
+        return FlatParams(torch.full((n,), angle), torch.ones(n), torch.zeros(n, 2), torch.zeros(n), torch.ones(n),
+                          torch.zeros_like(x))
+
+    assert torch.allclose(flat_transform(x, params(0.0)), x, atol=1e-5)
     # Kornia rotates counter-clockwise for positive angles (image y axis down): compare with OpenCV's definition
     ref = np.stack([cv2.warpAffine(img.permute(1, 2, 0).numpy(), cv2.getRotationMatrix2D((8.0, 8.0), 90, 1.0), (17, 17))
                     for img in x]).transpose(0, 3, 1, 2)
-    assert torch.allclose(T.apply(x, rot), torch.from_numpy(ref), atol=1e-4)
+    assert torch.allclose(flat_transform(x, params(90.0)), torch.from_numpy(ref), atol=1e-4)
 
 
-def test_transform_replay_gives_the_same_warp_to_two_images():
-    g = torch.Generator().manual_seed(0)
-    ranges = T.TransformRanges(noise_std=(0.0, 0.0))
+def test_flat_transform_replays_the_same_warp_on_two_images():
+    from physadv.rendering.augment import FlatConfig, flat_transform, sample_flat
+
     a, b = torch.rand(4, 3, 16, 16), torch.rand(4, 3, 16, 16)
-    p = T.sample_params(ranges, a.shape, g)
-    # warping is linear: T(a) + T(b) == T(a + b) (before clamping) when brightness/contrast are identity
-    p.brightness.zero_()
-    p.contrast.fill_(1.0)
-    lhs = T.apply(a / 2, p) + T.apply(b / 2, p)
-    rhs = T.apply((a + b) / 2, p) + T.apply(torch.zeros_like(a), p)
+    p = sample_flat(FlatConfig(noise_std=(0.0, 0.0), brightness=(0.0, 0.0)), a.shape, torch.Generator().manual_seed(0))
+    # warping is linear: T(a) + T(b) == T(a + b) (before clamping) with identity brightness/contrast and no noise
+    lhs = flat_transform(a / 2, p) + flat_transform(b / 2, p)
+    rhs = flat_transform((a + b) / 2, p) + flat_transform(torch.zeros_like(a), p)
     assert torch.allclose(lhs, rhs, atol=1e-4)
 
 
-def test_patch_covers_the_requested_area():
-    cfg = PatchConfig(shape="square", patch_px=16, area=(0.1, 0.1), rotation_deg=(0.0, 0.0))
-    images = torch.zeros(8, 3, 64, 64)
-    patch = torch.ones(3, 16, 16)
-    out = place(images, patch, patch_mask("square", 16), cfg, torch.Generator().manual_seed(0))
-    frac = out.mean((1, 2, 3))
-    assert torch.allclose(frac, torch.full((8,), 0.1), atol=0.01)
-    circle = patch_mask("circle", 64)
-    assert float(circle.mean()) == pytest.approx(math.pi / 4, abs=0.01)
+def test_patch_covers_the_requested_area_and_only_where_allowed():
+    from physadv.physical.patch import patch_mask
+    from physadv.rendering.augment import PlacementConfig, paste
+
+    cfg = PlacementConfig(area=(0.1, 0.1), rotation_deg=(0.0, 0.0))
+    carriers = torch.zeros(8, 3, 64, 64)
+    out = paste(carriers, torch.ones(3, 16, 16), patch_mask("square", 16), cfg, torch.Generator().manual_seed(0))
+    assert torch.allclose(out.mean((1, 2, 3)), torch.full((8,), 0.1), atol=0.01)
+    where = torch.zeros(1, 64, 64)
+    where[:, :, :32] = 1  # the patch may show on the left half only
+    out = paste(carriers, torch.ones(3, 16, 16), patch_mask("square", 16), cfg, torch.Generator().manual_seed(0), where)
+    assert float(out[..., 32:].abs().max()) == 0 and float(out[..., :32].sum()) > 0
+    assert float(patch_mask("circle", 64).mean()) == pytest.approx(math.pi / 4, abs=0.01)
 
 
-def _records():
-    R = report.ViewRecord
-    return [R("clean", 5, 0, "a", "stop", 0.9, "yield", 0.04, "stop", "speed_limit_80"),
-            R("clean", 5, 0, "b", "stop", 0.8, "yield", 0.08, "stop", "speed_limit_80"),
-            R("adversarial", 5, 0, "a", "speed_limit_80", 0.7, "stop", 0.2, "stop", "speed_limit_80"),
-            R("adversarial", 5, 0, "b", "stop", 0.6, "speed_limit_80", 0.3, "stop", "speed_limit_80"),
-            R("adversarial", 10, 15, "a", "speed_limit_80", 0.9, "stop", 0.05, "stop", "speed_limit_80")]
+def _judgements():
+    from physadv.core.gridreport import Judgement as J
+
+    return [J("clean", 5, 0, "a", "ft", "m", "stop", 0.9, "yield", 0.04, "stop", "speed_limit_80"),
+            J("clean", 5, 0, "b", "ft", "m", "stop", 0.8, "yield", 0.08, "stop", "speed_limit_80"),
+            J("adversarial", 5, 0, "a", "ft", "m", "speed_limit_80", 0.7, "stop", 0.2, "stop", "speed_limit_80"),
+            J("adversarial", 5, 0, "b", "ft", "m", "stop", 0.6, "speed_limit_80", 0.3, "stop", "speed_limit_80"),
+            J("adversarial", 10, 15, "a", "ft", "m", "speed_limit_80", 0.9, "stop", 0.05, "stop", "speed_limit_80")]
 
 
-def test_summary_rates_by_hand(tmp_path):
-    s = report.summarise(_records())
+def test_grid_report_rates_and_table5_by_hand(tmp_path):
+    from physadv.core import gridreport as G
+
+    s = G.summary(_judgements())["m"]
     assert s["clean"]["accuracy"] == 1.0
     assert s["adversarial"]["targeted_success"] == pytest.approx(2 / 3)
     assert s["adversarial"]["by_angle"]["0"]["targeted_success"] == 0.5
-    assert s["adversarial"]["by_distance_ft"]["10"]["targeted_success"] == 1.0
-    md = report.markdown_table(_records())
+    assert s["adversarial"]["by_distance"]["10"]["targeted_success"] == 1.0
+    md = G.markdown_table(G.cells(_judgements()))
     assert "| 5 | 0 | stop (0.85) | yield (0.06) |" in md  # mean confidence of the majority class
     assert "| 10 | 15 | – | – | speed_limit_80 (0.90) | stop (0.05) | 100% |" in md
     # with probabilities, a cell's classes come from its mean probability vector
-    R = report.ViewRecord
-    recs = [R("adversarial", 5, 0, "a", "b", 0.5, "c", 0.4, "a", "b", (0.1, 0.5, 0.4)),
-            R("adversarial", 5, 0, "b", "c", 0.6, "b", 0.3, "a", "b", (0.1, 0.3, 0.6))]
-    assert "| 5 | 0 | c (0.50) | b (0.40) | 50% |" in report.markdown_table(recs, ["a", "b", "c"])
-    report.heatmap(tmp_path / "h.png", _records())
-    assert cv2.imread(str(tmp_path / "h.png")) is not None
+    recs = [G.Judgement("adversarial", 5, 0, "a", "ft", "m", "b", 0.5, "c", 0.4, "a", "b", (0.1, 0.5, 0.4)),
+            G.Judgement("adversarial", 5, 0, "b", "ft", "m", "c", 0.6, "b", 0.3, "a", "b", (0.1, 0.3, 0.6))]
+    assert "| 5 | 0 | c (0.50) | b (0.40) | 50% |" in G.markdown_table(G.cells(recs, ["a", "b", "c"]))
+    out = G.write_report(tmp_path, _judgements(), "t")
+    assert cv2.imread(str(next(tmp_path.glob("heatmap_m_adversarial_targeted.png")))) is not None
+    assert out["summary"]["m"]["adversarial"]["views"] == 3
 
 
-def test_rp2_result_round_trip_and_demo_design_key(tmp_path):
+def test_physical_result_round_trip_and_demo_design_key(tmp_path):
     from physadv.core.models import build_classifier
+    from physadv.physical.attack import PhysicalResult
     from physadv.physical.demo import design_key
-    from physadv.physical.rp2 import RP2Config, RP2Result
+    from physadv.physical.rp2 import RP2Config
 
     g = torch.Generator().manual_seed(0)
-    r = RP2Result(torch.rand(3, 8, 8, generator=g), torch.rand(3, 8, 8, generator=g), torch.ones(1, 8, 8),
-                  (torch.rand(8, 8, generator=g) > 0.5).float(), 0.4, 0.9, 30, {"rp2/loss": [1.0, 0.5]}, 12.0, 0.1, 0.3)
+    r = PhysicalResult("rp2", torch.rand(3, 8, 6, generator=g), torch.rand(3, 8, 6, generator=g), torch.ones(1, 8, 6),
+                       (torch.rand(8, 6, generator=g) > 0.5).float(), {"rp2/loss": [1.0, 0.5]},
+                       {"coverage": 0.4, "val_success": 0.9}, {"seconds": 12.0}, {"name": "stop", "width_m": 0.75},
+                       {"kind": "targeted", "target": "speed_limit_80"})
     r.save(tmp_path / "d.safetensors")
-    back = RP2Result.load(tmp_path / "d.safetensors")
+    back = PhysicalResult.load(tmp_path / "d.safetensors")
     assert torch.equal(back.texture, r.texture) and torch.equal(back.mask, r.mask)
-    assert (back.coverage, back.best_step, back.history) == (r.coverage, r.best_step, r.history)
+    assert (back.coverage, back.history, back.object, back.objective) == (r.coverage, r.history, r.object, r.objective)
+    assert back.stickers.shape == (4, 8, 6)
     torch.manual_seed(1)
     a = build_classifier("gtsrb-cnn", width=0.25, hidden=16)
     key = design_key(a, RP2Config())
@@ -132,3 +145,8 @@ def test_rp2_result_round_trip_and_demo_design_key(tmp_path):
     with torch.no_grad():
         next(a.parameters())[0, 0, 0, 0] += 1e-3
     assert key != design_key(a, RP2Config())  # other weights
+    with pytest.raises(PhysadvError, match="not a physadv design"):
+        from physadv.core.io import save_checkpoint
+
+        save_checkpoint(tmp_path / "other.safetensors", {"x": torch.zeros(1)})
+        PhysicalResult.load(tmp_path / "other.safetensors")

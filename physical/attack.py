@@ -1,0 +1,301 @@
+"""The one call shape of the physical attacks, their one result type, and what they share.
+
+    attack = RP2(victim, scene, RP2Config(target="speed_limit_80"))   # or EOT(...), Patch(...)
+    result = attack.run(checkpoint="runs/x/checkpoint.safetensors")   # PhysicalResult
+    result.save("design.safetensors"); PhysicalResult.load("design.safetensors")
+
+An attack optimises a parameter tensor ``w`` (RP2 and the patch: the colours through ``(tanh(w) + 1) / 2``, so they
+stay in [0, 1]; EOT: the image itself, projected back onto [0, 1] and its eps-ball after each step) with Adam over views the scene draws, against a ``core.victims.Victim`` and its ``Objective``. The base class
+owns the loop: the learning-rate schedule (a function of the step alone), the guarded step (a NaN or infinite loss
+is a one-line error), validation on fixed held-out views with the best design kept, atomic checkpoints every
+``checkpoint_every`` steps (parameter, Adam moments, the scene's random state, the best design, the history) and
+exact resume. Subclasses say what the design is and what it costs: ``start``, ``loss`` and ``design``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+
+from physadv.core.errors import PhysadvError
+from physadv.core.io import load_checkpoint, save_checkpoint
+from physadv.core.progress import progress
+from physadv.core.victims import Objective, Victim, Views
+from physadv.rendering.scene import Draw, Scene
+
+
+@dataclass
+class DesignConfig:
+    """What every physical attack shares: the objective and the optimisation loop."""
+
+    source: str = "stop"  # the object's own class ("": the object's label, e.g. a dataset image's)
+    target: Optional[str] = "speed_limit_80"  # None: untargeted (away from source)
+    objective: Literal["auto", "targeted", "untargeted", "disappearance", "creation"] = "auto"  # auto: from target
+    loss: Literal["ce", "margin"] = "ce"  # cross-entropy (the papers) or Carlini-Wagner's margin
+    kappa: float = 0.0  # margin loss: confidence at which the push stops
+    steps: int = 300
+    batch: int = 32  # views per step
+    lr: float = 0.2
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    val_views: int = 96  # fixed held-out views on which the best design is chosen
+    val_every: int = 25
+    checkpoint_every: int = 50
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.val_views < 1 or self.val_every < 1 or self.checkpoint_every < 1:
+            raise ValueError("steps, batch, val_views, val_every and checkpoint_every must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+    def make_objective(self) -> Objective:
+        kind = self.objective if self.objective != "auto" else ("targeted" if self.target else "untargeted")
+        return Objective(kind, self.source or None, self.target or None, self.loss, self.kappa)
+
+
+@dataclass
+class PhysicalResult:
+    """What a physical attack made: the design, where it is, how the optimisation went, and what it cost."""
+
+    attack: str  # rp2, eot, patch
+    texture: torch.Tensor  # 3 x h x w sRGB: what to print (the object's face with the perturbation; a patch: the patch)
+    clean: torch.Tensor  # 3 x h x w: the unperturbed face (a patch: the object's face it was designed on)
+    alpha: torch.Tensor  # 1 x h x w: the design's shape
+    mask: torch.Tensor  # h x w: where the perturbation is
+    history: dict = field(default_factory=dict)  # loss terms and validation success per step
+    metrics: dict = field(default_factory=dict)  # coverage, validation success, best step, colour distances, ...
+    timings: dict = field(default_factory=dict)  # seconds, seconds_per_step, victim_share
+    object: dict = field(default_factory=dict)  # the object (name, size in metres, source)
+    objective: dict = field(default_factory=dict)  # kind, source, target, loss
+
+    _TENSORS = ("texture", "clean", "alpha", "mask")
+
+    @property
+    def stickers(self) -> torch.Tensor:
+        """RGBA: the perturbation alone (transparent elsewhere), what a sticker sheet prints."""
+        return torch.cat([self.texture * self.mask, self.mask[None]], 0)
+
+    @property
+    def coverage(self) -> float:
+        return float(self.metrics.get("coverage", 0.0))
+
+    def save(self, path: str | Path) -> Path:
+        """The whole result as safetensors (numbers, history and settings in its JSON metadata), atomically."""
+        d = asdict(self)
+        return save_checkpoint(path, {k: d.pop(k) for k in self._TENSORS}, d | {"format": "physadv.PhysicalResult/1"})
+
+    @staticmethod
+    def load(path: str | Path) -> "PhysicalResult":
+        tensors, meta = load_checkpoint(path)
+        if meta.pop("format", None) != "physadv.PhysicalResult/1":
+            raise PhysadvError(f"{path}: not a physadv design result (a design run's design.safetensors)")
+        names = {f.name for f in fields(PhysicalResult)}
+        return PhysicalResult(**tensors, **{k: v for k, v in meta.items() if k in names})
+
+
+def atanh_of(x: torch.Tensor) -> torch.Tensor:
+    """The ``w`` whose ``(tanh(w) + 1) / 2`` is ``x`` (kept off the saturated ends)."""
+    return torch.atanh((x * 2 - 1).clamp(-0.999, 0.999))
+
+
+def colours(w: torch.Tensor) -> torch.Tensor:
+    return (torch.tanh(w) + 1) / 2
+
+
+class PhysicalAttack:
+    """Base class (see the module docstring). ``Config`` is the subclass's config dataclass."""
+
+    name = "physical"
+    Config = DesignConfig
+
+    def __init__(self, victim: Victim, scene: Scene, cfg: DesignConfig | None = None, **overrides):
+        cfg = cfg if cfg is not None else self.Config()
+        if not isinstance(cfg, self.Config):
+            raise PhysadvError(f"{type(self).__name__} takes a {self.Config.__name__}, got {type(cfg).__name__}")
+        cfg = replace(cfg, **overrides) if overrides else cfg
+        if not cfg.source and scene.obj.label:  # a dataset image or a sign knows its own class
+            cfg = replace(cfg, source=scene.obj.label)
+        try:
+            cfg.validate()
+        except ValueError as exc:
+            raise PhysadvError(f"{self.name}: {exc}") from None
+        self.cfg, self.victim, self.scene = cfg, victim.eval(), scene
+        self.objective = cfg.make_objective()
+        victim.classes_of(self.objective)  # unknown classes fail here, before any work
+        self.device = victim.device
+        self.victim_seconds = 0.0
+
+    # ------------------------------------------------------------------ what subclasses define
+    def start(self) -> torch.Tensor:
+        """The initial parameter ``w``."""
+        raise NotImplementedError
+
+    def design(self, w: torch.Tensor) -> torch.Tensor:
+        """The printable design (``3 x h x w``) of parameter ``w``."""
+        raise NotImplementedError
+
+    def project(self, w: torch.Tensor) -> None:
+        """Put ``w`` back into its feasible set after a step, in place (projected gradient methods)."""
+
+    def loss(self, w: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, dict]:
+        """The total loss of one step on ``draw`` and its named terms (floats)."""
+        raise NotImplementedError
+
+    def prepare(self, val: Draw, checkpoint: str | Path | None, progress_bar: bool) -> dict:
+        """Work before the main optimisation (RP2's mask search); returns its history."""
+        return {}
+
+    def views(self, design: torch.Tensor, draw: Draw) -> Views:
+        """The views of the object wearing ``design`` (a patch pastes it first)."""
+        return self.scene.render(design, draw)
+
+    def finish(self, w: torch.Tensor, best: torch.Tensor) -> PhysicalResult:
+        """The result from the best design (subclasses add their metrics)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared pieces
+    def adversarial_loss(self, views: Views) -> torch.Tensor:
+        """The victim's mean loss on ``views`` for the objective (timed: the victim's share of a step)."""
+        t0 = time.perf_counter()
+        out = self.victim.loss(views, self.objective).mean()
+        self.victim_seconds += time.perf_counter() - t0
+        return out
+
+    @torch.no_grad()
+    def success_rate(self, design: torch.Tensor, draw: Draw) -> float:
+        rates = [self.victim.judge(self.views(design, d), self.objective).success.float() for d in draw.split(64)]
+        return float(torch.cat(rates).mean())
+
+    def validation_draw(self) -> Draw:
+        """Fixed held-out views (their own random stream: the optimisation's draws do not move them)."""
+        state = self.scene.state()
+        self.scene.restore(torch.Generator().manual_seed(self.cfg.seed + 7_919).get_state())
+        draw = self.scene.sample(self.cfg.val_views)
+        self.scene.restore(state)
+        return draw
+
+    def run(self, checkpoint: str | Path | None = None, progress_bar: bool = True) -> PhysicalResult:
+        """Optimise (resuming from ``checkpoint`` when it holds this attack's state) and return the result."""
+        start = time.perf_counter()
+        torch.manual_seed(self.cfg.seed)
+        self.scene.restore(torch.Generator().manual_seed(self.cfg.seed).get_state())
+        val = self.validation_draw()
+        before = self.prepare(val, checkpoint, progress_bar)
+        w, best, stats = self.optimise(self.start().to(self.device), self.cfg.steps, val, checkpoint, self.name, progress_bar)
+        result = self.finish(w, best)
+        result.history = before | stats["history"]
+        result.metrics.update(val_success=stats["best_rate"], best_step=stats["best_step"], steps=self.cfg.steps)
+        result.timings = {"seconds": round(time.perf_counter() - start, 2),
+                          "seconds_per_step": round(stats["seconds"] / max(1, stats["steps_run"]), 4),
+                          "victim_share": round(self.victim_seconds / max(stats["seconds"], 1e-9), 3)}
+        result.object = self.scene.obj.describe()
+        result.objective = {k: v for k, v in asdict(self.objective).items()}
+        return result
+
+    def optimise(self, w: torch.Tensor, steps: int, val: Draw, checkpoint: str | Path | None, phase: str,
+                 progress_bar: bool = True) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        """Adam on ``w`` for ``steps`` steps of ``self.loss``; returns (w, the best design on ``val``, stats).
+        Resumes from ``checkpoint`` when it holds state of this ``phase``; writes it every ``checkpoint_every``."""
+        cfg = self.cfg
+        w = w.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=cfg.lr)
+        history: dict[str, list[float]] = {}
+        best, best_rate, best_step, first = self.design(w.detach()), -1.0, 0, 0
+        saved = self._resume(checkpoint, phase, w, opt)
+        if saved is not None:
+            best, best_rate, best_step, first, history = saved
+        bar = progress(range(first, steps), desc=phase, total=steps, initial=first, disable=not progress_bar)
+        self.victim_seconds, t0 = 0.0, time.perf_counter()
+        for step in bar:
+            if cfg.lr_schedule == "cosine":  # a function of the step alone: a resumed run follows the same schedule
+                opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            total, terms = self.loss(w, self.scene.sample(cfg.batch))
+            if not torch.isfinite(total):
+                if checkpoint:
+                    self._save_best(checkpoint, best)
+                raise PhysadvError(f"{phase} diverged: the loss became {float(total.detach())} at step {step} "
+                                   f"(terms {terms}); the best design so far is saved" +
+                                   (f" beside {checkpoint}" if checkpoint else "") + f"; lower lr (now {cfg.lr})")
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            with torch.no_grad():
+                self.project(w)
+            for k, v in terms.items():
+                history.setdefault(f"{phase}/{k}", []).append(v)
+            if (step + 1) % cfg.val_every == 0 or step + 1 == steps:
+                rate = self.success_rate(self.design(w.detach()), val)
+                history.setdefault(f"{phase}/val_success", []).append(rate)
+                if rate >= best_rate:
+                    best, best_rate, best_step = self.design(w.detach()), rate, step + 1
+                bar.set_postfix(loss=f"{float(total.detach()):.3f}", val=f"{rate:.0%}")
+            if checkpoint and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps):
+                self._checkpoint(checkpoint, phase, step + 1, w, opt, best, best_rate, best_step, history)
+        stats = {"history": history, "best_rate": best_rate, "best_step": best_step, "steps_run": max(0, steps - first),
+                 "seconds": time.perf_counter() - t0}
+        return w.detach(), best, stats
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self, path, phase, step, w, opt, best, best_rate, best_step, history) -> None:
+        st = opt.state.get(w, {})
+        zeros = torch.zeros_like(w)
+        save_checkpoint(path, {"w": w.detach(), "best": best, "rng": self.scene.state(),
+                               "adam_m": st.get("exp_avg", zeros), "adam_v": st.get("exp_avg_sq", zeros),
+                               "adam_step": torch.as_tensor(st.get("step", 0.0)).reshape(1).float(),
+                               **self.checkpoint_tensors()},
+                        {"attack": self.name, "phase": phase, "step": step, "best_rate": best_rate, "best_step": best_step,
+                         "history": history, "config": self._config_key()})
+
+    def _config_key(self) -> dict:
+        """The attack's own settings (a run's other sections, e.g. the grid, do not change its optimisation)."""
+        from physadv.core.config import to_dict
+
+        return {f.name: to_dict(getattr(self.cfg, f.name)) for f in fields(self.Config)}
+
+    def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors a subclass needs to resume (e.g. RP2's mask)."""
+        return {}
+
+    def _resume(self, path, phase, w, opt):
+        """Restore ``w``, Adam and the scene's random state from ``path`` if it holds this phase of this attack with
+        this config; returns (best, best_rate, best_step, step, history) or None."""
+        if not path or not Path(path).is_file():
+            return None
+        state, meta = load_checkpoint(path)
+        if meta.get("attack") != self.name or meta.get("phase") != phase or meta.get("config") != _plain(self._config_key()):
+            return None
+        if tuple(state["w"].shape) != tuple(w.shape) or not self.accepts(state):
+            return None
+        with torch.no_grad():
+            w.copy_(state["w"])
+        if float(state["adam_step"][0]) > 0:
+            opt.state[w] = {"step": state["adam_step"][0].clone(), "exp_avg": state["adam_m"].clone().to(w),
+                            "exp_avg_sq": state["adam_v"].clone().to(w)}
+        self.scene.restore(state["rng"])
+        return state["best"].to(w), meta["best_rate"], meta["best_step"], int(meta["step"]), meta["history"]
+
+    def accepts(self, state: dict[str, torch.Tensor]) -> bool:
+        """Whether a checkpoint's extra tensors fit this run (e.g. the same mask)."""
+        return True
+
+    def _save_best(self, path, best: torch.Tensor) -> None:
+        from physadv.core.io import write_image
+
+        p = Path(path)
+        alpha = self.scene.obj.alpha if tuple(best.shape[-2:]) == tuple(self.scene.obj.alpha.shape[-2:]) else torch.ones(1, *best.shape[-2:])
+        write_image(p.with_name("best_texture.png"), torch.cat([best.clamp(0, 1).cpu(), alpha], 0))
+        save_checkpoint(p.with_name("best_texture.safetensors"), {"texture": best, "alpha": alpha})
+
+
+def _plain(d):
+    """A config as JSON gives it back (tuples become lists), to compare with a checkpoint's copy."""
+    import json
+
+    return json.loads(json.dumps(d))
+
+
+__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours"]
