@@ -121,22 +121,15 @@ def _prepare(args: argparse.Namespace, names: list[str]) -> None:
 
 
 def _model(cfg):
-    from physadv.core.train import get_classifier, load_classifier, resolve_device
+    """The judging classifier: ``model`` (sign, a zoo member, a registry name, or an ImageNet architecture) with
+    ``weights`` when given, or the physadv classifier file ``weights`` (``core.victims.load_model``)."""
+    from physadv.core.train import resolve_device
+    from physadv.core.victims import load_model
 
-    device = resolve_device(cfg.device)
-    if cfg.weights:
-        if cfg.model:
-            from physadv.core.models import load_pretrained
-
-            return load_pretrained(cfg.model, cfg.weights).to(device).eval()
-        return load_classifier(cfg.weights, device)
-    if cfg.model == "signs":  # the sign world's GTSRB-CNN (trained once, then cached)
-        from physadv.rendering.signs import get_sign_classifier
-
-        return get_sign_classifier().to(device).eval()
-    if cfg.model:
-        return get_classifier(cfg.model).to(device).eval()
-    raise PhysadvError("no classifier: give --weights FILE (a physadv .safetensors) or --model NAME")
+    if not cfg.weights and not cfg.model:
+        raise PhysadvError("no classifier: give --weights FILE (a physadv .safetensors) or --model NAME")
+    spec = f"{cfg.model}={cfg.weights}" if cfg.model and cfg.weights else (cfg.weights or cfg.model)
+    return load_model(spec, resolve_device(cfg.device)).eval()
 
 
 def _layout_camera(cfg):

@@ -14,8 +14,6 @@ adversarial ones are not.
 """
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,56 +234,50 @@ def cell_key(r: PhotoResult, cfg: JudgeConfig, unit: str) -> tuple:
     return d, a, r.light
 
 
+def judgements(results: list[PhotoResult], model, cfg: JudgeConfig, unit: str) -> list:
+    """The judged photos as ``core.gridreport.Judgement`` records (manifest values as given, solvePnP values binned)."""
+    from physadv.core.gridreport import Judgement
+
+    true, target = class_index(model, cfg.true_class), class_index(model, cfg.target_class)
+    out = []
+    for r in results:
+        if r.status != OK:
+            continue
+        d, a, light = cell_key(r, cfg, unit)
+        out.append(Judgement(r.set, d, a, light, unit, "", r.top1, r.top1_conf, r.top2, r.top2_conf,
+                             model.classes[true] if true is not None else None,
+                             model.classes[target] if target is not None else None, tuple(r.probs or ())))
+    return out
+
+
 def summarise(results: list[PhotoResult], model, cfg: JudgeConfig) -> dict:
-    """Cells (RP2 Table 5 rows) and totals from per-photo results."""
+    """Cells (RP2 Table 5 rows, ``core.gridreport.cells`` per light) and totals from per-photo results."""
+    from physadv.core.gridreport import cells as grid_cells
+
     unit = cfg.report_unit or _common_unit(results)
     true, target = class_index(model, cfg.true_class), class_index(model, cfg.target_class)
-    groups: dict[tuple, list[PhotoResult]] = defaultdict(list)
-    for r in results:
-        if r.status == OK:
-            groups[(r.set,) + cell_key(r, cfg, unit)].append(r)
-    cells = {}
-    for key, rs in groups.items():
-        probs = np.mean([r.probs for r in rs], axis=0)
-        order = np.argsort(-probs)
-        cells[key] = {"set": key[0], "distance": key[1], "unit": unit, "angle": key[2], "light": key[3], "n": len(rs),
-                      "top1": model.classes[order[0]], "top1_conf": float(probs[order[0]]),
-                      "top2": model.classes[order[1]] if len(order) > 1 else "",
-                      "top2_conf": float(probs[order[1]]) if len(order) > 1 else None,
-                      "pred": int(order[0]),
-                      "untargeted_rate": _rate([r.untargeted for r in rs]),
-                      "targeted_rate": _rate([r.targeted for r in rs])}
-    # blank true class: the clean set's top class in the same cell is the reference
-    for key, c in cells.items():
-        clean = cells.get(("clean",) + key[1:])
+    rows = grid_cells(judgements(results, model, cfg, unit), model.classes, by_light=True)
+    by_key = {(c["set"], c["distance"], c["angle"], c["light"]): c for c in rows}
+    for c in rows:  # blank true class: the clean set's top class in the same cell is the reference
+        clean = by_key.get(("clean", c["distance"], c["angle"], c["light"]))
         c["clean_top1"] = clean["top1"] if clean else None
         if true is None and c["set"] == "adversarial" and clean:
-            c["untargeted_rate"] = float(c["pred"] != clean["pred"])
-    adv = [c for c in cells.values() if c["set"] == "adversarial"]
-    paired = [c for c in adv if c["clean_top1"] is not None]
+            c["untargeted_rate"] = float(c["top1"] != clean["top1"])
+    adv = [r for r in results if r.set == "adversarial" and r.status == OK]
     summary = {"photos": len(results), "by_status": _count(r.status for r in results),
                "judged": {s: sum(r.status == OK for r in results if r.set == s) for s in ("clean", "adversarial")},
                "unit": unit, "true_class": model.classes[true] if true is not None else None,
                "target_class": model.classes[target] if target is not None else None,
-               "untargeted_success": _rate([r.untargeted for r in results if r.set == "adversarial" and r.status == OK]),
-               "targeted_success": _rate([r.targeted for r in results if r.set == "adversarial" and r.status == OK]),
+               "untargeted_success": _rate([r.untargeted for r in adv]), "targeted_success": _rate([r.targeted for r in adv]),
                "clean_accuracy": _rate([None if r.untargeted is None else not r.untargeted
                                         for r in results if r.set == "clean" and r.status == OK])}
+    paired = [c for c in rows if c["set"] == "adversarial" and c["clean_top1"] is not None]
     if paired:  # RP2: among cells whose clean photo is right, how many adversarial ones are wrong (or on target)
-        ref = (lambda c: c["clean_top1"] == model.classes[true]) if true is not None else (lambda c: True)
-        good = [c for c in paired if ref(c)]
+        good = [c for c in paired if true is None or c["clean_top1"] == model.classes[true]]
         summary["rp2_cells"] = len(good)
         summary["rp2_success"] = (float(np.mean([c["top1"] != c["clean_top1"] if target is None
-                                                 else c["top1"] == model.classes[target] for c in good]))
-                                  if good else None)
-    for c in cells.values():
-        c.pop("pred")
-    ordered = sorted(cells.values(), key=lambda c: (c["set"] != "clean", _num(c["distance"]), _num(c["angle"]), c["light"]))
-    return {"summary": summary, "cells": ordered}
-
-
-def _num(v) -> float:
-    return math.inf if v is None else float(v)
+                                                 else c["top1"] == model.classes[target] for c in good])) if good else None)
+    return {"summary": summary, "cells": rows}
 
 
 def _rate(flags) -> float | None:

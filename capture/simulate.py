@@ -25,7 +25,8 @@ from physadv.core.errors import PhysadvError
 from physadv.core.io import write_json
 from physadv.rendering.camera import Intrinsics, Pose, plane_homography
 
-LIGHTS = {"normal": 1.0, "bright": 1.35, "dim": 0.55, "dark": 0.3}  # scene gain per light name
+LIGHT_STOPS = {"normal": 0.0, "bright": 1.0, "dim": -2.0, "dark": -4.0}  # exposure of the print per light name, in stops
+LIGHTS = {name: 2.0 ** stops for name, stops in LIGHT_STOPS.items()}  # the gain on linear light
 
 
 @dataclass
@@ -188,9 +189,12 @@ def warp_page(page: np.ndarray, H_page_px: np.ndarray, size: tuple[int, int]) ->
 
 
 def camera_effects(img: np.ndarray, rng: np.random.Generator, fx: EffectsConfig) -> np.ndarray:
-    """Exposure, white balance, blur and noise on a float ``H x W x 3`` image in [0, 1] (in place where possible)."""
+    """Exposure and white balance (in linear light, clamped where the sensor saturates), then blur and noise on the
+    sRGB values, of a float ``H x W x 3`` sRGB image in [0, 1]."""
+    from physadv.core.colour import linear_to_srgb_array, srgb_to_linear_array
+
     gains = 2.0 ** rng.normal(0, fx.exposure_stops) * np.clip(1 + rng.normal(0, fx.white_balance, 3), 0.7, 1.3)
-    img = cv2.multiply(img, tuple(float(g) for g in gains) + (0.0,))
+    img = linear_to_srgb_array(cv2.multiply(srgb_to_linear_array(img), tuple(float(g) for g in gains) + (0.0,)))
     sigma = rng.uniform(*fx.blur_px)
     if sigma > 0.05:
         img = cv2.GaussianBlur(img, (0, 0), sigma)
@@ -205,9 +209,13 @@ def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, backgro
                  light: float = 1.0, turn: np.ndarray | None = None, shading: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """The page seen by a camera at ``pose`` over ``background`` (``H x W x 3`` float [0,1]); float photo, no effects.
 
-    ``light`` scales the page's brightness; ``shading = (gx, gy)`` adds a linear light gradient across it
-    (relative change from the page's centre to its right / bottom edge in the photo).
+    ``light`` scales the light on the page; ``shading = (gx, gy)`` adds a linear light gradient across it
+    (relative change from the page's centre to its right / bottom edge in the photo). Both act in linear light
+    (the page converted from sRGB, lit, clamped where the sensor saturates, converted back), then the page is
+    composited over the background.
     """
+    from physadv.core.colour import linear_to_srgb_array, srgb_to_linear_array
+
     H = camera_homography(pose, intr, turn) @ page_to_plane(layout, (page.shape[1], page.shape[0]))
     out = np.array(background, dtype=np.float32, order="C")  # a contiguous copy (OpenCV is slow on strided views)
     h, w = page.shape[:2]
@@ -220,11 +228,12 @@ def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, backgro
     warped, mask = warp_page(page, shift @ H, (int(x1 - x0), int(y1 - y0)))  # only the page's bounding box
     roi = out[y0:y1, x0:x1]
     roi *= (1 - mask)[:, :, None]
-    gain = mask * np.float32(light / 255.0)
+    gain = np.full(mask.shape, np.float32(light), np.float32)
     if any(shading):
         yy, xx = np.mgrid[0:gain.shape[0], 0:gain.shape[1]].astype(np.float32)
         gain *= 1 + shading[0] * (2 * xx / gain.shape[1] - 1) + shading[1] * (2 * yy / gain.shape[0] - 1)
-    roi += warped.astype(np.float32) * gain[:, :, None]
+    lit = linear_to_srgb_array(srgb_to_linear_array(warped) * gain[:, :, None])
+    roi += lit * mask[:, :, None]
     return out
 
 
