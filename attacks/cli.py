@@ -290,7 +290,7 @@ def fit_universal(attack, cfg: AttackJobConfig, model, test_images: torch.Tensor
 
 def save_result_grid(path: Path, result, classes, n: int) -> Path:
     """Rows of clean / perturbation (scaled to fill [0, 1], 0.5 = no change) / adversarial, with predictions."""
-    from physadv.core.io import save_image_grid
+    from physadv.core.plots import save_image_grid
 
     n = min(n, len(result.images))
     name = (lambda k: classes[k]) if classes else str

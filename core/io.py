@@ -236,31 +236,3 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, padding: int = 2,
-                    captions: list[str] | None = None, scale: int = 1) -> Path:
-    """A grid of ``N x C x H x W`` images as PNG, optionally with a caption under each tile."""
-    import torchvision.utils as vutils
-
-    imgs = images.detach().to("cpu", torch.float32).clamp(0, 1)
-    if scale > 1:
-        imgs = torch.nn.functional.interpolate(imgs, scale_factor=scale, mode="nearest")
-    if captions is None:
-        grid = vutils.make_grid(imgs, nrow=nrow, padding=padding, pad_value=1.0)
-        return write_image(path, grid)
-    from physadv.core.plots import pyplot, save_figure
-
-    plt = pyplot()
-
-    n = imgs.shape[0]
-    ncol = min(nrow, n)
-    nr = (n + ncol - 1) // ncol
-    fig, axes = plt.subplots(nr, ncol, figsize=(1.4 * ncol, 1.6 * nr), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            im = imgs[i].permute(1, 2, 0).numpy()
-            ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray" if im.shape[2] == 1 else None, vmin=0, vmax=1)
-            ax.set_title(captions[i], fontsize=7)
-    return save_figure(fig, path, dpi=100)

@@ -1,5 +1,6 @@
-"""Figures: matplotlib set up for files (``pyplot``, ``save_figure``, ``figure_png``) and the
-success-by-distance-and-angle heatmap the packages share."""
+"""Figures: matplotlib set up for files (``pyplot``, ``save_figure``, ``figure_png``), image grids with captions
+(``save_image_grid``) and the success-by-distance-and-angle heatmap the packages share. Depends on ``core.io`` for
+atomic writes; ``core.io`` does not depend on it."""
 from __future__ import annotations
 
 import io
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import torch
 
 
 def pyplot():
@@ -71,3 +73,31 @@ def heatmap_png(grid: np.ndarray, distances: list, angles: list, distance_unit: 
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     return figure_png(fig)
+
+
+def save_image_grid(path: str | Path, images: torch.Tensor, nrow: int = 8, padding: int = 2,
+                    captions: list[str] | None = None, scale: int = 1) -> Path:
+    """A grid of ``N x C x H x W`` images as PNG, optionally with a caption under each tile."""
+    import torchvision.utils as vutils
+
+    imgs = images.detach().to("cpu", torch.float32).clamp(0, 1)
+    if scale > 1:
+        imgs = torch.nn.functional.interpolate(imgs, scale_factor=scale, mode="nearest")
+    if captions is None:
+        grid = vutils.make_grid(imgs, nrow=nrow, padding=padding, pad_value=1.0)
+        from physadv.core.io import write_image
+
+        return write_image(path, grid)
+    plt = pyplot()
+
+    n = imgs.shape[0]
+    ncol = min(nrow, n)
+    nr = (n + ncol - 1) // ncol
+    fig, axes = plt.subplots(nr, ncol, figsize=(1.4 * ncol, 1.6 * nr), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            im = imgs[i].permute(1, 2, 0).numpy()
+            ax.imshow(im[:, :, 0] if im.shape[2] == 1 else im, cmap="gray" if im.shape[2] == 1 else None, vmin=0, vmax=1)
+            ax.set_title(captions[i], fontsize=7)
+    return save_figure(fig, path, dpi=100)

@@ -93,7 +93,9 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
-    from physadv.core.io import make_run_dir, save_image_grid, save_checkpoint
+    from physadv.core.io import make_run_dir, save_checkpoint
+
+    from physadv.core.plots import save_image_grid
     from physadv.gans.trainer import generate, load_generator
 
     if args.n < 1:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from physadv.core.data import ImageSet
-from physadv.core.io import save_image_grid
+from physadv.core.plots import save_image_grid
 from physadv.gans.metrics import classifier_outputs, frechet_distance, inception_features, nearest_neighbours, score_set
 from physadv.gans.trainer import GanConfig, build_networks, generate
 

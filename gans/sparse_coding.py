@@ -235,7 +235,7 @@ def support_recovery_experiment(cfg: SparseCodingConfig, out: str | Path | None 
            "bp_at_least_thresholding": all(r["basis_pursuit"]["layer2"] >= r["thresholding"]["layer2"] - 1e-9 for r in rows)}
     if out is not None:
         _plot(Path(out) / "support_recovery.png", rows)
-        from physadv.core.io import save_image_grid
+        from physadv.core.plots import save_image_grid
 
         save_image_grid(Path(out) / "signals.png", _unit(x[:8]), nrow=8, scale=2)
     return res

@@ -30,7 +30,8 @@ from torch import nn
 from physadv.core.config import from_dict, save_config, to_dict
 from physadv.core.data import DataConfig, ImageSet
 from physadv.core.errors import PhysadvError
-from physadv.core.io import load_checkpoint, load_state_into, save_checkpoint, save_image_grid, write_json
+from physadv.core.io import load_checkpoint, load_state_into, save_checkpoint, write_json
+from physadv.core.plots import save_image_grid
 from physadv.core.progress import progress
 from physadv.core.train import resolve_device
 from physadv.gans.games import GameConfig, make_game

@@ -222,7 +222,7 @@ def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict
 def digital_side(plan: DemoPlan, out: Path, device) -> dict:
     from physadv.attacks import DeepFool
     from physadv.core.data import load_dataset
-    from physadv.core.io import save_image_grid
+    from physadv.core.plots import save_image_grid
     from physadv.core.train import get_classifier
 
     out.mkdir(parents=True, exist_ok=True)

@@ -193,7 +193,7 @@ def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpe
 
 def _sample_views(run: Path, scene, renders) -> torch.Tensor:
     """Eight views, clean above and with the design below (the same poses, light and backgrounds), in views.png."""
-    from physadv.core.io import save_image_grid
+    from physadv.core.plots import save_image_grid
 
     draw = scene.sample(8)
     with torch.no_grad():

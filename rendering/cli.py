@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from physadv.core.cli import finish_run, resolve_config, start_run
-    from physadv.core.io import save_image_grid
+    from physadv.core.plots import save_image_grid
     from physadv.core.train import resolve_device
     from physadv.rendering.augment import EOTAugment
     from physadv.rendering.backgrounds import sample_backgrounds

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from physadv.core.config import to_dict
-    from physadv.core.io import save_image_grid
+    from physadv.core.plots import save_image_grid
     from physadv.core.train import cached_classifier_path, cached_metrics, evaluate, save_classifier
     from physadv.rendering.signs.classifier import SignsConfig, evaluate_grid, get_sign_classifier, train_config, write_grid
     from physadv.rendering.signs.world import load_signs
@@ -72,7 +72,7 @@ def _train(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import torch
 
-    from physadv.core.io import save_image_grid
+    from physadv.core.plots import save_image_grid
     from physadv.rendering.signs.classifier import SignsConfig
     from physadv.rendering.signs.textures import all_textures, sign_classes
     from physadv.rendering.signs.world import generate_signs
