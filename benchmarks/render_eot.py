@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from physadv.core.colour import linear_to_srgb, srgb_to_linear  # noqa: E402
 from physadv.core.io import cache_dir  # noqa: E402
 from physadv.core.models import build_classifier  # noqa: E402
 from physadv.rendering.augment import AugmentConfig, EOTAugment  # noqa: E402
@@ -120,8 +121,8 @@ def main() -> None:
         renderer = MeshRenderer(MeshRasterizer(cameras=cams, raster_settings=settings),
                                 HardPhongShader(cameras=cams, lights=l3, materials=mat, blend_params=BlendParams(background_color=(0, 0, 0))))
         bg = backgrounds[torch.randint(0, len(backgrounds), (args.views,), generator=g)]
-        rgba = renderer(mesh.to_pytorch3d(texture).extend(args.views))
-        images = rgba[..., :3].permute(0, 3, 1, 2)
+        rgba = renderer(mesh.to_pytorch3d(srgb_to_linear(texture)).extend(args.views))  # shaded in linear light, as ours
+        images = linear_to_srgb(rgba[..., :3].clamp(0, 1)).permute(0, 3, 1, 2)
         alpha = rgba[..., 3:].permute(0, 3, 1, 2)
         images = (images * alpha + (1 - alpha) * bg).clamp(0, 1)
         F.cross_entropy(clf(aug(resize(images))), labels).backward()
