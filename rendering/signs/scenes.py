@@ -461,6 +461,8 @@ def load_scenes(split: str, cfg: ScenesConfig | None = None, progress: bool = Tr
     path = cache_dir("scenes") / f"{split}-{scenes_hash(cfg)}.safetensors"
     if path.is_file():
         tensors, meta = load_checkpoint(path)
+        if meta.get("classes") != ["__background__", *sign_classes()]:
+            raise PhysadvError(f"{path}: cached scene set has other classes; delete it to regenerate")
         return DetectionSet.from_tensors(tensors, meta, str(path))
     data = generate_scenes(cfg, n, seed, progress=progress)
     tensors, meta = data.to_tensors()
