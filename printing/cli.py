@@ -74,6 +74,16 @@ def _config_path(args: argparse.Namespace) -> None:
         args.config = None  # the default config is optional when run outside the repository
 
 
+def _design_width(path: Path) -> str | None:
+    """The real width a design run recorded for its object (``texture.safetensors``, ``design.safetensors``)."""
+    from physadv.core.io import load_checkpoint
+
+    if not path.is_file():
+        return None
+    width = (load_checkpoint(path)[1].get("object") or {}).get("width_m")
+    return f"{width * 1000:.1f}mm" if width else None
+
+
 def _export(args: argparse.Namespace) -> int:
     from PIL import Image
 
@@ -81,6 +91,8 @@ def _export(args: argparse.Namespace) -> int:
     from physadv.printing.export import ExportConfig, export_print
 
     _config_path(args)
+    if args.width is None and str(args.texture).endswith(".safetensors"):  # a design knows its object's real width
+        args.width = _design_width(Path(args.texture))
     _flag_overrides(args, ["width", "height", "dpi", "fiducials", "tile", "label"])
     if args.mask:
         args.overrides.insert(0, "cut_lines=true")

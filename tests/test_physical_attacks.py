@@ -275,8 +275,8 @@ def test_rp2_on_an_object_the_world_never_drew_designs_judges_and_exports(tmp_pa
                  "--victim", str(tmp_path / "model.safetensors"), "--out", str(grid), "--set", "grid.lights_per_cell=1",
                  "--set", "grid.distances_ft=[10]", "--set", "grid.angles_deg=[15]", "--set", "device=cpu"]) == 0
     assert json.loads((grid / "metrics.json").read_text())["grid"]["model"]["clean"]["views"] == 1
-    printed = tmp_path / "print"
-    assert main(["print", "export", "--texture", str(run / "texture.png"), "--width", "45cm", "--out", str(printed)]) == 0
+    printed = tmp_path / "print"  # the design knows its object's width: the print is true to size without --width
+    assert main(["print", "export", "--texture", str(run / "texture.safetensors"), "--out", str(printed)]) == 0
     layout = json.loads((printed / "layout.json").read_text())
     assert layout["object_rect"]["width"] == pytest.approx(450, abs=1) and layout["object_rect"]["height"] == pytest.approx(300, abs=5)
 
