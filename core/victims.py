@@ -83,10 +83,12 @@ class Objective:
 class Views:
     """Images of an object: ``images`` ``N x 3 x H x W`` in [0, 1] (sRGB); ``boxes`` ``N x 4`` (x0, y0, x1, y1) in
     torchvision's pixel convention (an image of width W spans [0, W]) where the object is in each image, or None
-    when each image is already a crop around the object."""
+    when each image is already a crop around the object; ``seed`` (a scene's draw sets it) makes the victim's own
+    random choices replayable."""
 
     images: torch.Tensor
     boxes: torch.Tensor | None = None
+    seed: int | None = None  # replays the victim's own randomness on these views (input diversity, member subsets)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 3:
@@ -182,17 +184,38 @@ def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int],
     return roi_align(images, rois, output_size=size, spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
+def input_diversity(x: torch.Tensor, p: float, g: torch.Generator, low: float = 0.9) -> torch.Tensor:
+    """Input diversity (Xie et al., CVPR 2019, "Improving transferability of adversarial examples with input
+    diversity", eq. 4): with probability ``p`` the batch is resized to a random side in ``[low * S, S]`` and padded
+    back to ``S`` at a random offset (zeros, as their reference code); differentiable."""
+    if float(torch.rand(1, generator=g)) >= p:
+        return x
+    h, w = x.shape[-2:]
+    side = int(torch.randint(int(low * min(h, w)), min(h, w) + 1, (1,), generator=g))
+    small = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+    top, left = (int(torch.randint(d - side + 1, (1,), generator=g)) for d in (h, w))
+    return F.pad(small, (left, w - side - left, top, h - side - top))
+
+
+def _stable_hash(text: str) -> int:
+    """A seed offset per member that does not change between runs (Python's hash() does)."""
+    import zlib
+
+    return zlib.crc32(text.encode()) % 1_000_003
+
+
 class ClassifierVictim(Victim):
     """One classifier. Preprocessing: views with boxes are cropped GTSRB-style (the box plus ``margin`` per side);
     every view is resized (anti-aliased) to the classifier's input size, and turned grey for 1-channel models."""
 
-    def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1):
+    def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1, diversity: float = 0.0):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.name = name or model.arch or "classifier"
         self.classes = list(model.classes)
         self.input_size = tuple(model.input_size)
         self.margin = margin
+        self.diversity = diversity  # input diversity (Xie et al. 2019): the share of views resized and padded at random
 
     def prepare(self, views: Views) -> torch.Tensor:
         c, h, w = self.input_size
@@ -205,11 +228,15 @@ class ClassifierVictim(Victim):
             x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
         return x.clamp(0, 1)
 
-    def log_probs(self, views: Views) -> torch.Tensor:
-        return F.log_softmax(self.model(self.prepare(views)), dim=1)
+    def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
+        """Log-probabilities; ``diverse``: through input diversity, when it is on (optimisation, not judging)."""
+        x = self.prepare(views)
+        if diverse and self.diversity > 0:
+            x = input_diversity(x, self.diversity, torch.Generator().manual_seed((views.seed or 0) + _stable_hash(self.name)))
+        return F.log_softmax(self.model(x), dim=1)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
-        return log_prob_loss(self.log_probs(views), objective, *self.classes_of(objective))
+        return log_prob_loss(self.log_probs(views, diverse=True), objective, *self.classes_of(objective))
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
@@ -226,12 +253,14 @@ class EnsembleVictim(Victim):
     """
 
     def __init__(self, members: Sequence[ClassifierVictim], weights: Sequence[float] | None = None,
-                 fusion: Fusion = "mean_probability", name: str | None = None):
+                 fusion: Fusion = "mean_probability", name: str | None = None, subset: int = 0, balance: float = 0.0):
         super().__init__()
         if not members:
             raise PhysadvError("an ensemble victim needs at least one member")
         if fusion not in ("mean_probability", "sum_losses"):
             raise PhysadvError(f"ensemble fusion '{fusion}' is not 'mean_probability' (Liu et al.) or 'sum_losses'")
+        if not 0 <= subset <= len(members) or balance < 0:
+            raise PhysadvError(f"ensemble subset must be 0..{len(members)} and balance >= 0, got {subset} and {balance}")
         self.members = nn.ModuleList(members)
         self.classes = list(members[0].classes)
         for m in members[1:]:
@@ -242,7 +271,7 @@ class EnsembleVictim(Victim):
         if len(w) != len(members) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise PhysadvError(f"ensemble weights must be {len(members)} non-negative numbers, not all 0; got {w.tolist()}")
         self.weights = (w / w.sum()).tolist()
-        self.fusion = fusion
+        self.fusion, self.subset, self.balance = fusion, subset, balance
         self.name = name or "+".join(m.name for m in members)
         self.input_size = max((tuple(m.input_size) for m in members), key=lambda s: s[1] * s[2])
 
@@ -250,24 +279,38 @@ class EnsembleVictim(Victim):
     def names(self) -> list[str]:
         return [m.name for m in self.members]
 
-    def member_log_probs(self, views: Views) -> list[torch.Tensor]:
-        """Each member's log-probabilities over the ensemble's class order."""
-        return [m.log_probs(views)[:, order.to(m.device)] for m, order in zip(self.members, self._order)]
+    def member_log_probs(self, views: Views, members: Sequence[int] | None = None, diverse: bool = False) -> list[torch.Tensor]:
+        """Each member's (or the chosen members') log-probabilities over the ensemble's class order."""
+        idx = range(len(self.members)) if members is None else members
+        return [self.members[i].log_probs(views, diverse)[:, self._order[i].to(self.members[i].device)] for i in idx]
 
-    def fused_log_probs(self, logps: list[torch.Tensor]) -> torch.Tensor:
+    def fused_log_probs(self, logps: list[torch.Tensor], weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
         """``log sum_i w_i p_i``: Liu et al.'s fusion of the members' probabilities."""
         dev = logps[0].device
         stacked = torch.stack([lp.to(dev) for lp in logps])
-        logw = torch.tensor(self.weights, device=dev).clamp_min(1e-30).log().view(-1, 1, 1)
-        return torch.logsumexp(stacked + logw, dim=0)
+        w = torch.as_tensor(self.weights if weights is None else weights, dtype=stacked.dtype, device=dev)
+        return torch.logsumexp(stacked + (w / w.sum()).clamp_min(1e-30).log().view(-1, 1, 1), dim=0)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
+        """The fused loss; with ``subset`` a random ``subset`` of members per call (seeded by ``views.seed``), with
+        ``balance`` = T > 0 the members' weights times ``softmax(mean member loss / T)``, so members the design does
+        not fool yet weigh more (no member is left behind)."""
         s, t = self.classes_of(objective)
-        logps = self.member_log_probs(views)
-        if self.fusion == "mean_probability":
-            return log_prob_loss(self.fused_log_probs(logps), objective, s, t)
+        idx = list(range(len(self.members)))
+        if self.subset:
+            g = torch.Generator().manual_seed((views.seed or 0) + 17)
+            idx = sorted(torch.randperm(len(idx), generator=g)[: self.subset].tolist())
+        logps = self.member_log_probs(views, idx, diverse=True)
         dev = logps[0].device
-        return sum(w * log_prob_loss(lp.to(dev), objective, s, t) for w, lp in zip(self.weights, logps))
+        w = torch.tensor([self.weights[i] for i in idx], device=dev)
+        if self.balance > 0 or self.fusion == "sum_losses":
+            own = torch.stack([log_prob_loss(lp.to(dev), objective, s, t) for lp in logps])  # members x views
+            if self.balance > 0:
+                w = w * torch.softmax(own.detach().mean(1) / self.balance, 0)
+        w = w / w.sum()
+        if self.fusion == "mean_probability":
+            return log_prob_loss(self.fused_log_probs(logps, w), objective, s, t)
+        return (w[:, None] * own).sum(0)
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
@@ -298,6 +341,9 @@ class VictimConfig:
     fusion: Literal["mean_probability", "sum_losses"] = "mean_probability"  # Liu et al.'s, or each member's loss
     weights: Optional[list[float]] = None  # ensemble weights (default equal)
     margin: float = 0.1  # views with an object box are cropped with this margin per side (GTSRB)
+    subset: int = 0  # ensembles: a random subset of this many members per step (0: all)
+    balance: float = 0.0  # ensembles: temperature of the per-member loss balancing (0: off)
+    diversity: float = 0.0  # input diversity (Xie et al. 2019): probability of a random resize-and-pad per step
 
     def validate(self) -> None:
         if not self.models or not all(str(m).strip() for m in self.models):
@@ -345,10 +391,10 @@ def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim
         cfg.validate()
     except ValueError as exc:
         raise PhysadvError(str(exc)) from None
-    members = [ClassifierVictim(load_model(s, device), name=_short(s), margin=cfg.margin) for s in cfg.specs()]
+    members = [ClassifierVictim(load_model(s, device), _short(s), cfg.margin, cfg.diversity) for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
-    return EnsembleVictim(members, cfg.weights, cfg.fusion)
+    return EnsembleVictim(members, cfg.weights, cfg.fusion, subset=cfg.subset, balance=cfg.balance)
 
 
 def _short(spec: str) -> str:

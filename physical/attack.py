@@ -41,6 +41,8 @@ class DesignConfig:
     batch: int = 32  # views per step
     lr: float = 0.2
     lr_schedule: Literal["cosine", "constant"] = "cosine"
+    optimizer: Literal["adam", "momentum"] = "adam"  # momentum: MI-FGSM's normalised momentum, sign steps (Dong et al.)
+    momentum: float = 1.0  # MI-FGSM's decay mu
     val_views: int = 96  # fixed held-out views on which the best design is chosen
     val_every: int = 25
     checkpoint_every: int = 50
@@ -202,7 +204,7 @@ class PhysicalAttack:
         Resumes from ``checkpoint`` when it holds state of this ``phase``; writes it every ``checkpoint_every``."""
         cfg = self.cfg
         w = w.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=cfg.lr)
+        opt = torch.optim.Adam([w], lr=cfg.lr) if cfg.optimizer == "adam" else MomentumSign([w], cfg.lr, cfg.momentum)
         history: dict[str, list[float]] = {}
         best, best_rate, best_step, first = self.design(w.detach()), -1.0, 0, 0
         saved = self._resume(checkpoint, phase, w, opt)
@@ -241,11 +243,9 @@ class PhysicalAttack:
 
     # ------------------------------------------------------------------ checkpoints
     def _checkpoint(self, path, phase, step, w, opt, best, best_rate, best_step, history) -> None:
-        st = opt.state.get(w, {})
-        zeros = torch.zeros_like(w)
-        save_checkpoint(path, {"w": w.detach(), "best": best, "rng": self.scene.state(),
-                               "adam_m": st.get("exp_avg", zeros), "adam_v": st.get("exp_avg_sq", zeros),
-                               "adam_step": torch.as_tensor(st.get("step", 0.0)).reshape(1).float(),
+        state = {f"opt/{k}": torch.as_tensor(v).float().reshape(-1) if torch.as_tensor(v).ndim == 0 else v
+                 for k, v in opt.state.get(w, {}).items()}
+        save_checkpoint(path, {"w": w.detach(), "best": best, "rng": self.scene.state(), **state,
                                **self.checkpoint_tensors()},
                         {"attack": self.name, "phase": phase, "step": step, "best_rate": best_rate, "best_step": best_step,
                          "history": history, "config": self._config_key()})
@@ -272,9 +272,11 @@ class PhysicalAttack:
             return None
         with torch.no_grad():
             w.copy_(state["w"])
-        if float(state["adam_step"][0]) > 0:
-            opt.state[w] = {"step": state["adam_step"][0].clone(), "exp_avg": state["adam_m"].clone().to(w),
-                            "exp_avg_sq": state["adam_v"].clone().to(w)}
+        saved = {k[4:]: v.clone().to(w.device) for k, v in state.items() if k.startswith("opt/")}
+        if "step" in saved:  # Adam keeps its step count as a 0-d tensor
+            saved["step"] = saved["step"].reshape(())
+        if saved:
+            opt.state[w] = saved
         self.scene.restore(state["rng"])
         return state["best"].to(w), meta["best_rate"], meta["best_step"], int(meta["step"]), meta["history"]
 
@@ -289,6 +291,25 @@ class PhysicalAttack:
         alpha = self.scene.obj.alpha if tuple(best.shape[-2:]) == tuple(self.scene.obj.alpha.shape[-2:]) else torch.ones(1, *best.shape[-2:])
         write_image(p.with_name("best_texture.png"), torch.cat([best.clamp(0, 1).cpu(), alpha], 0))
         save_checkpoint(p.with_name("best_texture.safetensors"), {"texture": best, "alpha": alpha})
+
+
+class MomentumSign(torch.optim.Optimizer):
+    """MI-FGSM's update (Dong et al., CVPR 2018, eq. 6-7): ``g <- mu * g + grad / ||grad||_1``, ``w <- w - lr * sign(g)``
+    (the L1 norm as a mean over elements, which only rescales ``g``); momentum stabilises the direction across the
+    changing views and models, which the paper shows transfers better."""
+
+    def __init__(self, params, lr: float, momentum: float = 1.0):
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.mul_(group["momentum"]).add_(p.grad / p.grad.abs().mean().clamp_min(1e-12))
+                p.sub_(group["lr"] * buf.sign())
 
 
 def _plain(d):

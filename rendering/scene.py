@@ -202,8 +202,8 @@ class PlanarScene(Scene):
         group = [(list(range(n)), self.obj.size_m, self.obj.outline_m)]
         if self.view == "frame":
             images, boxes = photograph_frames(lin, alpha, group, draw.items, self.world, g, self.frame_px)
-            return Views(images, boxes)
-        return Views(photograph_planar(lin, alpha, group, draw.items, self.world, g).images)
+            return Views(images, boxes, draw.seed)
+        return Views(photograph_planar(lin, alpha, group, draw.items, self.world, g).images, seed=draw.seed)
 
 
 class MeshScene(Scene):
@@ -286,7 +286,7 @@ class MeshScene(Scene):
         b = boxes[idx].clone()
         size = torch.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]] * 2, 1)
         images = camera_effects(images, torch.ones(n), self.world.effects, None, g)
-        return Views(images, b + jit * size)
+        return Views(images, b + jit * size, draw.seed)
 
 
 class FlatScene(Scene):
@@ -323,7 +323,7 @@ class FlatScene(Scene):
         n = len(draw)
         tex = self._textures(texture, n)
         params = sample_flat(self.cfg, tex.shape, torch.Generator().manual_seed(draw.seed))
-        return Views(flat_transform(tex, params, self.cfg.fill))
+        return Views(flat_transform(tex, params, self.cfg.fill), seed=draw.seed)
 
 
 def build_scene(cfg: SceneConfig, device: str | torch.device = "cpu", min_view_px: int = 0,

@@ -114,3 +114,52 @@ def test_bad_objectives_and_classes_are_one_line_errors(views):
     other = linear_classifier(1, classes=["a", "b", "c", "d"])
     with pytest.raises(PhysadvError, match="different classes"):
         EnsembleVictim([ClassifierVictim(linear_classifier(0)), ClassifierVictim(other)])
+
+
+def test_a_subset_of_one_is_one_members_own_loss_and_every_member_gets_its_turn(views):
+    members = [linear_classifier(s) for s in (10, 11, 12)]
+    own = [ClassifierVictim(m).loss(views, Objective("targeted", target="yield")).detach() for m in members]
+    ens = EnsembleVictim([ClassifierVictim(m) for m in members], subset=1)
+    chosen = set()
+    for seed in range(12):
+        got = ens.loss(Views(views.images, seed=seed), Objective("targeted", target="yield")).detach()
+        match = [i for i, o in enumerate(own) if torch.allclose(got, o, atol=1e-6)]
+        assert len(match) == 1
+        chosen.add(match[0])
+    assert chosen == {0, 1, 2}
+
+
+def test_balancing_weighs_members_by_the_softmax_of_their_losses(views):
+    members = [linear_classifier(s) for s in (13, 14)]
+    ce = np.stack([-np.log(softmax(logits_np(m, views.images))[:, 2]) for m in members])  # members x views
+    w = np.exp(ce.mean(1) / 0.5)
+    w /= w.sum()
+    ens = EnsembleVictim([ClassifierVictim(m) for m in members], fusion="sum_losses", balance=0.5)
+    got = ens.loss(views, Objective("targeted", target="speed_limit_80")).detach().double().numpy()
+    np.testing.assert_allclose(got, (w[:, None] * ce).sum(0), rtol=1e-5)
+
+
+def test_input_diversity_resizes_and_pads_or_leaves_alone():
+    from physadv.core.victims import input_diversity
+
+    x = torch.rand(4, 3, 32, 32) + 0.1
+    assert torch.equal(input_diversity(x, 0.0, torch.Generator().manual_seed(0)), x)
+    out = input_diversity(x, 1.0, torch.Generator().manual_seed(3))
+    rows = (out.abs().sum((0, 1, 3)) > 0).sum()
+    cols = (out.abs().sum((0, 1, 2)) > 0).sum()
+    assert out.shape == x.shape and rows == cols and 28 <= int(rows) <= 32  # a square of side in [0.9 S, S], zeros around
+
+
+def test_momentum_sign_is_mi_fgsm():
+    from physadv.physical.attack import MomentumSign
+
+    w = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    opt = MomentumSign([w], lr=0.1, momentum=0.5)
+    grads = [torch.tensor([0.2, -0.4, 0.0]), torch.tensor([-1.0, 0.1, 0.3])]
+    buf, ref = torch.zeros(3), w.detach().clone()
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+        buf = 0.5 * buf + g / g.abs().mean()
+        ref = ref - 0.1 * buf.sign()
+    torch.testing.assert_close(w.detach(), ref)
