@@ -207,9 +207,10 @@ def write_csv(path: str | Path, rows: list[dict]) -> Path:
 
 
 def write_report(folder: str | Path, judgements: list[Judgement], title: str,
-                 classes: dict[str, list[str]] | list[str] | None = None) -> dict:
-    """``views.csv``, ``cells.csv``, ``grid.md``, ``grid.json`` and one heatmap per victim and set in ``folder``;
-    returns ``{"summary", "cells", "files", "heatmaps"}`` (heatmaps as PNG bytes, for an HTML page)."""
+                 classes: dict[str, list[str]] | list[str] | None = None, designs: dict[str, dict] | None = None) -> dict:
+    """``views.csv``, ``cells.csv``, ``grid.md``, ``grid.json``, one heatmap per victim and set, and (several
+    victims) the transfer matrix in ``folder``; returns ``{"summary", "cells", "files", "heatmaps", "transfer",
+    "transfer_pngs"}`` (PNGs as bytes, for an HTML page). ``designs``: extras per design for the matrix's rows."""
     from physadv.core.io import atomic_path, write_json
 
     out = Path(folder)
@@ -241,8 +242,66 @@ def write_report(folder: str | Path, judgements: list[Judgement], title: str,
                 with atomic_path(out / f"heatmap_{stem}.png") as tmp:
                     tmp.write_bytes(png)
                 break  # one heatmap per set: targeted when there is a target
-    return {"summary": summ, "cells": rows, "files": files, "heatmaps": heatmaps}
+    transfer = transfer_table(judgements, designs) if len({j.victim for j in judgements}) > 1 or designs else []
+    pngs = write_transfer(out, transfer) if transfer else {}
+    if transfer:
+        write_json(out / "transfer.json", transfer)
+    return {"summary": summ, "cells": rows, "files": files, "heatmaps": heatmaps, "transfer": transfer, "transfer_pngs": pngs}
 
 
-__all__ = ["Judgement", "judge_probs", "cells", "summary", "markdown_table", "html_table", "heatmap_png", "write_csv",
+# --------------------------------------------------------------------------- transfer matrix
+def transfer_table(judgements: list[Judgement], designs: dict[str, dict] | None = None) -> list[dict]:
+    """A transfer matrix (Liu et al. 2017's layout for physical designs): one row per design (every set but
+    ``clean``), per judging victim its targeted and untargeted success over the views, plus each design's extras
+    (``designs[set]``: e.g. the victim set it was made on, its mask coverage, its mean CIELAB distance)."""
+    rows = []
+    for set_name in dict.fromkeys(j.set for j in judgements if j.set != "clean"):
+        row = {"design": set_name, **(designs or {}).get(set_name, {})}
+        for victim in dict.fromkeys(j.victim for j in judgements):
+            js = [j for j in judgements if j.set == set_name and j.victim == victim]
+            row[f"targeted:{victim}"] = _rate(j.targeted for j in js)
+            row[f"untargeted:{victim}"] = _rate(j.untargeted for j in js)
+        rows.append(row)
+    return rows
+
+
+def transfer_png(rows: list[dict], key: str = "targeted") -> bytes | None:
+    """The transfer matrix of ``key`` (targeted or untargeted success) as a heatmap: designs x judging victims."""
+    from physadv.core.plots import figure_png, pyplot
+
+    cols = [k.split(":", 1)[1] for k in (rows[0] if rows else {}) if k.startswith(f"{key}:")]
+    if not rows or not cols:
+        return None
+    grid = np.array([[np.nan if r[f"{key}:{c}"] is None else r[f"{key}:{c}"] for c in cols] for r in rows], dtype=float)
+    fig, ax = pyplot().subplots(figsize=(1.1 * len(cols) + 3, 0.55 * len(rows) + 1.6))
+    ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), [r["design"] for r in rows], fontsize=8)
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                        color="w" if grid[i, j] < 0.5 else "k")
+    ax.set_xlabel("judged by")
+    ax.set_title(f"{key} success of each design (rows) as each model sees it (columns)", fontsize=9)
+    return figure_png(fig)
+
+
+def write_transfer(folder: str | Path, rows: list[dict]) -> dict:
+    """``transfer.csv`` and ``transfer_targeted.png`` / ``transfer_untargeted.png`` in ``folder``; returns the PNGs."""
+    from physadv.core.io import atomic_path
+
+    out = Path(folder)
+    write_csv(out / "transfer.csv", rows)
+    pngs = {}
+    for key in ("targeted", "untargeted"):
+        png = transfer_png(rows, key)
+        if png is not None and any(v is not None for r in rows for k, v in r.items() if k.startswith(f"{key}:")):
+            pngs[key] = png
+            with atomic_path(out / f"transfer_{key}.png") as tmp:
+                tmp.write_bytes(png)
+    return pngs
+
+
+__all__ = ["transfer_table", "transfer_png", "write_transfer", "Judgement", "judge_probs", "cells", "summary", "markdown_table", "html_table", "heatmap_png", "write_csv",
            "write_report"]

@@ -73,6 +73,7 @@ class PhysicalResult:
     timings: dict = field(default_factory=dict)  # seconds, seconds_per_step, victim_share
     object: dict = field(default_factory=dict)  # the object (name, size in metres, source)
     objective: dict = field(default_factory=dict)  # kind, source, target, loss
+    victim: dict = field(default_factory=dict)  # the victim it was designed against: name and members
 
     _TENSORS = ("texture", "clean", "alpha", "mask")
 
@@ -196,6 +197,7 @@ class PhysicalAttack:
                           "victim_share": round(self.victim_seconds / max(stats["seconds"], 1e-9), 3)}
         result.object = self.scene.obj.describe()
         result.objective = {k: v for k, v in asdict(self.objective).items()}
+        result.victim = {"name": self.victim.name, "members": list(getattr(self.victim, "names", [self.victim.name]))}
         return result
 
     def optimise(self, w: torch.Tensor, steps: int, val: Draw, checkpoint: str | Path | None, phase: str,

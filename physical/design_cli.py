@@ -79,7 +79,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ejobs = e.add_subparsers(dest="kind", metavar="KIND", required=True)
     g = ejobs.add_parser("grid", help="RP2's grid of distances x angles, clean vs the design, by one or more victims")
     _common_args(g, "configs/physical/grid.yaml")
-    g.add_argument("--texture", required=True, help="the design: design.safetensors, texture.safetensors or a PNG")
+    g.add_argument("--texture", required=True, action="append",
+                   help="a design: design.safetensors, texture.safetensors or a PNG (repeatable: one row each)")
     g.add_argument("--judge", action="append", default=[], help="another model that judges the grid (repeatable)")
     g.set_defaults(func=_grid)
 
@@ -168,7 +169,7 @@ def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpe
     """Write the design's files, judge it on the grid, write the report; returns the metrics."""
     from physadv.core.gridreport import write_report
     from physadv.core.io import write_image
-    from physadv.physical.evaluate import face, judge_grid, result_views
+    from physadv.physical.evaluate import design_extras, face, judge_grid, result_views
     from physadv.physical.report import loss_curve, write_design_report
 
     result.save(run / "design.safetensors")
@@ -182,11 +183,12 @@ def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpe
         export_mesh(scene.obj.mesh.with_texture(result.texture.permute(1, 2, 0).contiguous()), run / "textured.glb")
     renders = {"clean": face(scene, scene.obj.texture), "adversarial": result_views(scene, result)}
     judgements = judge_grid(scene, renders, judges, objective, grid)
-    report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()})
+    report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()},
+                          {"adversarial": design_extras(result)})
     views = _sample_views(run, scene, renders)
     write_design_report(run, result, report, views, title, _headline(report["summary"], objective))
     metrics = {"attack": result.attack, "object": result.object, "objective": result.objective, "metrics": result.metrics,
-               "timings": result.timings, "grid": report["summary"]}
+               "timings": result.timings, "grid": report["summary"], "transfer": report["transfer"]}
     finish_run(run, metrics)
     return metrics
 
@@ -203,14 +205,13 @@ def _sample_views(run: Path, scene, renders) -> torch.Tensor:
 
 
 def _headline(summary: dict, objective) -> str:
+    """Per judging victim: each design's success on the grid and the clean object's accuracy."""
+    key = "targeted_success" if objective.target else "untargeted_success"
     parts = []
     for victim, sets in summary.items():
-        adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
-        rate = adv.get("targeted_success") if objective.target else adv.get("untargeted_success")
-        acc = clean.get("accuracy")
-        parts.append(f"{victim}: {'targeted' if objective.target else 'untargeted'} success "
-                     f"{'' if rate is None else f'{rate:.1%}'}, clean accuracy {'' if acc is None else f'{acc:.1%}'}")
-    return "; ".join(parts)
+        rates = ", ".join(f"{name} {_pct(s.get(key))}" for name, s in sets.items() if name != "clean")
+        parts.append(f"{victim}: {key.replace('_', ' ')}: {rates}; clean accuracy {_pct(sets.get('clean', {}).get('accuracy'))}")
+    return " | ".join(parts)
 
 
 def _print_summary(metrics: dict, result, victim: str) -> None:
@@ -257,44 +258,55 @@ def read_texture(path: str | Path, shape: tuple[int, int] | None = None) -> torc
     return t.clamp(0, 1)
 
 
-def _grid(args: argparse.Namespace) -> int:
-    from physadv.core.victims import Objective
+def load_design(path: Path, scene) -> "PhysicalResult":  # noqa: F821
+    """A design as a ``PhysicalResult``: a design run's ``design.safetensors``, or a texture (PNG/safetensors) of the
+    scene's object (its mask: where it differs from the clean face)."""
     from physadv.physical.attack import PhysicalResult
 
-    args.overrides = list(args.overrides)
-    job, run, device, victim, scene = _start(GridJob, "evaluate-grid", args)
-    path = Path(args.texture)
+    shape = tuple(scene.obj.texture.shape[-2:])
     if path.suffix == ".safetensors" and "format" in _meta(path):
         result = PhysicalResult.load(path)
-    else:
-        texture = read_texture(path, tuple(scene.obj.texture.shape[-2:]))
-        mask = ((texture - scene.obj.texture).abs().sum(0) > 1e-3).float()
-        result = PhysicalResult("texture", texture, scene.obj.texture, scene.obj.alpha, mask,
-                                metrics={"coverage": float((mask * (scene.obj.alpha[0] > 0.5)).sum() / (scene.obj.alpha > 0.5).sum())})
-    if result.attack != "patch" and tuple(result.texture.shape[-2:]) != tuple(scene.obj.texture.shape[-2:]):
-        result.texture = read_texture_tensor(result.texture, tuple(scene.obj.texture.shape[-2:]), path)
-    objective = Objective("targeted" if job.target else "untargeted", job.source, job.target or None)
-    from physadv.core.gridreport import write_report
-    from physadv.physical.evaluate import face, judge_grid, result_views
+        if result.attack != "patch" and tuple(result.texture.shape[-2:]) != shape:
+            result.texture = read_texture_tensor(result.texture, shape, path)
+            result.clean, result.alpha = scene.obj.texture, scene.obj.alpha
+        return result
+    texture = read_texture(path, shape)
+    mask = ((texture - scene.obj.texture).abs().sum(0) > 1e-3).float()
+    face = scene.obj.alpha[0] > 0.5
+    return PhysicalResult("texture", texture, scene.obj.texture, scene.obj.alpha, mask,
+                          metrics={"coverage": float((mask * face).sum() / face.sum())}, victim={"name": path.stem})
 
-    judges = judges_of(victim, job.judges + list(args.judge), device)
-    renders = {"clean": face(scene, scene.obj.texture), "adversarial": result_views(scene, result)}
-    report = write_report(run / "grid", judge_grid(scene, renders, judges, objective, job.grid),
-                          f"{path.name}: {job.source} -> {job.target}", {n: v.classes for n, v in judges.items()})
+
+def _grid(args: argparse.Namespace) -> int:
+    from physadv.core.gridreport import html_table, write_report
     from physadv.core.html import Page
-    from physadv.core.gridreport import html_table
+    from physadv.core.victims import Objective
+    from physadv.physical.evaluate import design_extras, face, judge_grid, result_views
+    from physadv.physical.report import transfer_section
 
-    page = Page(f"{path.name} on the simulated grid")
+    job, run, device, victim, scene = _start(GridJob, "evaluate-grid", args)
+    renders, extras = {"clean": face(scene, scene.obj.texture)}, {}
+    for i, text in enumerate(args.texture):
+        result = load_design(Path(text), scene)
+        name = result.victim.get("name") or Path(text).stem
+        name = name if name not in renders else f"{name} ({i + 1})"
+        renders[name], extras[name] = result_views(scene, result), design_extras(result)
+    objective = Objective("targeted" if job.target else "untargeted", job.source, job.target or None)
+    judges = judges_of(victim, job.judges + list(args.judge), device)
+    title = f"{len(extras)} design(s): {job.source} -> {job.target}"
+    report = write_report(run / "grid", judge_grid(scene, renders, judges, objective, job.grid), title,
+                          {n: v.classes for n, v in judges.items()}, extras)
+    page = Page(title)
     page.raw(f"<p class='num' id='headline'>{_headline(report['summary'], objective)}</p>")
+    transfer_section(page, report)
     for name, png in report["heatmaps"].items():
         page.image(png, name, 300)
     page.raw(html_table(report["cells"]))
     page.write(run / "report.html")
-    for name, sets in report["summary"].items():
-        adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
-        print(f"{name}: targeted {_pct(adv.get('targeted_success'))}, untargeted {_pct(adv.get('untargeted_success'))}, "
-              f"clean accuracy {_pct(clean.get('accuracy'))}")
-    finish_run(run, {"texture": str(path), "coverage": result.coverage, "grid": report["summary"]})
+    for row in report["transfer"]:
+        print(f"{row['design']}: " + ", ".join(f"{k} {_pct(v)}" for k, v in row.items() if ":" in k))
+    finish_run(run, {"textures": list(args.texture), "designs": extras, "grid": report["summary"],
+                     "transfer": report["transfer"]})
     return 0
 
 

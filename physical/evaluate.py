@@ -69,4 +69,17 @@ def judge_grid(scene: Scene, renders: dict[str, Render], victims: dict[str, Vict
     return out
 
 
-__all__ = ["face", "result_views", "judge_grid"]
+def design_extras(result) -> dict:
+    """A design's row extras for the transfer matrix: the victim set it was made on, its mask coverage and (a face
+    design) its mean CIELAB delta E (CIE76) to the clean face over the face's texels."""
+    from physadv.printing.colour import delta_e76, rgb_to_lab
+
+    extras = {"victim": result.victim.get("name", ""), "coverage": round(result.coverage, 4)}
+    if result.attack != "patch" and result.texture.shape == result.clean.shape:
+        face = result.alpha[0] > 0.5
+        de = delta_e76(rgb_to_lab(result.texture, 0), rgb_to_lab(result.clean, 0), 0)
+        extras["mean_delta_e"] = round(float(de[face].mean()), 3)
+    return extras
+
+
+__all__ = ["face", "result_views", "judge_grid", "design_extras"]

@@ -44,10 +44,21 @@ def write_design_report(run: Path, result, grid: dict, sample_views: torch.Tenso
     for name, png in grid["heatmaps"].items():
         page.image(png, name, 300)
     page.raw(html_table(grid["cells"]))
+    transfer_section(page, grid)
     page.text(f"Object: {result.object.get('name')} ({result.object.get('width_m', 0):.2f} m wide); objective: "
               f"{result.objective}; {result.timings.get('seconds', 0):.0f} s "
               f"({result.timings.get('seconds_per_step', 0):.3f} s per step). Numbers: metrics.json; per view: grid/views.csv.")
     return page.write(run / "report.html")
 
 
-__all__ = ["loss_curve", "write_design_report"]
+def transfer_section(page: Page, grid: dict) -> None:
+    """The transfer matrix (designs x judging victims) as heatmaps and a table, when several victims judged."""
+    if not grid.get("transfer"):
+        return
+    page.heading("Transfer: each design as every model sees it")
+    for key, png in grid["transfer_pngs"].items():
+        page.image(png, f"{key} success", 420)
+    page.table(grid["transfer"], table_id="transfer")
+
+
+__all__ = ["loss_curve", "write_design_report", "transfer_section"]

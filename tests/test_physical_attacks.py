@@ -290,8 +290,11 @@ def test_ensemble_victim_from_the_command_line(tmp_path):
                  "--set", "grid.lights_per_cell=1", "--set", "grid.distances_ft=[10]", "--set", "grid.angles_deg=[0]",
                  "--set", "victim.fusion=sum_losses", "--set", "device=cpu",
                  "--set", "scene.object.texture_px=64", "--set", "scene.world.work_px=32"]) == 0
-    grid = json.loads((out / "metrics.json").read_text())["grid"]
-    assert set(grid) == {"a+b", "a", "b"}  # the ensemble and each member judge the grid
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["grid"]) == {"a+b", "a", "b"}  # the ensemble and each member judge the grid
+    (row,) = m["transfer"]  # one design, judged by every model: the transfer matrix's row
+    assert row["victim"] == "a+b" and {"targeted:a", "untargeted:b", "coverage", "mean_delta_e"} <= set(row)
+    assert (out / "grid" / "transfer.csv").is_file() and (out / "grid" / "transfer_targeted.png").is_file()
 
 
 def test_bring_your_own_imagenet_classifier_end_to_end(tmp_path):

@@ -121,6 +121,21 @@ def test_grid_report_rates_and_table5_by_hand(tmp_path):
     assert out["summary"]["m"]["adversarial"]["views"] == 3
 
 
+def test_transfer_matrix_rates_by_hand():
+    from physadv.core.gridreport import Judgement as J, transfer_table
+
+    js = [J("d1", 5, 0, victim="a", top1="t", true_class="s", target_class="t"),
+          J("d1", 5, 0, victim="a", top1="s", true_class="s", target_class="t"),
+          J("d1", 5, 0, victim="b", top1="x", true_class="s", target_class="t"),
+          J("d2", 5, 0, victim="a", top1="s", true_class="s", target_class="t"),
+          J("clean", 5, 0, victim="a", top1="s", true_class="s", target_class="t")]
+    rows = transfer_table(js, {"d1": {"coverage": 0.1}})
+    assert [r["design"] for r in rows] == ["d1", "d2"]  # the clean object is no design
+    assert rows[0] == {"design": "d1", "coverage": 0.1, "targeted:a": 0.5, "untargeted:a": 0.5, "targeted:b": 0.0,
+                       "untargeted:b": 1.0}
+    assert rows[1]["targeted:b"] is None and rows[1]["untargeted:a"] == 0.0
+
+
 def test_physical_result_round_trip_and_demo_design_key(tmp_path):
     from physadv.core.models import build_classifier
     from physadv.physical.attack import PhysicalResult
