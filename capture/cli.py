@@ -42,6 +42,7 @@ class EvalConfig:
     camera: str = ""  # camera.json (calibrate-camera); blank: no solvePnP
     weights: str = ""  # a physadv classifier file (.safetensors)
     model: str = ""  # or "signs" (the sign world's GTSRB-CNN), a core registry name, or a torchvision arch with weights
+    judges: list[str] = field(default_factory=list)  # more models (any --victim name) that judge the same photos
     device: str = "cpu"
     title: str = "Capture report"
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -96,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=text)
     e.add_argument("--model", default=None, help="'signs' (the sign world's GTSRB-CNN), a registry name, or the "
                    "architecture of --weights without physadv metadata")
+    e.add_argument("--judge", action="append", default=None,
+                   help="another model that judges the same photos (repeatable): a transfer matrix in the report")
     e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     e.set_defaults(func=_eval)
 
@@ -172,23 +175,31 @@ def _eval(args: argparse.Namespace) -> int:
 
     _prepare(args, ["photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model",
                     "device"])
+    if args.judge:
+        args.overrides.insert(0, "judges=[" + ",".join(args.judge) + "]")
     cfg = resolve_config(EvalConfig, args)
     if not cfg.manifest and not cfg.clean_manifest:
         raise PhysadvError("eval needs --manifest photos.csv (adversarial set) and/or --clean-manifest (clean set); "
                            "--photos DIR when the photos are not beside the manifest")
     model = _model(cfg)
+    from physadv.core.train import resolve_device
+    from physadv.core.victims import load_model
+
+    judges = {name: load_model(name, resolve_device(cfg.device)).eval() for name in cfg.judges}
     layout, camera = _layout_camera(cfg)
     run = start_run("capture-eval", cfg, args)
     results, report = evaluate_photos(model, cfg.judge, cfg.photos or None, cfg.manifest or None, layout, camera,
-                                      cfg.clean_photos or None, cfg.clean_manifest or None)
+                                      cfg.clean_photos or None, cfg.clean_manifest or None, judges)
     files = write_reports(run, results, report, cfg.title)
     s = report["summary"]
     print(f"{s['photos']} photos: " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
     for k in ("untargeted_success", "targeted_success", "clean_accuracy", "rp2_success"):
         if s.get(k) is not None:
             print(f"  {k.replace('_', ' ')}: {s[k]:.1%}")
+    for row in report.get("transfer", []):
+        print(f"  {row['design']}: " + ", ".join(f"{k} {v:.1%}" for k, v in row.items() if ":" in k and v is not None))
     print(f"report: {files['html']}")
-    finish_run(run, s)
+    finish_run(run, s | ({"transfer": report["transfer"]} if report.get("transfer") else {}))
     return 0
 
 

@@ -69,6 +69,7 @@ class PhotoResult:
     top2_conf: float | None = None
     untargeted: bool | None = None
     targeted: bool | None = None
+    judges: dict = field(default_factory=dict)  # more models' probabilities on the same located object, by name
     thumb: np.ndarray | None = field(default=None, repr=False)  # small uint8 RGB crop for the report
     preview: np.ndarray | None = field(default=None, repr=False)  # the photo, small, with the object outlined
 
@@ -136,8 +137,9 @@ def judge_image(image: np.ndarray, model, cfg: JudgeConfig, layout=None, camera=
 
 
 def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConfig, layout=None, camera=None,
-              set_name: str = "adversarial") -> list[PhotoResult]:
-    """Judge every manifest row; each gets a status, and a bad photo never stops the rest."""
+              set_name: str = "adversarial", judges: dict | None = None) -> list[PhotoResult]:
+    """Judge every manifest row; each gets a status, and a bad photo never stops the rest. ``judges``: more models
+    (by name) that classify the same located object, each through its own input size (a transfer matrix)."""
     from physadv.core.progress import progress
 
     folder = Path(folder)
@@ -178,6 +180,8 @@ def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConf
             out.append(res)
             continue
         _fill_prediction(res, probs, model, cfg)
+        for name, judge in (judges or {}).items():
+            res.judges[name] = classify(judge, [classifier_input(photo.image, loc, layout, judge, cfg)])[0].tolist()
         res.thumb = _thumb(crop if crop.shape[2] == 3 else np.repeat(crop, 3, axis=2), cfg.thumb)
         res.preview = preview(photo.image, loc.quad, 2 * cfg.thumb, (40, 220, 40) if loc.method == "markers" else (255, 150, 0))
         out.append(res)
@@ -298,8 +302,8 @@ def _common_unit(results: list[PhotoResult]) -> str:
 
 
 def evaluate_photos(model, cfg: JudgeConfig, photos: str | Path | None, manifest: str | Path | None, layout=None,
-                    camera=None, clean_photos: str | Path | None = None,
-                    clean_manifest: str | Path | None = None) -> tuple[list[PhotoResult], dict]:
+                    camera=None, clean_photos: str | Path | None = None, clean_manifest: str | Path | None = None,
+                    judges: dict | None = None) -> tuple[list[PhotoResult], dict]:
     """Judge an adversarial photo set and/or its clean counterpart: (results, summary with cells).
 
     Photo folders default to the manifest's folder (manifest file names are relative to it).
@@ -309,11 +313,33 @@ def evaluate_photos(model, cfg: JudgeConfig, photos: str | Path | None, manifest
     results = []
     if clean_manifest:
         results += judge_set(read_manifest(clean_manifest), clean_photos or Path(clean_manifest).parent, model, cfg,
-                             layout, camera, "clean")
+                             layout, camera, "clean", judges)
     if manifest:
         results += judge_set(read_manifest(manifest), photos or Path(manifest).parent, model, cfg, layout, camera,
-                             "adversarial")
-    return results, summarise(results, model, cfg)
+                             "adversarial", judges)
+    report = summarise(results, model, cfg)
+    if judges:
+        report["transfer"] = transfer(results, model, judges, cfg)
+    return results, report
+
+
+def transfer(results: list[PhotoResult], model, judges: dict, cfg: JudgeConfig) -> list[dict]:
+    """The photos' transfer row(s): the print's success as the judging model and every other judge sees it."""
+    from physadv.core.gridreport import judge_probs, transfer_table
+
+    unit = cfg.report_unit or _common_unit(results)
+    true, target = class_index(model, cfg.true_class), class_index(model, cfg.target_class)
+    named = {getattr(model, "arch", "") or "model": (model, lambda r: r.probs)}
+    named.update({name: (judge, lambda r, n=name: r.judges.get(n)) for name, judge in judges.items()})
+    js = []
+    for name, (clf, probs_of) in named.items():
+        ok = [r for r in results if r.status == OK and probs_of(r) is not None]
+        if ok:
+            js += judge_probs([probs_of(r) for r in ok], clf.classes, set=[r.set for r in ok], victim=name, unit=unit,
+                              distance=[r.distance for r in ok], angle=[r.angle for r in ok], light=[r.light for r in ok],
+                              true_class=model.classes[true] if true is not None else None,
+                              target_class=model.classes[target] if target is not None else None)
+    return transfer_table(js)
 
 
 __all__ = ["JudgeConfig", "PhotoResult", "class_index", "classifier_input", "classify", "judge_image", "judge_set",

@@ -49,7 +49,8 @@ _CSS = (".gallery{display:flex;flex-wrap:wrap;gap:8px}.gallery figure{margin:0;w
         "img.thumb:nth-of-type(2){width:96px;image-rendering:pixelated}.yes{background:#fdd}.no{background:#dfd}")
 
 
-def html_page(summary: dict, cells: list[dict], results: list, title: str, heatmaps: dict[str, bytes]) -> str:
+def html_page(summary: dict, cells: list[dict], results: list, title: str, heatmaps: dict[str, bytes],
+              transfer: list[dict] | None = None, transfer_pngs: dict | None = None) -> str:
     """One self-contained page: summary, heatmaps, the Table 5 grid, per-photo previews, crops and statuses."""
     from physadv.core.html import png_uri
 
@@ -65,6 +66,11 @@ def html_page(summary: dict, cells: list[dict], results: list, title: str, heatm
         page.image(png, name, 340)
     page.heading("By distance and angle (RP2 Table 5 layout)")
     page.raw(gridreport.html_table(cells, "cells"))
+    if transfer:
+        page.heading("Transfer: the photos as every judging model sees them")
+        for key, png in (transfer_pngs or {}).items():
+            page.image(png, f"{key} success", 420)
+        page.table(transfer, table_id="transfer")
     page.heading("Photos")
     gallery = ["<div class='gallery'>"]
     for r in results:
@@ -99,7 +105,9 @@ def write_reports(out_dir: str | Path, results: list, report: dict, title: str =
         with atomic_path(out / "heatmap.png") as tmp:
             tmp.write_bytes(next(iter(heatmaps.values())))
         files["heatmap"] = out / "heatmap.png"
-    files["html"] = atomic_write_text(out / "report.html", html_page(summary, cells, results, title, heatmaps))
+    transfer = report.get("transfer") or []
+    pngs = gridreport.write_transfer(out, transfer) if transfer else {}
+    files["html"] = atomic_write_text(out / "report.html", html_page(summary, cells, results, title, heatmaps, transfer, pngs))
     return files
 
 

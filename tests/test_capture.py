@@ -497,3 +497,25 @@ def test_simulate_resumes_and_is_deterministic(printed, tmp_path):
     simulate(from_dict(SimulateConfig, {**{k: getattr(cfg, k) for k in ("print_file", "distances", "angles", "width",
                                                                         "height", "fov_deg")}, "seed": 6}), tmp_path / "a")
     assert json.loads((tmp_path / "a" / "truth.json").read_text())["rendered"] == 3  # another config: all new
+
+
+def test_several_models_judge_the_same_photos_into_a_transfer_matrix(printed, sim_set, model, tmp_path):
+    """Every judge classifies the object the fiducials located; the matrix's rates are the shares of its verdicts."""
+    from physadv.capture.report import write_reports
+
+    out, layout = printed
+    root, _ = sim_set
+    torch.manual_seed(1)
+    other = build_classifier("lenet-cifar", CLASSES).eval()
+    cfg = JudgeConfig(true_class="stop", target_class="yield")
+    results, report = evaluate_photos(model, cfg, root, root / "manifest.csv", layout, CameraModel.load(root / "camera.json"),
+                                      judges={"other": other})
+    ok = [r for r in results if r.status == "ok"]
+    assert ok and all(set(r.judges) == {"other"} and len(r.judges["other"]) == len(CLASSES) for r in ok)
+    (row,) = report["transfer"]
+    top = [CLASSES[int(np.argmax(r.judges["other"]))] for r in ok]
+    assert row["targeted:other"] == pytest.approx(np.mean([t == "yield" for t in top]))
+    assert row["untargeted:other"] == pytest.approx(np.mean([t != "stop" for t in top]))
+    assert row[f"targeted:{model.arch}"] == pytest.approx(report["summary"]["targeted_success"])
+    files = write_reports(tmp_path / "rep", results, report, "transfer")
+    assert "id='transfer'" in files["html"].read_text() and (tmp_path / "rep" / "transfer.csv").is_file()
