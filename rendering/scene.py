@@ -119,6 +119,7 @@ class SceneConfig:
     mesh: MeshViewConfig = field(default_factory=MeshViewConfig)
     flat: FlatConfig = field(default_factory=FlatConfig)
     view_px: int = 0  # crop size the victims see (0: the world's crop_px, raised to the largest victim input)
+    stratified: bool = True  # views per step by Latin hypercube over distance and angle (planar and mesh scenes)
     carriers: str = ""  # flat scenes: paste onto the test images of this dataset (the patch's setting) instead
     carriers_limit: int = 2000  # at most this many carrier images
     seed: int = 0
@@ -176,16 +177,17 @@ class Scene:
 class PlanarScene(Scene):
     kind = "planar"
 
-    def __init__(self, obj: PhysicalObject, world: WorldConfig, view: str = "crop", frame_px: int = 640, seed: int = 0):
+    def __init__(self, obj: PhysicalObject, world: WorldConfig, view: str = "crop", frame_px: int = 640, seed: int = 0,
+                 stratified: bool = True):
         if not obj.planar:
             raise PhysadvError(f"{obj.name} is a mesh: use a mesh scene")
         super().__init__(obj, seed)
-        self.world, self.view, self.frame_px = world, view, frame_px
+        self.world, self.view, self.frame_px, self.stratified = world, view, frame_px, stratified
 
     def sample(self, n: int) -> Draw:
         from physadv.rendering.signs.world import sample_poses
 
-        return Draw(sample_poses(n, self.world.pose, self.g), self._seed())
+        return Draw(sample_poses(n, self.world.pose, self.g, self.stratified), self._seed())
 
     def grid(self, spec: GridSpec) -> Draw:
         poses, cells = spec.poses()
@@ -213,14 +215,14 @@ class MeshScene(Scene):
     kind = "mesh"
 
     def __init__(self, obj: PhysicalObject, world: WorldConfig, cfg: MeshViewConfig, seed: int = 0,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", stratified: bool = True):
         if obj.mesh is None:
             raise PhysadvError(f"{obj.name} has no mesh: use a planar scene")
         super().__init__(obj, seed)
         self.world, self.cfg, self.device = world, cfg, torch.device(device)
         self._pools: dict = {}
         self.camera = self._camera()
-        self.pool, self.boxes = self._rasterize(self._poses(cfg.pool_size, self.g))
+        self.pool, self.boxes = self._rasterize(self._poses(cfg.pool_size, self.g, stratified))
 
     def _camera(self):
         from physadv.rendering.camera import Intrinsics
@@ -228,10 +230,10 @@ class MeshScene(Scene):
         h, w = self.cfg.image_size
         return Intrinsics.from_fov(self.cfg.fov, w, h)
 
-    def _poses(self, n: int, g: torch.Generator) -> list[Pose]:
+    def _poses(self, n: int, g: torch.Generator, stratified: bool) -> list[Pose]:
         from physadv.rendering.signs.world import sample_poses
 
-        return sample_poses(n, self.world.pose, g)
+        return sample_poses(n, self.world.pose, g, stratified)  # the pool itself spreads over distance and angle
 
     def _rasterize(self, poses: list[Pose]):
         from physadv.rendering.fragments import rasterize_pool
@@ -340,9 +342,9 @@ def build_scene(cfg: SceneConfig, device: str | torch.device = "cpu", min_view_p
     if px != world.crop_px:  # render at the victims' resolution (the work grid at least twice the crop)
         world = replace(world, crop_px=px, work_px=max(world.work_px, 2 * px))
     if cfg.kind == "planar":
-        return PlanarScene(obj, world, cfg.view, cfg.frame_px, cfg.seed)
+        return PlanarScene(obj, world, cfg.view, cfg.frame_px, cfg.seed, cfg.stratified)
     if cfg.kind == "mesh":
-        return MeshScene(obj, world, cfg.mesh, cfg.seed, device)
+        return MeshScene(obj, world, cfg.mesh, cfg.seed, device, cfg.stratified)
     carriers = None
     if cfg.carriers:
         carriers, obj = _carriers(cfg, exclude_class)

@@ -106,3 +106,13 @@ def test_flat_carriers_leave_out_the_target_class():
     assert len(scene.images) == int((data.labels != 3).sum()) and scene.images.shape[1] == 3
     with pytest.raises(PhysadvError, match="mesh"):
         build_scene(from_dict(SceneConfig, {"kind": "planar", "object": {"kind": "mesh", "mesh": "x.obj"}}))
+
+
+def test_stratified_views_put_one_view_in_every_distance_and_angle_stratum():
+    from physadv.rendering.signs.world import PoseRanges, sample_poses
+
+    r = PoseRanges(distance_m=(2.0, 12.0), angle_deg=(0.0, 60.0), elevation_deg=(0.0, 0.0), roll_deg=(0.0, 0.0))
+    poses = sample_poses(12, r, torch.Generator().manual_seed(4), stratified=True)
+    d = sorted(int((p.distance - 2.0) / 10.0 * 12) for p in poses)
+    a = sorted(int(abs(p.azimuth) / 60.0 * 12) for p in poses)
+    assert d == list(range(12)) and a == list(range(12))

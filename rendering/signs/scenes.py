@@ -46,7 +46,7 @@ from physadv.rendering.camera import Intrinsics, Pose, plane_homography
 from physadv.rendering.planar import apply_homography, bbox_of, render_planar
 from physadv.rendering.signs.textures import sign_classes, sign_spec
 from physadv.rendering.signs.world import (CameraConfig, CameraEffects, LightConfig, Range, _check_range, _uniform,
-                                           linear_textures, one_thread)
+                                           camera_effects, light_texture, linear_textures, one_thread)
 
 BACKGROUND_KINDS = ("photo", "clutter", "solid", "noise", "paper")
 
@@ -374,8 +374,6 @@ def _window(box: np.ndarray, W: int, H: int) -> tuple[int, int, int, int]:
 def place_objects(spec: SceneSpec, cfg: ScenesConfig, textures: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """The background with every object composited (far first), before camera effects. Differentiable with
     respect to ``textures`` (object index -> replacement face, e.g. a sign with adversarial stickers)."""
-    from physadv.rendering.signs.world import light_texture
-
     intr = cfg.camera.intrinsics()
     textures = textures or {}
     dtype = next(iter(textures.values())).dtype if textures else torch.float32
@@ -401,8 +399,6 @@ def compose(spec: SceneSpec, cfg: ScenesConfig, textures: dict[int, torch.Tensor
     """The camera frame of ``spec`` with its ground truth. Differentiable with respect to ``textures`` (JPEG
     passes the gradient straight through). ``encode``: also return the frame's bytes as stored (JPEG quality 95
     of the camera's output)."""
-    from physadv.rendering.signs.world import camera_effects
-
     frame = place_objects(spec, cfg, textures)
     image = camera_effects(frame[None], torch.ones(1), cfg.effects, None, torch.Generator().manual_seed(spec.effects_seed))[0]
     encoded = None

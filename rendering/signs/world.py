@@ -205,11 +205,24 @@ def _uniform(r: Range, n: int, g: torch.Generator) -> torch.Tensor:
     return r[0] + (r[1] - r[0]) * torch.rand(n, generator=g, dtype=torch.float64)
 
 
-def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator) -> list[Pose]:
-    """``n`` camera poses: distance and angle uniform in their ranges, the side (left/right) at random."""
+def _latin(r: Range, n: int, g: torch.Generator) -> torch.Tensor:
+    """One uniform draw in each of ``n`` equal strata of ``r``, in random order."""
+    u = (torch.randperm(n, generator=g).double() + torch.rand(n, generator=g, dtype=torch.float64)) / n
+    return r[0] + (r[1] - r[0]) * u
+
+
+def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator, stratified: bool = False) -> list[Pose]:
+    """``n`` camera poses: distance and angle uniform in their ranges, the side (left/right) at random.
+
+    ``stratified``: distance and angle by Latin hypercube sampling (each of ``n`` equal strata of either range holds
+    exactly one view), so a small batch still spreads over every distance and angle (McKay et al. 1979)."""
     ranges.validate() if isinstance(ranges, PoseRanges) else None
-    d = _uniform(ranges.distance_m, n, g)
-    a = _uniform(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    if stratified:
+        d = _latin(ranges.distance_m, n, g)
+        a = _latin(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    else:
+        d = _uniform(ranges.distance_m, n, g)
+        a = _uniform(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     e = _uniform(ranges.elevation_deg, n, g)
     r = _uniform(ranges.roll_deg, n, g)
     j = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * ranges.look_at_jitter_m

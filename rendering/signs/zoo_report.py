@@ -52,9 +52,13 @@ class ZooReportConfig:
         return [n for n in names if self.hardened or not zoo_member(n, self.zoo).hardened or n in self.only]
 
 
+ROW_VERSION = 2  # bump when a row gains or changes fields, so cached rows are measured again
+
+
 def grade_path(tc, cfg: ZooReportConfig) -> Path:
     """Where a member's row is cached: by its recipe (the weights' cache key) and the grading settings."""
-    grading = config_hash({"grid": to_dict(cfg.grid), "pgd": to_dict(cfg.pgd), "pgd_limit": cfg.pgd_limit, "seed": cfg.seed})
+    grading = config_hash({"grid": to_dict(cfg.grid), "pgd": to_dict(cfg.pgd), "pgd_limit": cfg.pgd_limit, "seed": cfg.seed,
+                           "row": ROW_VERSION})
     return cache_dir("zoo") / f"{cached_classifier_path(tc).stem}-{grading}.json"
 
 
@@ -93,8 +97,14 @@ def _measure(name: str, member, cfg: ZooReportConfig, progress: bool) -> dict:
             "train_cpu_seconds": trained.get("train_cpu_seconds"),
             "load_or_train_seconds": round(wall, 2), "held_out_accuracy": round(held_out, 4),
             "held_out_n": len(test), "grid_mean": round(float(grid.accuracy.mean()), 4), "grid_worst": round(grid.worst, 4),
+            "grid_worst_cell": _worst_cell(grid), "grid": grid.rows(),
             "pgd_robust_accuracy": round(pgd["robust_accuracy"], 4), "pgd_n": pgd["n"],
             "weights": str(cached_classifier_path(tc))}
+
+
+def _worst_cell(grid) -> str:
+    i, j = np.unravel_index(int(np.argmin(grid.accuracy)), grid.accuracy.shape)
+    return f"{grid.distances_ft[i]:g} ft, {grid.angles_deg[j]:g} deg"
 
 
 def _seconds(s: float | None) -> str:
@@ -102,12 +112,12 @@ def _seconds(s: float | None) -> str:
 
 
 def markdown_table(rows: list[dict], pgd: PGDConfig) -> str:
-    head = (f"| member | family | input | params | seed | train s (wall / CPU) | held-out | grid mean | grid worst | "
+    head = (f"| member | family | input | params | seed | train s (wall / CPU) | held-out | grid mean | grid worst (where) | "
             f"PGD-{pgd.steps} eps {pgd.eps_255:g}/255 |\n" + "|---" * 10 + "|\n")
     body = "".join(
         f"| {r['name']}{' (hardened)' if r['hardened'] else ''} | {r['family']} | {r['input_px']} px | "
         f"{r['params'] / 1e3:.0f}k | {r['seed']} | {_seconds(r['train_seconds'])} / {_seconds(r['train_cpu_seconds'])} | "
-        f"{100 * r['held_out_accuracy']:.2f}% | {100 * r['grid_mean']:.2f}% | {100 * r['grid_worst']:.1f}% | "
+        f"{100 * r['held_out_accuracy']:.2f}% | {100 * r['grid_mean']:.2f}% | {100 * r['grid_worst']:.1f}% ({r['grid_worst_cell']}) | "
         f"{100 * r['pgd_robust_accuracy']:.1f}% |\n" for r in rows)
     return head + body
 
