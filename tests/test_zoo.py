@@ -229,6 +229,8 @@ def test_zoo_job_trains_grades_and_writes_the_table(tmp_path):
         assert r["input_px"] == 32 and r["params"] > 0 and r["held_out_n"] == 60 and r["pgd_n"] == 30
         assert 0 <= r["pgd_robust_accuracy"] <= 1 and 0 <= r["grid_worst"] <= r["grid_mean"] <= 1
         assert r["train_seconds"] > 0 and r["reused_cache"] is False
+        assert [(c["distance_ft"], c["angle_deg"]) for c in r["grid"]] == [(10, 0), (10, 30)]
+        assert r["grid_worst"] == pytest.approx(min(c["accuracy"] for c in r["grid"]), abs=1e-4)
     md = (out / "zoo.md").read_text()
     assert "| tiny-vgg | VGG | 32 px |" in md and "PGD-3 eps 8/255" in md
     assert (out / "zoo.png").stat().st_size > 0 and (out / "config.yaml").is_file()
