@@ -82,6 +82,10 @@ def test_scene_sets_are_deterministic_and_cached(tmp_path, monkeypatch):
     assert torch.equal(cached.encoded, a.encoded) and torch.equal(cached.labels, a.labels) and cached.classes == a.classes
     assert not torch.equal(load_scenes("train", cfg, progress=False).encoded[:1000], a.encoded[:1000])
     assert list(tmp_path.glob("scenes/*.safetensors"))
+    from physadv.rendering.signs.scenes import scenes_hash
+
+    bigger_test = replace(cfg, test_scenes=7)  # neither renders the training set again nor retrains the detector
+    assert scenes_hash(bigger_test, "train") == scenes_hash(cfg, "train") != scenes_hash(bigger_test, "test")
 
 
 def test_replaced_face_is_differentiable():

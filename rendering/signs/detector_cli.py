@@ -44,7 +44,7 @@ def scenes_key(cfg: ScenesConfig) -> str:
     """The name of the training data in the detector's cache key."""
     from physadv.rendering.signs.scenes import scenes_hash
 
-    return f"scenes-{scenes_hash(cfg)}"
+    return f"scenes-{scenes_hash(cfg, 'train')}"
 
 
 def sign_detector(job: SignDetectorJob | None = None, retrain: bool = False, progress: bool = True):

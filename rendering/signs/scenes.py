@@ -419,8 +419,12 @@ STORE_QUALITY = 95  # JPEG quality of the stored frames (the camera's own JPEG c
 GENERATOR_VERSION = 1  # bump when the generator's output changes, so caches are rebuilt
 
 
-def scenes_hash(cfg: ScenesConfig) -> str:
-    return config_hash({"scenes": to_dict(cfg), "generator": GENERATOR_VERSION})
+def scenes_hash(cfg: ScenesConfig, split: str = "train") -> str:
+    """The hash naming one split's cached set: the config less the other split's size (a bigger test set neither
+    renders the training set again nor, through the detector's cache key, retrains the detector)."""
+    d = to_dict(cfg)
+    d.pop("test_scenes" if split == "train" else "train_scenes")
+    return config_hash({"scenes": d, "generator": GENERATOR_VERSION})
 
 
 def generate_scenes(cfg: ScenesConfig, n: int, seed: int, progress: bool = True) -> DetectionSet:
@@ -454,7 +458,7 @@ def load_scenes(split: str, cfg: ScenesConfig | None = None, progress: bool = Tr
     cfg.validate()
     n = cfg.train_scenes if split == "train" else cfg.test_scenes
     seed = 2 * cfg.seed + (0 if split == "train" else 1)  # the test split never shares a seed with training
-    path = cache_dir("scenes") / f"{split}-{scenes_hash(cfg)}.safetensors"
+    path = cache_dir("scenes") / f"{split}-{scenes_hash(cfg, split)}.safetensors"
     if path.is_file():
         tensors, meta = load_checkpoint(path)
         if meta.get("classes") != ["__background__", *sign_classes()]:
