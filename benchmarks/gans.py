@@ -10,6 +10,10 @@ growing only), so the generator scored is the trained one itself.
 The recipes set their own CPU threads (``threads:`` in the config): on this shared 2-core machine one WGAN-GP
 step (5 critic + 1 generator update, batch 32) took 129 ms with one thread and 606 ms with two, because two
 threads wait on each other when other jobs hold the cores.
+Measured after issue 15 (no weight averaging; docs/figures.py runs): dcgan_cpu at load ~10 on the 2 cores stopped
+at its time budget after 2156 of 3000 steps, FID ratio 0.083, 10/10 classes, all bars met; wgan_gp_cpu at load ~10
+reached 1100 steps, FID ratio 0.265 (bar 0.25 missed: the budget, not the recipe), at load 4-8 all 3000 steps in
+554 s, FID ratio 0.067, 10/10 classes, all bars met.
 Measured (issue 4, with an EMA of G's weights, z ~ N(0, I) for DCGAN): wgan_gp 3000 steps in 810 s at load average 3.2-6.6 on the 2 cores, in 293 s at 2.0-2.4, FID
 ratio 0.078 and 10/10 classes both times (one thread is deterministic); dcgan 3000 steps in 173 s at load ~2,
 FID ratio 0.076, 10/10 classes.
