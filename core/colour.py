@@ -5,6 +5,7 @@ shading multiply *linear* light (convert, multiply, clamp where the sensor satur
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -21,36 +22,28 @@ def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
 _LUT_SIZE = 65536  # float images through a look-up table: one index per 1/65535 (below a thousandth of a uint8 level)
 
 
-def _lut(fn) -> "np.ndarray":
-    import numpy as np
-
+def _lut(fn) -> np.ndarray:
     grid = torch.linspace(0, 1, _LUT_SIZE, dtype=torch.float64)
     return fn(grid).clamp(0, 1).numpy().astype(np.float32)
 
 
-def srgb_to_linear_array(a: "np.ndarray") -> "np.ndarray":
+def srgb_to_linear_array(a: np.ndarray) -> np.ndarray:
     """``srgb_to_linear`` for large numpy images (uint8, or float in [0, 1], clipped), through a look-up table."""
-    import numpy as np
-
     if a.dtype == np.uint8:
         return _LUTS["to_linear_u8"][a]
     idx = np.clip(a, 0, 1) * (_LUT_SIZE - 1) + 0.5
     return _LUTS["to_linear"][idx.astype(np.int32)]
 
 
-def linear_to_srgb_array(a: "np.ndarray") -> "np.ndarray":
+def linear_to_srgb_array(a: np.ndarray) -> np.ndarray:
     """``linear_to_srgb`` for large numpy images (float, clipped to [0, 1] first: the sensor saturates)."""
-    import numpy as np
-
     idx = np.clip(a, 0, 1) * (_LUT_SIZE - 1) + 0.5
     return _LUTS["to_srgb"][idx.astype(np.int32)]
 
 
 class _Luts(dict):
     def __missing__(self, key):
-        import numpy as np
-
-        if key == "to_linear_u8":
+            if key == "to_linear_u8":
             value = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255).numpy().astype(np.float32)
         else:
             value = _lut(srgb_to_linear if key == "to_linear" else linear_to_srgb)

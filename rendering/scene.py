@@ -22,13 +22,11 @@ A ``Draw`` is replayable: rendering two textures with one draw gives views that 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from physadv.core.errors import PhysadvError
 from physadv.core.victims import Views

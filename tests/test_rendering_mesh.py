@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from physadv.core.config import load_config
 from physadv.core.errors import PhysadvError
-from physadv.rendering.camera import Intrinsics, Pose, project
+from physadv.rendering.camera import Intrinsics, Pose
 from physadv.rendering.fragments import FragmentPool, pytorch3d_cameras, rasterize_pool
 from physadv.rendering.lights import LightConfig, Lights, kelvin_to_rgb, sample_lights
 from physadv.rendering.mesh import SIGN_SHAPES, box, cylinder, export_mesh, load_mesh, shape_outline, sign_plate, sphere
