@@ -42,8 +42,10 @@ def linear_to_srgb_array(a: np.ndarray) -> np.ndarray:
 
 
 class _Luts(dict):
+    """The look-up tables, built on first use."""
+
     def __missing__(self, key):
-            if key == "to_linear_u8":
+        if key == "to_linear_u8":
             value = srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255).numpy().astype(np.float32)
         else:
             value = _lut(srgb_to_linear if key == "to_linear" else linear_to_srgb)
