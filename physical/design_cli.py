@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.detection_spec import DetectionConfig
 from physadv.core.errors import PhysadvError
 from physadv.physical.eot import EOTConfig
 from physadv.physical.patch import PatchConfig
@@ -35,6 +36,7 @@ class RunSections:
     victim: VictimConfig = field(default_factory=VictimConfig)
     judges: list[str] = field(default_factory=list)  # more models that judge the design on the grid (transfer)
     grid: GridSpec = field(default_factory=GridSpec)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)  # detector victims and judges (physical.detect)
     device: str = "auto"
 
 
@@ -57,6 +59,7 @@ class PatchJob(PatchConfig, RunSections):
 class GridJob(RunSections):
     source: str = "stop"
     target: Optional[str] = "speed_limit_80"
+    objective: str = "auto"  # auto: targeted with a target, else untargeted (detectors: not detected as the source)
 
 
 KINDS = {  # name: (job, attack class path, default config, help)
@@ -93,7 +96,8 @@ def _common_args(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--mesh", default=None, help="a mesh file with UVs (OBJ/GLB/PLY)")
     p.add_argument("--victim", action="append", default=None,
                    help="the model(s) to attack: sign, a zoo member, a registry name, a classifier file, or ARCH=WEIGHTS; "
-                        "several (comma-separated or repeated) make an ensemble")
+                        "several (comma-separated or repeated) make an ensemble; or one detector: sign-detector, "
+                        "a torchvision detector as ARCH=WEIGHTS, a physadv detector file")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
 
 
@@ -124,22 +128,26 @@ def object_overrides(args: argparse.Namespace) -> list[str]:
 
 def _start(cls, job_name: str, args: argparse.Namespace):
     """Resolve the job's config, open its run folder, pick the device, load the victim and build the scene."""
+    from physadv.core.detection_spec import load_any_victim
     from physadv.core.train import resolve_device
-    from physadv.core.victims import load_victim
+    from physadv.physical.detect import check_detector_scene, min_view_px
     from physadv.rendering.scene import build_scene
 
     args.overrides = object_overrides(args) + list(args.overrides)
     job = resolve_config(cls, args)
     run = start_run(job_name, job, args)
     device = resolve_device(job.device)
-    victim = load_victim(job.victim, device)
+    victim = load_any_victim(job.victim, job.detection, device)  # a classifier, an ensemble, or a detector
+    check_detector_scene(victim, job.scene)
     target = getattr(job, "target", None)
-    scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]), exclude_class=target)
+    scene = build_scene(job.scene, device, min_view_px=min_view_px(victim), exclude_class=target)
     return job, run, device, victim, scene
 
 
-def judges_of(victim, extra: list[str], device) -> dict:
-    """The victims that judge a grid: the attacked one, each ensemble member, and every extra model."""
+def judges_of(victim, extra: list[str], device, detection: DetectionConfig | None = None) -> dict:
+    """The victims that judge a grid: the attacked one, each ensemble member, and every extra model (a classifier
+    or a detector, by the same names as ``--victim``)."""
+    from physadv.core.detection_spec import is_detector_spec, load_detector_victim
     from physadv.core.victims import ClassifierVictim, EnsembleVictim
     from physadv.core.victims import load_model
 
@@ -147,7 +155,9 @@ def judges_of(victim, extra: list[str], device) -> dict:
     if isinstance(victim, EnsembleVictim):
         out.update({m.name: m for m in victim.members})
     for spec in extra:
-        out.setdefault(spec, ClassifierVictim(load_model(spec, device), name=spec))
+        if spec not in out:
+            out[spec] = (load_detector_victim(spec, device=device, cfg=detection) if is_detector_spec(spec)
+                         else ClassifierVictim(load_model(spec, device), name=spec))
     return out
 
 
@@ -159,9 +169,10 @@ def _design(args: argparse.Namespace) -> int:
     job, run, device, victim, scene = _start(cls, f"design-{args.kind}", args)
     attack = getattr(importlib.import_module(f"physadv.physical.{module}"), name)(victim, scene, job)
     result = attack.run(checkpoint=run / "checkpoint.safetensors")
-    summary = save_design(run, result, scene, attack.objective, judges_of(victim, job.judges, device), job.grid,
-                          f"{args.kind} on {scene.obj.name} against {victim.name}")
+    summary = save_design(run, result, scene, attack.objective, judges_of(victim, job.judges, device, job.detection),
+                          job.grid, f"{args.kind} on {scene.obj.name} against {victim.name}")
     _print_summary(summary, result, victim.name)
+    _print_detection(summary.get("detection"))
     return 0
 
 
@@ -169,7 +180,9 @@ def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpe
     """Write the design's files, judge it on the grid, write the report; returns the metrics."""
     from physadv.core.gridreport import write_report
     from physadv.core.io import write_image
-    from physadv.physical.evaluate import design_extras, face, judge_grid, result_views
+    from physadv.core.detection_report import detection_section
+    from physadv.physical.detect import add_detection_report, detection_metrics, judge_grid_detection
+    from physadv.physical.evaluate import design_extras, face, result_views
     from physadv.physical.report import loss_curve, write_design_report
 
     result.save(run / "design.safetensors")
@@ -182,13 +195,16 @@ def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpe
 
         export_mesh(scene.obj.mesh.with_texture(result.texture.permute(1, 2, 0).contiguous()), run / "textured.glb")
     renders = {"clean": face(scene, scene.obj.texture), "adversarial": result_views(scene, result)}
-    judgements = judge_grid(scene, renders, judges, objective, grid)
+    judgements, records = judge_grid_detection(scene, renders, judges, objective, grid)  # detectors: matched detections
     report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()},
                           {"adversarial": design_extras(result)})
+    detection = add_detection_report(run / "grid", records, title)
     views = _sample_views(run, scene, renders)
-    write_design_report(run, result, report, views, title, _headline(report["summary"], objective))
+    write_design_report(run, result, report, views, title, _headline(report["summary"], objective),
+                        sections=[lambda page: detection_section(page, detection)] if detection else ())
     metrics = {"attack": result.attack, "object": result.object, "objective": result.objective, "metrics": result.metrics,
-               "timings": result.timings, "grid": report["summary"], "transfer": report["transfer"]}
+               "timings": result.timings, "grid": report["summary"], "transfer": report["transfer"],
+               **detection_metrics(detection)}
     finish_run(run, metrics)
     return metrics
 
@@ -221,6 +237,15 @@ def _print_summary(metrics: dict, result, victim: str) -> None:
         adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
         rates = [_pct(adv.get("targeted_success")), _pct(adv.get("untargeted_success")), _pct(clean.get("accuracy"))]
         print(f"  grid, {name}: targeted {rates[0]}, untargeted {rates[1]}, clean accuracy {rates[2]}")
+
+
+def _print_detection(summary: dict | None) -> None:
+    """Per detector and set: detected as source / target, not detected, mean score."""
+    from physadv.core.detection_report import headline
+
+    for victim, sets in (summary or {}).items():
+        for name, entry in sets.items():
+            print(f"  detection, {victim}, {name}: {headline(entry)}")
 
 
 def _pct(v) -> str:
@@ -278,10 +303,11 @@ def load_design(path: Path, scene) -> "PhysicalResult":  # noqa: F821
 
 
 def _grid(args: argparse.Namespace) -> int:
+    from physadv.core.detection_report import detection_section
     from physadv.core.gridreport import html_table, write_report
     from physadv.core.html import Page
-    from physadv.core.victims import Objective
-    from physadv.physical.evaluate import design_extras, face, judge_grid, result_views
+    from physadv.physical.detect import add_detection_report, detection_metrics, grid_objective, judge_grid_detection
+    from physadv.physical.evaluate import design_extras, face, result_views
     from physadv.physical.report import transfer_section
 
     job, run, device, victim, scene = _start(GridJob, "evaluate-grid", args)
@@ -291,22 +317,26 @@ def _grid(args: argparse.Namespace) -> int:
         name = result.victim.get("name") or Path(text).stem
         name = name if name not in renders else f"{name} ({i + 1})"
         renders[name], extras[name] = result_views(scene, result), design_extras(result)
-    objective = Objective("targeted" if job.target else "untargeted", job.source, job.target or None)
-    judges = judges_of(victim, job.judges + list(args.judge), device)
+    objective = grid_objective(job.objective, job.source, job.target)
+    judges = judges_of(victim, job.judges + list(args.judge), device, job.detection)
     title = f"{len(extras)} design(s): {job.source} -> {job.target}"
-    report = write_report(run / "grid", judge_grid(scene, renders, judges, objective, job.grid), title,
-                          {n: v.classes for n, v in judges.items()}, extras)
+    judgements, records = judge_grid_detection(scene, renders, judges, objective, job.grid)
+    report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()}, extras)
+    detection = add_detection_report(run / "grid", records, title)
     page = Page(title)
     page.raw(f"<p class='num' id='headline'>{_headline(report['summary'], objective)}</p>")
     transfer_section(page, report)
     for name, png in report["heatmaps"].items():
         page.image(png, name, 300)
     page.raw(html_table(report["cells"]))
+    if detection:
+        detection_section(page, detection)
     page.write(run / "report.html")
     for row in report["transfer"]:
         print(f"{row['design']}: " + ", ".join(f"{k} {_pct(v)}" for k, v in row.items() if ":" in k))
+    _print_detection(detection.summary if detection else None)
     finish_run(run, {"textures": list(args.texture), "designs": extras, "grid": report["summary"],
-                     "transfer": report["transfer"]})
+                     "transfer": report["transfer"], **detection_metrics(detection)})
     return 0
 
 

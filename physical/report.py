@@ -25,8 +25,9 @@ def loss_curve(path: str | Path, history: dict[str, list[float]], title: str = "
 
 
 def write_design_report(run: Path, result, grid: dict, sample_views: torch.Tensor | None, title: str,
-                        headline: str) -> Path:
-    """``report.html``: the headline numbers, what to print, the loss curve, sample views, the Table 5 grid and heatmaps."""
+                        headline: str, sections=()) -> Path:
+    """``report.html``: the headline numbers, what to print, the loss curve, sample views, the Table 5 grid and heatmaps;
+    ``sections``: more ``callable(page)`` sections after the grid (e.g. detection by distance and angle)."""
     from physadv.core.gridreport import html_table
 
     page = Page(title)
@@ -45,6 +46,8 @@ def write_design_report(run: Path, result, grid: dict, sample_views: torch.Tenso
         page.image(png, name, 300)
     page.raw(html_table(grid["cells"]))
     transfer_section(page, grid)
+    for section in sections:
+        section(page)
     page.text(f"Object: {result.object.get('name')} ({result.object.get('width_m', 0):.2f} m wide); objective: "
               f"{result.objective}; {result.timings.get('seconds', 0):.0f} s "
               f"({result.timings.get('seconds_per_step', 0):.3f} s per step). Numbers: metrics.json; per view: grid/views.csv.")

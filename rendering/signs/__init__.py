@@ -25,3 +25,14 @@ from physadv.core.victims import register_model  # noqa: E402
 
 register_model("sign", _sign_model)
 register_model("signs", _sign_model)
+
+
+def _sign_detector():
+    from physadv.rendering.signs.detector_cli import sign_detector
+
+    return sign_detector()
+
+
+from physadv.core.detection_spec import register_detector  # noqa: E402
+
+register_detector("sign-detector", _sign_detector)
