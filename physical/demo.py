@@ -23,6 +23,8 @@ from physadv.core.errors import PhysadvError
 
 RP2_DISTANCES_FT = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0]
 RP2_ANGLES = [0.0, 15.0, 30.0, 45.0, 60.0]
+DEMO_VICTIMS = ("gtsrb-cnn", "resnet-8", "mobilenet-v2")  # three families: the ensemble the stickers are designed on
+DEMO_HELD_OUT = ("lisa-cnn", "vgg-bn", "convnext-64")  # three more, never seen by the design: transfer
 
 
 @dataclass
@@ -30,6 +32,9 @@ class DemoPlan:
     """Sizes of each stage; ``quick()`` shrinks everything for the test suite."""
 
     signs_quick: bool = False  # a small sign set and short training (its own cache entry)
+    victims: list[str] = field(default_factory=lambda: list(DEMO_VICTIMS))  # zoo members the stickers are designed on
+    held_out: list[str] = field(default_factory=lambda: list(DEMO_HELD_OUT))  # zoo members that never see the design
+    rp2_config: str = "configs/physical/rp2_zoo.yaml"  # the design recipe (steps below override its own)
     rp2_steps: int = 400
     mask_search_steps: int = 100
     distances_ft: list[float] = field(default_factory=lambda: list(RP2_DISTANCES_FT))
@@ -44,7 +49,8 @@ class DemoPlan:
 
     @staticmethod
     def quick() -> "DemoPlan":
-        return DemoPlan(signs_quick=True, rp2_steps=30, mask_search_steps=20, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
+        return DemoPlan(signs_quick=True, victims=["quick-gtsrb-cnn"], held_out=["quick-lisa-cnn"], rp2_steps=30,
+                        mask_search_steps=20, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
                         lights=["normal"], photo_px=(1280, 960), print_dpi=60.0, deepfool_images=16, gan_steps=20)
 
 
@@ -60,14 +66,22 @@ def _stage(name: str, t0: float) -> None:
     print(f"[{time.perf_counter() - t0:6.1f} s] {name}", flush=True)
 
 
-def sign_classifier(quick: bool):
-    """The sign classifier: the built-in one, or (quick) a small, fast one with its own cache entry."""
-    from physadv.rendering.signs.classifier import SignsConfig, get_sign_classifier
+def demo_models(plan: DemoPlan, device) -> dict:
+    """The models by name: zoo members (trained once, then cached), or (quick) two small ones on a small sign set."""
+    from physadv.core.victims import load_model
+
+    if not plan.signs_quick:
+        return {name: load_model(name, device).eval() for name in [*plan.victims, *plan.held_out]}
+    from dataclasses import replace
+
+    from physadv.core.train import get_classifier
+    from physadv.rendering.signs.classifier import SignsConfig, get_sign_classifier, train_config
 
     cfg = SignsConfig()
-    if quick:
-        cfg.world.train_per_class, cfg.world.test_per_class = 150, 20
-    return get_sign_classifier(cfg)
+    cfg.world.train_per_class, cfg.world.test_per_class = 150, 20
+    lisa = replace(train_config(cfg), model="lisa-cnn", model_args={"width": 0.5}, epochs=6, seed=1)
+    return {plan.victims[0]: get_sign_classifier(cfg).to(device).eval(),
+            plan.held_out[0]: get_classifier(lisa).to(device).eval()}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,17 +96,17 @@ def run(args: argparse.Namespace) -> int:
     save_config(plan, run_dir / "config.yaml")
     torch.manual_seed(0)
 
-    _stage("1/6 sign classifier (cached after the first run)", t0)
-    model = sign_classifier(plan.signs_quick).to(device).eval()
+    _stage("1/6 sign classifiers: the ensemble and the held-out models (trained once, then cached)", t0)
+    models = demo_models(plan, device)
 
-    _stage("2/6 RP2 stickers: stop -> speed_limit_80", t0)
-    rp2 = design_rp2(model, plan, run_dir / "design", device)
+    _stage(f"2/6 RP2 stickers on the ensemble {'+'.join(plan.victims)}: stop -> speed_limit_80", t0)
+    rp2 = design_rp2(models, plan, run_dir / "design", device)
 
     _stage("3/6 print files at true size", t0)
     prints = export_prints(rp2, plan, run_dir / "print")
 
     _stage("4/6 simulated photos of the prints, judged by capture", t0)
-    verdict = photograph_and_judge(model, prints, plan, run_dir / "capture")
+    verdict = photograph_and_judge(models, prints, plan, run_dir / "capture")
 
     _stage("5/6 digital side: DeepFool on LeNet/MNIST, a short DCGAN run", t0)
     digital = digital_side(plan, run_dir / "digital", device)
@@ -106,35 +120,43 @@ def run(args: argparse.Namespace) -> int:
     page = write_demo_report(run_dir, rp2, prints, verdict, digital, metrics)
     s = verdict["summary"]
     print()
-    print(f"clean stop sign: {s['clean_accuracy']:.1%} classified 'stop' over {s['clean_photos']} simulated photos")
-    print(f"stickers: targeted success {s['targeted_success']:.1%} ('speed_limit_80') over {s['adversarial_photos']} photos")
-    print("per angle: " + ", ".join(f"{a}°: {v:.0%}" for a, v in s["targeted_by_angle"].items()))
+    print(f"clean stop sign: at least {s['clean_accuracy']:.1%} classified 'stop' by every model over {s['clean_photos']} "
+          "simulated photos")
+    print(f"stickers, white-box (the ensemble's members): 'speed_limit_80' in at least {s['targeted_success']:.1%} of "
+          f"{s['adversarial_photos']} photos for every member")
+    for name, m in s["models"].items():
+        print(f"  {name:>16} ({m['role']}): targeted {m['targeted_success']:.1%}, untargeted {m['untargeted_success']:.1%}, "
+              f"clean {m['clean_accuracy']:.1%}")
     print(f"report: {page}")
     print(f"outputs: {run_dir} ({metrics['seconds']:.0f} s)")
     return 0
 
 
 # --------------------------------------------------------------------------- stages
-def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
-    from physadv.core.config import from_dict
+def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
+    from dataclasses import replace
+
+    from physadv.core.config import load_config
     from physadv.core.io import cache_dir, write_image
-    from physadv.core.victims import ClassifierVictim
+    from physadv.core.victims import ClassifierVictim, EnsembleVictim
     from physadv.physical.attack import PhysicalResult
-    from physadv.physical.design_cli import save_texture
+    from physadv.physical.design_cli import RP2Job, save_texture
     from physadv.physical.report import loss_curve
     from physadv.physical.rp2 import RP2, RP2Config
-    from physadv.rendering.scene import SceneConfig, build_scene
 
     out.mkdir(parents=True, exist_ok=True)
-    cfg = from_dict(RP2Config, {"steps": plan.rp2_steps, "val_every": max(5, plan.rp2_steps // 10),
-                                "val_views": 96 if plan.rp2_steps >= 100 else 32,
-                                "search_steps": plan.mask_search_steps,
-                                # RP2's mask search: an L1 pass over the face, then the strongest 15% as stickers
-                                "mask": {"kind": "search", "coverage": 0.15, "max_coverage": 0.15}}, "demo")
-    victim = ClassifierVictim(model, "sign")
-    scene = build_scene(SceneConfig(), device)
-    cached = cache_dir("demo") / f"rp2-{design_key(model, cfg)}.safetensors"
-    if cached.is_file():  # the same config against the same weights: the same design
+    job = load_config(RP2Job, plan.rp2_config)
+    cfg = RP2Config(**{f: getattr(job, f) for f in RP2Config.__dataclass_fields__})
+    cfg = replace(cfg, steps=plan.rp2_steps, search_steps=plan.mask_search_steps, val_every=max(5, plan.rp2_steps // 8),
+                  val_views=96 if plan.rp2_steps >= 100 else 32)
+    members = [ClassifierVictim(models[n], n, job.victim.margin, job.victim.diversity) for n in plan.victims]
+    victim = members[0] if len(members) == 1 else EnsembleVictim(members, fusion=job.victim.fusion, subset=job.victim.subset,
+                                                                  balance=job.victim.balance)
+    from physadv.rendering.scene import build_scene
+
+    scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]))
+    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in plan.victims], [cfg, job.victim])}.safetensors"
+    if cached.is_file():  # the same recipe against the same weights: the same design
         print(f"reusing the RP2 design cached in {cached}")
         r = PhysicalResult.load(cached)
     else:
@@ -143,22 +165,23 @@ def design_rp2(model, plan: DemoPlan, out: Path, device) -> dict:
     save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean}, r.object)
     write_image(out / "stickers.png", r.stickers)
     loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("success")}, "RP2 loss terms")
-    metrics = {"mask_coverage": round(r.coverage, 4), "val_targeted": r.metrics["val_success"],
+    metrics = {"victims": list(plan.victims), "mask_coverage": round(r.coverage, 4), "val_targeted": r.metrics["val_success"],
                "best_step": r.metrics["best_step"], "steps": cfg.steps, "seconds": r.timings["seconds"],
                "seconds_per_step": r.timings["seconds_per_step"], "victim_share_of_step": r.timings["victim_share"]}
     return {"result": r, "config": cfg, "dir": out, "metrics": metrics}
 
 
-def design_key(model, cfg) -> str:
-    """A design's identity: its config and the classifier's weights."""
+def design_key(models, cfg) -> str:
+    """A design's identity: its config and the weights of the model(s) it is designed on."""
     import hashlib
 
     from physadv.core.config import config_hash
 
     h = hashlib.sha256(config_hash(cfg).encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    for model in models if isinstance(models, (list, tuple)) else [models]:
+        for name, t in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -185,7 +208,9 @@ def export_prints(rp2: dict, plan: DemoPlan, out: Path) -> dict:
     return files
 
 
-def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict:
+def photograph_and_judge(models: dict, prints: dict, plan: DemoPlan, out: Path) -> dict:
+    """Simulated photos of the clean and the adversarial print, judged by capture: by the ensemble's first member,
+    and through ``--judge`` by every other member (white-box) and every held-out model (transfer)."""
     from physadv.capture.judge import JudgeConfig, evaluate_photos
     from physadv.capture.report import write_reports
     from physadv.capture.simulate import SimulateConfig, simulate
@@ -200,23 +225,47 @@ def photograph_and_judge(model, prints: dict, plan: DemoPlan, out: Path) -> dict
         sets[name] = out / name
     layout = PrintLayout.from_json(prints["adversarial"]["dir"] / "layout.json")
     judge = JudgeConfig(true_class="stop", target_class="speed_limit_80", report_unit="ft")
-    results, report = evaluate_photos(model, judge, sets["adversarial"], sets["adversarial"] / "manifest.csv", layout=layout,
-                                      clean_photos=sets["clean"], clean_manifest=sets["clean"] / "manifest.csv")
+    main, *others = [*plan.victims, *plan.held_out]
+    results, report = evaluate_photos(models[main], judge, sets["adversarial"], sets["adversarial"] / "manifest.csv",
+                                      layout=layout, clean_photos=sets["clean"], clean_manifest=sets["clean"] / "manifest.csv",
+                                      judges={n: models[n] for n in others})
     files = write_reports(out / "report", results, report, "Stop sign with RP2 stickers: simulated photos judged by capture")
     adv = [r for r in results if r.set == "adversarial" and r.status == "ok"]
     clean = [r for r in results if r.set == "clean" and r.status == "ok"]
     if not adv or not clean:
         raise PhysadvError(f"no photo could be judged (see {files['html']})")
+    per_model = {n: _rates(models[n], adv, clean, None if n == main else n) | {"role": "white-box" if n in plan.victims
+                                                                                    else "held-out"} for n in [main, *others]}
+    white = [m for m in per_model.values() if m["role"] == "white-box"]
+    held = [m for m in per_model.values() if m["role"] == "held-out"]
     by_angle: dict = {}
     for r in adv:
-        by_angle.setdefault(f"{r.angle:g}", []).append(bool(r.targeted))
+        by_angle.setdefault(f"{r.angle:g}", []).append(min(_top(models[n], r, None if n == main else n) == "speed_limit_80"
+                                                           for n in plan.victims))
     summary = {"adversarial_photos": len(adv), "clean_photos": len(clean),
                "not_found": sum(r.status != "ok" for r in results),
-               "clean_accuracy": sum(r.top1 == "stop" for r in clean) / len(clean),
-               "targeted_success": sum(bool(r.targeted) for r in adv) / len(adv),
-               "untargeted_success": sum(bool(r.untargeted) for r in adv) / len(adv),
-               "targeted_by_angle": {a: sum(v) / len(v) for a, v in sorted(by_angle.items(), key=lambda kv: float(kv[0]))}}
+               "clean_accuracy": min(m["clean_accuracy"] for m in per_model.values()),
+               "targeted_success": min(m["targeted_success"] for m in white),
+               "untargeted_success": min(m["untargeted_success"] for m in white),
+               "held_out_targeted": min((m["targeted_success"] for m in held), default=None),
+               "held_out_untargeted": min((m["untargeted_success"] for m in held), default=None),
+               "targeted_by_angle": {a: sum(v) / len(v) for a, v in sorted(by_angle.items(), key=lambda kv: float(kv[0]))},
+               "models": per_model}
     return {"results": results, "report": report, "files": files, "summary": summary, "sets": sets}
+
+
+def _top(model, photo, judge: str | None) -> str:
+    """A photo's top class as ``model`` sees it (the main model's own verdict, or a judge's probabilities)."""
+    import numpy as np
+
+    return photo.top1 if judge is None else model.classes[int(np.argmax(photo.judges[judge]))]
+
+
+def _rates(model, adv: list, clean: list, judge: str | None) -> dict:
+    tops, clean_tops = [_top(model, r, judge) for r in adv], [_top(model, r, judge) for r in clean]
+    return {"targeted_success": sum(t == "speed_limit_80" for t in tops) / len(tops),
+            "untargeted_success": sum(t != "stop" for t in tops) / len(tops),
+            "clean_accuracy": sum(t == "stop" for t in clean_tops) / len(clean_tops)}
 
 
 def digital_side(plan: DemoPlan, out: Path, device) -> dict:
@@ -243,7 +292,7 @@ def digital_side(plan: DemoPlan, out: Path, device) -> dict:
     from physadv.core.config import load_config
     from physadv.gans.trainer import GanConfig, train_gan
 
-    cfg = load_config(GanConfig, "configs/gans/dcgan.yaml",
+    cfg = load_config(GanConfig, "configs/gans/dcgan_cpu.yaml",
                       [f"steps={plan.gan_steps}", f"sample_every={plan.gan_steps}", f"checkpoint_every={plan.gan_steps}",
                        f"device={device.type}"])
     gan = train_gan(cfg, out / "gan", show_progress=True)

@@ -16,10 +16,22 @@ def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, dig
     s = verdict["summary"]
     page = Page("physadv demo: stickers that make a stop sign read “speed limit 80”")
     by_angle = ", ".join(f"{a}°: {v:.0%}" for a, v in s["targeted_by_angle"].items())
-    page.raw(f"<p><span class='num' id='targeted'>{s['targeted_success']:.1%}</span> targeted success over "
-             f"{s['adversarial_photos']} simulated photos of the printed sign with stickers; the clean printed sign is read "
-             f"as “stop” in <span class='num' id='clean'>{s['clean_accuracy']:.1%}</span> of {s['clean_photos']} photos. "
-             f"Per angle: {html.escape(by_angle)}.</p>")
+    members = ", ".join(n for n, m in s["models"].items() if m["role"] == "white-box")
+    held = ", ".join(n for n, m in s["models"].items() if m["role"] == "held-out")
+    page.raw(f"<p>Designed on the ensemble {html.escape(members)}: every member reads “speed limit 80” in at least "
+             f"<span class='num' id='targeted'>{s['targeted_success']:.1%}</span> of {s['adversarial_photos']} simulated "
+             f"photos of the printed sign with stickers; every model reads the clean printed sign as “stop” in at least "
+             f"<span class='num' id='clean'>{s['clean_accuracy']:.1%}</span> of {s['clean_photos']} photos. "
+             f"All members at once, per angle: {html.escape(by_angle)}.</p>")
+    if held:
+        page.raw(f"<p>Models the design never saw ({html.escape(held)}): at worst "
+                 f"<span class='num' id='held_out_untargeted'>{s['held_out_untargeted']:.1%}</span> of the photos not read "
+                 f"as “stop”, <span class='num' id='held_out_targeted'>{s['held_out_targeted']:.1%}</span> read as “speed "
+                 "limit 80”.</p>")
+    page.heading("White-box and held-out models, side by side")
+    page.table([{"model": n, "role": m["role"], "targeted": f"{m['targeted_success']:.1%}",
+                 "untargeted": f"{m['untargeted_success']:.1%}", "clean accuracy": f"{m['clean_accuracy']:.1%}"}
+                for n, m in sorted(s["models"].items(), key=lambda kv: kv[1]["role"] != "white-box")], table_id="models")
     page.heading("What to print")
     page.image(torch.cat([r.clean, r.alpha]), "the clean sign")
     page.image(torch.cat([r.texture, r.alpha]), "the sign with RP2 stickers")

@@ -1,0 +1,185 @@
+"""Physical designs against the sign-world model zoo: white-box strength, transfer to held-out models, the
+coverage/strength trade-off, and what an ensemble step costs (issue 13's bars), in one run.
+
+    python benchmarks/transfer_physical.py [--models NAME,...] [--config configs/physical/rp2_zoo.yaml]
+        [--only white_box,leave_one_out,coverage_curve,step_cost] [--coverages 5,10,15,25,35,50] [--out DIR]
+
+For each zoo model i: RP2 white-box on i (stickers at most ``--white-box-coverage`` of the face), and RP2 on the
+ensemble of all the others judged by i (``--loo-coverage``); every design is judged by every zoo model on RP2's
+simulated grid (5-40 ft x 0-60 degrees, several lights), so the designs x models transfer matrix comes for free.
+Designs are saved in ``--out`` and reused when the benchmark runs again with the same settings.
+
+Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "clean"}``), ``leave_one_out``
+(``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``), ``coverage_curve`` (per model, per
+coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
+the views rendered once) and the paths of the plots and of the transfer matrix.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import physadv.rendering.signs  # noqa: E402,F401  (registers the sign data and the built-in sign classifier)
+from physadv.core.config import load_config, to_dict  # noqa: E402
+from physadv.core.gridreport import summary, transfer_table, write_transfer  # noqa: E402
+from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, load_model  # noqa: E402
+from physadv.core.zoo import zoo_names  # noqa: E402
+from physadv.physical.attack import PhysicalResult  # noqa: E402
+from physadv.physical.design_cli import RP2Job  # noqa: E402
+from physadv.physical.evaluate import design_extras, face, judge_grid, result_views  # noqa: E402
+from physadv.physical.rp2 import RP2  # noqa: E402
+from physadv.rendering.scene import build_scene  # noqa: E402
+
+
+def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Path, name: str) -> PhysicalResult:
+    """RP2 on ``members`` (one: white-box) with the mask search at ``coverage``; cached in ``out/name``."""
+    from dataclasses import replace
+
+    from physadv.core.config import config_hash
+
+    mask = replace(job.mask, coverage=coverage, max_coverage=max(coverage, job.mask.max_coverage))
+    cfg = replace(job, mask=mask)
+    key = config_hash({"cfg": to_dict(cfg), "members": members})
+    path = out / f"{name}-{key}.safetensors"
+    if path.is_file():
+        return PhysicalResult.load(path)
+    victims = [ClassifierVictim(zoo[m], m, job.victim.margin, job.victim.diversity) for m in members]
+    victim = victims[0] if len(victims) == 1 else EnsembleVictim(victims, fusion=job.victim.fusion, subset=job.victim.subset,
+                                                                  balance=job.victim.balance, name=name)
+    scene = build_scene(job.scene, min_view_px=max(victim.input_size[1:]))
+    t = time.perf_counter()
+    result = RP2(victim, scene, cfg).run(out / f"{name}.checkpoint.safetensors", progress_bar=False)
+    result.timings["wall"] = round(time.perf_counter() - t, 1)
+    result.save(path)
+    return result
+
+
+def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
+    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, clean}}."""
+    scene = build_scene(job.scene, min_view_px=max(max(v.input_size[1:]) for v in judges.values()))
+    objective = Objective("targeted", job.source, job.target)
+    renders = {"clean": face(scene, scene.obj.texture), name: result_views(scene, result)}
+    js = judge_grid(scene, renders, judges, objective, job.grid, progress_bar=False)
+    s = summary(js)
+    return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],
+                "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
+
+
+def step_cost(job: RP2Job, zoo: dict, names: list[str], steps: int) -> dict:
+    """Seconds per RP2 step on one model and on an ensemble of five, alternating so load hits both alike."""
+    from dataclasses import replace
+
+    five = names[:5]
+    cfg = replace(job, steps=steps, val_every=10_000, val_views=4, mask=replace(job.mask, kind="bars"))
+    single = ClassifierVictim(zoo[five[0]], five[0])
+    ensemble = EnsembleVictim([ClassifierVictim(zoo[m], m) for m in five])
+    scene = build_scene(job.scene, min_view_px=max(ensemble.input_size[1:]))
+    times: dict[str, list[float]] = {"single": [], "ensemble": []}
+    for _ in range(2):
+        for key, victim in (("single", single), ("ensemble", ensemble)):
+            times[key].append(RP2(victim, scene, cfg).run(progress_bar=False).timings["seconds_per_step"])
+    s, e = min(times["single"]), min(times["ensemble"])
+    return {"single_model": five[0], "ensemble": five, "seconds_per_step_single": s, "seconds_per_step_ensemble": e,
+            "ratio": round(e / s, 2), "bar_at_most_3x": e / s <= 3}
+
+
+def curve_png(curve: dict, path: Path) -> None:
+    from physadv.core.plots import pyplot, save_figure
+
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for model, points in curve.items():
+        xs = [p["coverage"] * 100 for p in points]
+        for ax, key in zip(axes, ("targeted", "untargeted")):
+            ax.plot(xs, [p[key] for p in points], marker="o", label=model)
+    for ax, key in zip(axes, ("targeted", "untargeted")):
+        ax.set_xlabel("stickers: % of the face")
+        ax.set_title(f"white-box {key} success on the grid")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share of grid views")
+    axes[1].legend(fontsize=7)
+    save_figure(fig, path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="", help="zoo members (default: every member)")
+    ap.add_argument("--config", default="configs/physical/rp2_zoo.yaml", help="the RP2 design config")
+    ap.add_argument("--only", default="white_box,leave_one_out,coverage_curve,step_cost")
+    ap.add_argument("--coverages", default="5,10,15,25,35,50")
+    ap.add_argument("--white-box-coverage", type=float, default=0.15)
+    ap.add_argument("--loo-coverage", type=float, default=0.30)
+    ap.add_argument("--step-steps", type=int, default=8)
+    ap.add_argument("--out", default="runs/bench/transfer_physical")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    job = load_config(RP2Job, args.config)
+    names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
+    zoo = {n: load_model(n).eval() for n in names}
+    judges = {n: ClassifierVictim(zoo[n], n) for n in names}
+    result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config,
+                    "threads": torch.get_num_threads(), "grid": to_dict(job.grid)}
+    js_all, extras = [], {}
+
+    def record(res, name):
+        verdicts, js = judge(job, res, judges, name)
+        js_all.extend(j for j in js if j.set != "clean")
+        extras[name] = design_extras(res)
+        return verdicts
+
+    if "white_box" in only:
+        result["white_box"] = []
+        for m in names:
+            res = design(job, [m], zoo, args.white_box_coverage, out, f"wb-{m}")
+            v = record(res, f"white-box {m}")
+            result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
+                                        "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
+                                        "seconds": res.timings.get("wall")})
+    plain = [n for n in names if not _hardened(n)]
+    if "leave_one_out" in only and len(plain) > 2:
+        result["leave_one_out"] = []
+        for m in plain:
+            members = [n for n in plain if n != m]
+            res = design(job, members, zoo, args.loo_coverage, out, f"loo-{m}")
+            v = record(res, f"all but {m}")
+            result["leave_one_out"].append({"held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
+                                            "members_targeted_min": min(v[n]["targeted"] for n in members),
+                                            "coverage": round(res.coverage, 4), "seconds": res.timings.get("wall")})
+    if "coverage_curve" in only:
+        result["coverage_curve"] = {}
+        for m in names:
+            points = []
+            for c in (float(x) / 100 for x in args.coverages.split(",")):
+                res = design(job, [m], zoo, c, out, f"wb-{m}")
+                v, _ = judge(job, res, {m: judges[m]}, "design")
+                points.append({"coverage": round(res.coverage, 4), "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"]})
+            result["coverage_curve"][m] = points
+        curve_png(result["coverage_curve"], out / "coverage_curve.png")
+        result["coverage_curve_png"] = str(out / "coverage_curve.png")
+    if "step_cost" in only and len(names) >= 5:
+        result["step_cost"] = step_cost(job, zoo, names, args.step_steps)
+    if js_all:
+        rows = transfer_table(js_all, extras)
+        write_transfer(out, rows)
+        result["transfer_matrix"] = str(out / "transfer.csv")
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+def _hardened(name: str) -> bool:
+    from physadv.core.zoo import zoo_member
+
+    return zoo_member(name).hardened
+
+
+if __name__ == "__main__":
+    main()
