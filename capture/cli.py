@@ -16,6 +16,7 @@ from pathlib import Path
 
 from physadv.capture.judge import JudgeConfig
 from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
+from physadv.core.detection_spec import DetectionConfig
 from physadv.core.errors import PhysadvError
 
 
@@ -46,6 +47,8 @@ class EvalConfig:
     device: str = "cpu"
     title: str = "Capture report"
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    detector: str = ""  # judge with a detector on whole photos instead (capture.detect): sign-detector, ARCH(=FILE), a file
+    detection: DetectionConfig = field(default_factory=DetectionConfig)  # its thresholds, working size, matching
 
 
 @dataclass
@@ -59,6 +62,8 @@ class VideoConfig:
     model: str = ""
     device: str = "cpu"
     judge: JudgeConfig = field(default_factory=JudgeConfig)
+    detector: str = ""  # judge with a detector on whole frames instead (capture.detect_video)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
 
     def validate(self) -> None:
         if self.every < 1:
@@ -73,6 +78,10 @@ def parse_board(text: str) -> tuple[int, int]:
     if cols < 2 or rows < 2:
         raise ValueError(f"board {text!r} needs at least 2x2 inner corners")
     return cols, rows
+
+
+DETECTOR_HELP = ("judge with a detector on the whole frame (no crop): sign-detector, a torchvision detector "
+                 "(fasterrcnn_resnet50_fpn with --weights F.pth, or ARCH=F.pth), or a physadv detector file")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "architecture of --weights without physadv metadata")
     e.add_argument("--judge", action="append", default=None,
                    help="another model that judges the same photos (repeatable): a transfer matrix in the report")
+    e.add_argument("--detector", default=None, help=DETECTOR_HELP)
     e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     e.set_defaults(func=_eval)
 
@@ -106,6 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_args(v, "configs/capture/video.yaml")
     for name in ("source", "layout", "camera", "weights", "model"):
         v.add_argument("--" + name, dest=name, default=None)
+    v.add_argument("--detector", default=None, help=DETECTOR_HELP)
     v.add_argument("--every", type=int, default=None)
     v.add_argument("--max-frames", dest="max_frames", type=int, default=None)
     v.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
@@ -174,13 +185,15 @@ def _eval(args: argparse.Namespace) -> int:
     from physadv.capture.report import write_reports
 
     _prepare(args, ["photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model",
-                    "device"])
+                    "device", "detector"])
     if args.judge:
         args.overrides.insert(0, "judges=[" + ",".join(args.judge) + "]")
     cfg = resolve_config(EvalConfig, args)
     if not cfg.manifest and not cfg.clean_manifest:
         raise PhysadvError("eval needs --manifest photos.csv (adversarial set) and/or --clean-manifest (clean set); "
                            "--photos DIR when the photos are not beside the manifest")
+    if cfg.detector:
+        return _eval_detector(cfg, args)
     model = _model(cfg)
     from physadv.core.train import resolve_device
     from physadv.core.victims import load_model
@@ -206,10 +219,12 @@ def _eval(args: argparse.Namespace) -> int:
 def _video(args: argparse.Namespace) -> int:
     from physadv.capture.video import judge_video, write_video_report
 
-    _prepare(args, ["source", "layout", "camera", "weights", "model", "every", "max_frames", "device"])
+    _prepare(args, ["source", "layout", "camera", "weights", "model", "every", "max_frames", "device", "detector"])
     cfg = resolve_config(VideoConfig, args)
     if cfg.source == "":
         raise PhysadvError("video needs --source FILE or a camera index such as 0")
+    if cfg.detector:
+        return _video_detector(cfg, args)
     model = _model(cfg)
     layout, camera = _layout_camera(cfg)
     run = start_run("capture-video", cfg, args)
@@ -217,6 +232,58 @@ def _video(args: argparse.Namespace) -> int:
     write_video_report(run, results, summary)
     print(f"{summary['frames_read']} frames read, {summary['frames_judged']} judged, object found in "
           f"{summary['object_found']}; top classes {summary['top1_counts']}")
+    finish_run(run, summary)
+    return 0
+
+
+def _detector_victim(cfg):
+    """The judging detector: ``detector`` (a name, ARCH=FILE, or a file) with ``weights`` for an architecture."""
+    from physadv.core.detection_spec import load_detector_victim
+    from physadv.core.train import resolve_device
+
+    if cfg.model:
+        raise PhysadvError(f"--detector {cfg.detector} judges alone: drop --model {cfg.model} (a classifier's)")
+    return load_detector_victim(cfg.detector, cfg.weights, resolve_device(cfg.device), cfg.detection)
+
+
+def _eval_detector(cfg: EvalConfig, args: argparse.Namespace) -> int:
+    """``capture eval --detector``: whole photos, detections matched to the located object (capture.detect)."""
+    from physadv.capture.detect import evaluate_photos_detector, write_detection_reports
+    from physadv.core.detection_report import headline
+
+    if cfg.judges:
+        raise PhysadvError("--judge models classify crops; with --detector judge by one detector per run")
+    victim = _detector_victim(cfg)
+    layout, camera = _layout_camera(cfg)
+    run = start_run("capture-eval", cfg, args)
+    results, report = evaluate_photos_detector(victim, cfg.judge, cfg.detection, cfg.photos or None, cfg.manifest or None,
+                                               layout, camera, cfg.clean_photos or None, cfg.clean_manifest or None)
+    files = write_detection_reports(run, results, report, cfg.title)
+    s = report["summary"]
+    print(f"{s['photos']} photos: " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
+    for name, sets in s["detection"].items():
+        for set_name, entry in sets.items():
+            print(f"  {name}, {set_name}: {headline(entry)}")
+    print(f"report: {files['html']}")
+    finish_run(run, s)
+    return 0
+
+
+def _video_detector(cfg: VideoConfig, args: argparse.Namespace) -> int:
+    """``capture video --detector``: the per-frame rates of the detector paper (capture.detect_video)."""
+    from physadv.capture.detect_video import judge_video_detector, write_video_detector_report
+
+    victim = _detector_victim(cfg)
+    layout, camera = _layout_camera(cfg)
+    run = start_run("capture-video", cfg, args)
+    frames, summary = judge_video_detector(cfg.source, victim, cfg.judge, cfg.detection, layout, camera, cfg.every,
+                                           cfg.max_frames)
+    write_video_detector_report(run, frames, summary)
+    r = summary["rates"]
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    print(f"{summary['frames_read']} frames read, {summary['frames_judged']} judged; per frame: detected as "
+          f"{summary['source']} {pct(r['as_source'])}, as {summary['target']} {pct(r['as_target'])}, nothing matched "
+          f"{pct(r['not_detected'])}")
     finish_run(run, summary)
     return 0
 

@@ -145,47 +145,56 @@ def judge_set(rows: list[ManifestRow], folder: str | Path, model, cfg: JudgeConf
     folder = Path(folder)
     out = []
     for r in progress(rows, desc=f"judge {set_name}"):
-        res = PhotoResult(set_name, r.file, OK, light=r.light, unit=r.distance_unit, distance=r.distance,
-                          angle=r.angle, distance_source="manifest" if r.distance is not None else "",
-                          angle_source="manifest" if r.angle is not None else "")
-        path = folder / r.file
-        if not path.is_file():
-            res.status, res.message = MISSING, f"{path} does not exist (manifest line {r.line})"
-            out.append(res)
-            continue
-        try:
-            photo = load_photo(path, cfg.max_pixels)
-        except PhysadvError as exc:
-            res.status, res.message = UNREADABLE, str(exc)
-            out.append(res)
+        res, photo = open_row(r, folder, cfg, set_name)
+        out.append(res)
+        if photo is None:
             continue
         corners = r.corners * photo.scale if r.corners is not None else None
         try:
             loc, probs, crop = judge_image(photo.image, model, cfg, layout, camera, corners)
         except PhysadvError as exc:  # e.g. degenerate fiducial geometry
             res.status, res.message = NOT_FOUND, str(exc)
-            out.append(res)
             continue
-        res.located_by = loc.method
-        res.pnp_distance_m, res.pnp_angle = loc.distance_m, loc.angle
-        if r.distance is None and loc.distance_m is not None:
-            res.distance, res.distance_source = loc.distance_m / UNITS_M[r.distance_unit], "pnp"
-        if r.angle is None and loc.angle is not None:
-            res.angle, res.angle_source = loc.angle, "pnp"
+        record_location(res, loc, r)
         if probs is None:
             res.status = NOT_FOUND
             res.message = (f"no fiducials of the layout found and no corners in the manifest (line {r.line})"
                            if layout is not None else f"no layout and no corners in the manifest (line {r.line})")
             res.preview = preview(photo.image, None, 2 * cfg.thumb)
-            out.append(res)
             continue
         _fill_prediction(res, probs, model, cfg)
         for name, judge in (judges or {}).items():
             res.judges[name] = classify(judge, [classifier_input(photo.image, loc, layout, judge, cfg)])[0].tolist()
         res.thumb = _thumb(crop if crop.shape[2] == 3 else np.repeat(crop, 3, axis=2), cfg.thumb)
         res.preview = preview(photo.image, loc.quad, 2 * cfg.thumb, (40, 220, 40) if loc.method == "markers" else (255, 150, 0))
-        out.append(res)
     return out
+
+
+def open_row(r: ManifestRow, folder: Path, cfg: JudgeConfig, set_name: str):
+    """A manifest row's result (status ok, the manifest's distance and angle) and its photo; the photo is None and
+    the status says why (missing file, unreadable) when it cannot be read."""
+    res = PhotoResult(set_name, r.file, OK, light=r.light, unit=r.distance_unit, distance=r.distance,
+                      angle=r.angle, distance_source="manifest" if r.distance is not None else "",
+                      angle_source="manifest" if r.angle is not None else "")
+    path = Path(folder) / r.file
+    if not path.is_file():
+        res.status, res.message = MISSING, f"{path} does not exist (manifest line {r.line})"
+        return res, None
+    try:
+        return res, load_photo(path, cfg.max_pixels)
+    except PhysadvError as exc:
+        res.status, res.message = UNREADABLE, str(exc)
+        return res, None
+
+
+def record_location(res: PhotoResult, loc, r: ManifestRow) -> None:
+    """How the object was found, and solvePnP's distance and angle where the manifest has none."""
+    res.located_by = loc.method
+    res.pnp_distance_m, res.pnp_angle = loc.distance_m, loc.angle
+    if r.distance is None and loc.distance_m is not None:
+        res.distance, res.distance_source = loc.distance_m / UNITS_M[r.distance_unit], "pnp"
+    if r.angle is None and loc.angle is not None:
+        res.angle, res.angle_source = loc.angle, "pnp"
 
 
 def _fill_prediction(res: PhotoResult, probs: np.ndarray, model, cfg: JudgeConfig) -> None:
@@ -343,4 +352,4 @@ def transfer(results: list[PhotoResult], model, judges: dict, cfg: JudgeConfig) 
 
 
 __all__ = ["JudgeConfig", "PhotoResult", "class_index", "classifier_input", "classify", "judge_image", "judge_set",
-           "summarise", "evaluate_photos"]
+           "open_row", "record_location", "summarise", "evaluate_photos"]

@@ -49,9 +49,9 @@ def open_source(source: str | int) -> cv2.VideoCapture:
     return cap
 
 
-def judge_video(source: str | int, model, cfg: JudgeConfig, layout=None, camera=None, every: int = 1,
-                max_frames: int = 0) -> tuple[list[FrameResult], dict]:
-    """Judge every ``every``-th frame (up to ``max_frames`` judged, 0 = all): (frame results, summary)."""
+def iter_frames(source: str | int, every: int = 1, max_frames: int = 0, desc: str = "video"):
+    """Every ``every``-th frame of a video file or camera as ``(index, time_s, rgb uint8)``, up to ``max_frames``
+    (0: all); Ctrl-C ends a live session early. Afterwards ``info`` holds ``frames_read`` and ``fps``."""
     from physadv.core.progress import progress
 
     if every < 1:
@@ -59,29 +59,40 @@ def judge_video(source: str | int, model, cfg: JudgeConfig, layout=None, camera=
     cap = open_source(source)
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    results: list[FrameResult] = []
-    index = 0
-    bar = progress(total=total // every if total > 0 else None, desc="video")
+    info = {"frames_read": 0, "fps": fps}
+    judged, index = 0, 0
+    bar = progress(total=total // every if total > 0 else None, desc=desc)
     try:
-        while True:  # Ctrl-C ends a live session early; the frames judged so far are still reported
+        while True:
             ok, frame = cap.read()
             if not ok:
                 break
             if index % every == 0:
-                rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                results.append(_judge_frame(rgb, index, index / fps if fps > 0 else 0.0, model, cfg, layout, camera))
+                info["frames_read"] = index + 1
+                yield index, index / fps if fps > 0 else 0.0, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), info
                 bar.update(1)
-                if max_frames and len(results) >= max_frames:
+                judged += 1
+                if max_frames and judged >= max_frames:
                     break
             index += 1
+            info["frames_read"] = index
     except KeyboardInterrupt:
         pass
     finally:
         cap.release()
         bar.close()
-    if index == 0:
+    if info["frames_read"] == 0:
         raise PhysadvError(f"video source {source!r} gave no frames")
-    return results, summarise_video(results, model, cfg, frames_read=index, fps=fps)
+
+
+def judge_video(source: str | int, model, cfg: JudgeConfig, layout=None, camera=None, every: int = 1,
+                max_frames: int = 0) -> tuple[list[FrameResult], dict]:
+    """Judge every ``every``-th frame (up to ``max_frames`` judged, 0 = all): (frame results, summary)."""
+    results: list[FrameResult] = []
+    info = {"frames_read": 0, "fps": 0.0}
+    for index, t, rgb, info in iter_frames(source, every, max_frames):
+        results.append(_judge_frame(rgb, index, t, model, cfg, layout, camera))
+    return results, summarise_video(results, model, cfg, frames_read=info["frames_read"], fps=info["fps"])
 
 
 def _judge_frame(rgb: np.ndarray, index: int, t: float, model, cfg: JudgeConfig, layout, camera) -> FrameResult:
@@ -139,4 +150,4 @@ def write_video_report(out_dir: str | Path, results: list[FrameResult], summary:
     return files
 
 
-__all__ = ["FrameResult", "open_source", "judge_video", "summarise_video", "write_video_report"]
+__all__ = ["FrameResult", "open_source", "iter_frames", "judge_video", "summarise_video", "write_video_report"]

@@ -77,6 +77,17 @@ def records_from_verdict(verdict, classes: list[str], source: str | None, target
     return out
 
 
+def record_from_matches(labels, scores, classes: list[str], source: str | None, target: str | None,
+                        **fields) -> DetectionRecord:
+    """A record from one view's matched detections (``core.detection_victim.match_detections``)."""
+    names = [classes[int(k)] for k in labels]
+    best = int(np.argmax(scores)) if len(scores) else -1
+    src = [float(s) for n, s in zip(names, scores) if n == source]
+    return DetectionRecord(label=names[best] if best >= 0 else NONE, score=round(float(scores[best]), 4) if best >= 0 else 0.0,
+                           labels=tuple(dict.fromkeys(names)), source=source, target=target,
+                           source_score=round(max(src), 4) if src else 0.0, **fields)
+
+
 def _share(flags) -> float | None:
     flags = list(flags)
     return float(np.mean(flags)) if flags else None
@@ -84,7 +95,7 @@ def _share(flags) -> float | None:
 
 def rates(records: list[DetectionRecord]) -> dict:
     """The four shares and the two mean scores of a group of records."""
-    return {"n": len(records), "as_source": _share(r.as_source for r in records),
+    return {"n": len(records), "as_source": _share(r.as_source for r in records) if any(r.source for r in records) else None,
             "as_target": _share(r.as_target for r in records) if any(r.target for r in records) else None,
             "not_detected": _share(not r.detected for r in records),
             "other": _share(r.detected and not r.as_source and not r.as_target for r in records),
@@ -215,7 +226,9 @@ def write_detection_report(folder: str | Path, records: list[DetectionRecord], t
 
 def headline(entry: dict) -> str:
     """One line of a set's rates."""
-    parts = [f"{entry['n']} views", f"detected as source {entry['as_source']:.1%}"]
+    parts = [f"{entry['n']} views"]
+    if entry.get("as_source") is not None:
+        parts.append(f"detected as source {entry['as_source']:.1%}")
     if entry.get("as_target") is not None:
         parts.append(f"as target {entry['as_target']:.1%}")
     parts += [f"not detected {entry['not_detected']:.1%}", f"mean score {entry['mean_score']:.2f}"]
@@ -235,4 +248,4 @@ def detection_section(page, report: DetectionReport, title: str = "Detection by 
 
 __all__ = ["NONE", "DetectionRecord", "DetectionReport", "detection_cells", "detection_heatmap", "detection_section",
            "detection_summary", "headline", "html_detection_table", "markdown_detection_table", "rates",
-           "records_from_verdict", "write_detection_report"]
+           "record_from_matches", "records_from_verdict", "write_detection_report"]

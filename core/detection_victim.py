@@ -89,6 +89,15 @@ def judged_success(labels: torch.Tensor, objective: Objective, s: int | None, t:
     return has(t)
 
 
+def match_detections(det: dict, box: torch.Tensor | None, score_thresh: float, match_iou: float):
+    """``(labels, scores)`` of the detections (torchvision's output dict of one image) with score >= ``score_thresh``
+    whose box has IoU >= ``match_iou`` with ``box`` (xyxy); every detection above the threshold when ``box`` is None."""
+    keep = det["scores"] >= score_thresh
+    if box is not None and len(det["boxes"]):
+        keep &= box_iou(det["boxes"], box.view(1, 4).to(det["boxes"]))[:, 0] >= match_iou
+    return det["labels"][keep].cpu(), det["scores"][keep].cpu()
+
+
 class DetectorVictim(Victim):
     """A ``core.detection.Detector`` behind the victim protocol (see the module docstring).
 
@@ -137,10 +146,7 @@ class DetectorVictim(Victim):
         pred, score = torch.full((n,), -1, dtype=torch.long), torch.zeros(n)
         success, probs = torch.zeros(n, dtype=torch.bool), torch.zeros(n, k)
         for i, (d, b) in enumerate(zip(dets, boxes)):
-            keep = d["scores"] >= self.score_thresh
-            if len(d["boxes"]):
-                keep &= box_iou(d["boxes"], b.view(1, 4).to(d["boxes"]))[:, 0] >= self.match_iou
-            labels, scores = d["labels"][keep].cpu(), d["scores"][keep].cpu()
+            labels, scores = match_detections(d, b, self.score_thresh, self.match_iou)
             if len(scores):
                 best = int(scores.argmax())
                 pred[i], score[i] = labels[best], scores[best]
@@ -149,4 +155,4 @@ class DetectorVictim(Victim):
         return Verdict(pred, score, success, probs)
 
 
-__all__ = ["DetectorVictim", "judged_success", "object_candidates", "objective_loss"]
+__all__ = ["DetectorVictim", "judged_success", "match_detections", "object_candidates", "objective_loss"]

@@ -48,8 +48,9 @@ class Patch(PhysicalAttack):
 
     def __init__(self, victim, scene, cfg: PatchConfig | None = None, **overrides):
         super().__init__(victim, scene, cfg, **overrides)
-        if self.objective.kind != "targeted":
-            raise PhysadvError("the adversarial patch is targeted (Brown et al.): give a target class")
+        if self.objective.kind not in ("targeted", "creation"):  # creation: a phantom object for a detector victim
+            raise PhysadvError("the adversarial patch is targeted (Brown et al.) or, against a detector, creates a "
+                               "phantom object (objective: creation): give a target class")
         self.shape = patch_mask(self.cfg.shape, self.cfg.patch_px).to(self.device)
         self.where = None if getattr(scene, "images", None) is not None else scene.obj.alpha  # on an object: its face
 
@@ -70,7 +71,7 @@ class Patch(PhysicalAttack):
         return adv, {"adversarial": float(adv.detach())}
 
     def finish(self, w: torch.Tensor, best: torch.Tensor) -> PhysicalResult:
-        return PhysicalResult("patch", best.cpu(), self.scene.obj.texture.cpu(), self.shape.cpu(), self.shape[0].cpu(),
+        return PhysicalResult("patch", best.cpu(), self.scene.obj.texture.cpu(), self.shape.cpu(), self.shape[0].cpu().clone(),
                               metrics={"coverage": float(sum(self.cfg.placement.area) / 2), "shape": self.cfg.shape,
                                        "placement": {"area": list(self.cfg.placement.area),
                                                      "rotation_deg": list(self.cfg.placement.rotation_deg)}})
