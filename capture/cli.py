@@ -281,9 +281,9 @@ def _video_detector(cfg: VideoConfig, args: argparse.Namespace) -> int:
     write_video_detector_report(run, frames, summary)
     r = summary["rates"]
     pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    target = f", as {summary['target']} {pct(r['as_target'])}" if summary["target"] else ""
     print(f"{summary['frames_read']} frames read, {summary['frames_judged']} judged; per frame: detected as "
-          f"{summary['source']} {pct(r['as_source'])}, as {summary['target']} {pct(r['as_target'])}, nothing matched "
-          f"{pct(r['not_detected'])}")
+          f"{summary['source']} {pct(r['as_source'])}{target}, nothing matched {pct(r['not_detected'])}")
     finish_run(run, summary)
     return 0
 

@@ -62,15 +62,15 @@ def quad_box(quad: np.ndarray, sx: float, sy: float) -> torch.Tensor:
     return torch.tensor([x0 * sx, y0 * sy, x1 * sx, y1 * sy], dtype=torch.float32)
 
 
-def detect_in_frame(frame: torch.Tensor, victim, box: torch.Tensor | None, source: str | None, target: str | None,
+def detect_in_frame(frame: torch.Tensor, judge_by, box: torch.Tensor | None, source: str | None, target: str | None,
                     **fields) -> tuple[DetectionRecord, dict]:
-    """One frame judged by a ``DetectorVictim``'s detector and thresholds: its detections matched to ``box`` (xyxy in
-    the frame's pixels), or every detection in the frame when ``box`` is None. Returns the record and the raw
-    detections (for drawing)."""
+    """One frame judged by a ``DetectorVictim`` (``judge_by``: its detector and thresholds): the detections matched
+    to ``box`` (xyxy in the frame's pixels), or every detection in the frame when ``box`` is None. Returns the record
+    and the raw detections (for drawing)."""
     with torch.no_grad():
-        dets = victim.detector([frame.to(victim.device)])[0]
-    labels, scores = match_detections(dets, box, victim.score_thresh, victim.match_iou)
-    return record_from_matches(labels.numpy(), scores.numpy(), victim.classes, source, target, **fields), dets
+        dets = judge_by.detector([frame.to(judge_by.device)])[0]
+    labels, scores = match_detections(dets, box, judge_by.score_thresh, judge_by.match_iou)
+    return record_from_matches(labels.numpy(), scores.numpy(), judge_by.classes, source, target, **fields), dets
 
 
 def check_classes(victim, judge: JudgeConfig) -> None:
