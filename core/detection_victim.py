@@ -28,6 +28,8 @@ untargeted, no match labelled s; targeted, a match labelled t and none labelled 
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torchvision.ops import box_iou
 
@@ -45,9 +47,10 @@ def _log_odds(p: torch.Tensor) -> torch.Tensor:
 
 
 def object_candidates(cand: Candidates, box: torch.Tensor, overlap: float) -> torch.Tensor:
-    """``probs`` of the candidates whose box has IoU >= ``overlap`` with ``box`` (else of the best-IoU one)."""
+    """``probs`` of the candidates whose box has IoU >= ``overlap`` with ``box`` (else of the best-IoU one); ``K = 0``
+    rows when the detector proposed nothing at all for the view."""
     if len(cand.boxes) == 0:
-        raise PhysadvError("the detector gave no candidate boxes at all for a view")
+        return cand.probs
     iou = box_iou(cand.boxes.detach(), box.detach().view(1, 4).to(cand.boxes))[:, 0]
     keep = iou >= overlap
     if not bool(keep.any()):
@@ -56,8 +59,13 @@ def object_candidates(cand: Candidates, box: torch.Tensor, overlap: float) -> to
 
 
 def objective_loss(probs: torch.Tensor, objective: Objective, s: int | None, t: int | None) -> torch.Tensor:
-    """The loss of one view from its object's candidate probabilities ``K x C`` (see the module docstring)."""
+    """The loss of one view from its object's candidate probabilities ``K x C`` (see the module docstring). With no
+    candidate at all (K = 0) nothing can be pushed: the view's loss is a constant without gradient (disappearance and untargeted: their floor,
+    0 or -kappa; targeted and creation: -log(EPS) with ce, kappa with margin)."""
     kind, margin, kappa = objective.kind, objective.loss == "margin", objective.kappa
+    if len(probs) == 0:
+        floor = 0.0 if kind in ("disappearance", "untargeted") else (kappa if margin else -math.log(EPS))
+        return probs.sum() * 0 + (-kappa if margin and kind in ("disappearance", "untargeted") else floor)
     if margin:
         z = _log_odds(probs)
         if kind == "disappearance":

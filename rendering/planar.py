@@ -198,6 +198,9 @@ def render_planar(texture: torch.Tensor, poses: Sequence[Pose], intr: Intrinsics
 
     premult = torch.cat([tex[:, :3] * tex[:, 3:], tex[:, 3:]], 1).expand(n, -1, -1, -1)
     warped = warp_perspective(premult, M, (H_out * supersample, W_out * supersample), align_corners=True)
+    # pixels on the plane's vanishing line (a grazing view whose horizon crosses the frame) map to infinity: nothing
+    # of the object is there (NaN otherwise, which blur would spread); torch.where passes them no gradient
+    warped = torch.where(torch.isfinite(warped), warped, torch.zeros_like(warped))
     if supersample > 1:
         warped = F.avg_pool2d(warped, supersample)
     colour, cover = warped[:, :3], warped[:, 3:].clamp(0, 1)
