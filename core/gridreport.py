@@ -182,6 +182,21 @@ def html_table(rows: list[dict], table_id: str = "grid") -> str:
     return "\n".join(out + ["</table>"])
 
 
+def rate_markdown(rows: list[dict], key: str, set_name: str = "clean", victim: str | None = None) -> str:
+    """One rate (e.g. ``accuracy`` of a classifier over every class) as a distance (rows) x angle (columns) table,
+    lights averaged: the layout of the sign classifiers' accuracy grid."""
+    from physadv.core.plots import grid_means
+
+    rs = [r for r in rows if r["set"] == set_name and r.get(key) is not None and (victim is None or r["victim"] == victim)]
+    if not rs:
+        return ""
+    ds, angs, grid = grid_means(rs, lambda r: r["distance"], lambda r: r["angle"], lambda r: r[key])
+    lines = [f"| distance ({rs[0]['unit']}) | " + " | ".join(f"{a:g}°" for a in angs) + " |", "|---" * (len(angs) + 1) + "|"]
+    lines += [f"| {d:g} | " + " | ".join("" if np.isnan(v) else f"{100 * v:.1f}%" for v in grid[i]) + " |"
+              for i, d in enumerate(ds)]
+    return "\n".join(lines) + "\n"
+
+
 def heatmap_png(rows: list[dict], set_name: str, key: str, title: str, victim: str | None = None) -> bytes | None:
     """A distance x angle heatmap of ``key`` (a rate) for one set (lights averaged), as PNG bytes (None if empty)."""
     from physadv.core.plots import grid_means, heatmap_png as draw
@@ -303,5 +318,5 @@ def write_transfer(folder: str | Path, rows: list[dict]) -> dict:
     return pngs
 
 
-__all__ = ["transfer_table", "transfer_png", "write_transfer", "Judgement", "judge_probs", "cells", "summary", "markdown_table", "html_table", "heatmap_png", "write_csv",
+__all__ = ["rate_markdown", "transfer_table", "transfer_png", "write_transfer", "Judgement", "judge_probs", "cells", "summary", "markdown_table", "html_table", "heatmap_png", "write_csv",
            "write_report"]

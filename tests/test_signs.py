@@ -163,11 +163,13 @@ def test_signs_train_job_trains_caches_and_grades_the_classifier(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["held_out_accuracy"] > 0.45  # chance is 1/15; seven short epochs on 450 crops
     rows = list(csv.DictReader(open(out / "grid.csv")))
-    assert [(float(r["distance_ft"]), float(r["angle_deg"])) for r in rows] == [(10, 0), (10, 15), (20, 0), (20, 15)]
+    assert [(float(r["distance"]), float(r["angle"])) for r in rows] == [(10, 0), (10, 15), (20, 0), (20, 15)]
+    assert {r["unit"] for r in rows} == {"ft"} and float(rows[0]["distance_m"]) == pytest.approx(3.048)
     assert all(0 <= float(r["accuracy"]) <= 1 and int(r["n"]) == len(sign_classes()) for r in rows)
     # the sign is about twice as wide in pixels at half the distance
     assert float(rows[0]["footprint_px"]) == pytest.approx(2 * float(rows[2]["footprint_px"]), rel=0.15)
-    assert (out / "grid.png").stat().st_size > 0 and "| 10 ft (3.05 m) |" in (out / "grid.md").read_text()
+    md = (out / "grid.md").read_text()  # the shared distance x angle layout: distance rows, angle columns
+    assert (out / "grid.png").stat().st_size > 0 and md.startswith("| distance (ft) | 0° | 15° |") and "\n| 10 | " in md
     assert (out / "config.yaml").is_file()
     # the classifier is cached by config hash; another world gets another entry
     cfg = load_config(SignsConfig, "configs/signs/train.yaml", TINY)

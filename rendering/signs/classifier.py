@@ -190,34 +190,19 @@ def evaluate_grid(model: Classifier, cfg: SignsConfig, progress: bool = True) ->
     return GridResult(list(D), list(A), acc, n, foot)
 
 
-def write_grid(result: GridResult, folder: Path) -> dict[str, Path]:
-    """``grid.csv``, ``grid.md`` and ``grid.png`` (a heatmap) in ``folder``."""
+def write_grid(result: GridResult, folder: Path, name: str = "") -> dict[str, Path]:
+    """``grid.csv``, ``grid.md`` and ``grid.png`` in ``folder``: the accuracy per distance x angle cell in the
+    project's one distance x angle report (``core.gridreport``)."""
+    from physadv.core import gridreport
+    from physadv.core.io import atomic_path
+
     folder = Path(folder)
-    rows = result.rows()
-    csv_text = "distance_ft,distance_m,angle_deg,accuracy,n,footprint_px\n" + "".join(
-        f"{r['distance_ft']},{r['distance_m']},{r['angle_deg']},{r['accuracy']},{r['n']},{r['footprint_px']}\n" for r in rows)
-    csv_path = atomic_write_text(folder / "grid.csv", csv_text)
-    head = "| distance | " + " | ".join(f"{a:g} deg" for a in result.angles_deg) + " | sign width at 0 deg (camera px) |\n"
-    head += "|---" * (len(result.angles_deg) + 2) + "|\n"
-    body = "".join(f"| {d:g} ft ({feet(d):.2f} m) | " + " | ".join(f"{100 * result.accuracy[i, j]:.1f}%"
-                                                                    for j in range(len(result.angles_deg)))
-                   + f" | {result.footprint_px[i, 0]:.0f} |\n" for i, d in enumerate(result.distances_ft))
-    md_path = atomic_write_text(folder / "grid.md", head + body)
-    png_path = folder / "grid.png"
-    from physadv.core.plots import pyplot, save_figure
-
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(1.2 * len(result.angles_deg) + 2, 0.6 * len(result.distances_ft) + 1.5))
-    im = ax.imshow(100 * result.accuracy, cmap="RdYlGn", vmin=50, vmax=100, aspect="auto")
-    for i in range(len(result.distances_ft)):
-        for j in range(len(result.angles_deg)):
-            ax.text(j, i, f"{100 * result.accuracy[i, j]:.0f}", ha="center", va="center", fontsize=9)
-    ax.set_xticks(range(len(result.angles_deg)), [f"{a:g}" for a in result.angles_deg])
-    ax.set_yticks(range(len(result.distances_ft)), [f"{d:g} ft / {feet(d):.1f} m" for d in result.distances_ft])
-    ax.set_xlabel("angle (degrees)")
-    ax.set_ylabel("distance")
-    ax.set_title("sign classifier accuracy (%)")
-    fig.colorbar(im, ax=ax)
-    save_figure(fig, png_path)
-    return {"csv": csv_path, "md": md_path, "png": png_path}
+    cells = [{"victim": name, "set": "clean", "distance": r["distance_ft"], "unit": "ft", "angle": r["angle_deg"], "light": "",
+              "n": r["n"], "accuracy": r["accuracy"], "distance_m": r["distance_m"], "footprint_px": r["footprint_px"]}
+             for r in result.rows()]
+    csv_path = gridreport.write_csv(folder / "grid.csv", cells)
+    md_path = atomic_write_text(folder / "grid.md", gridreport.rate_markdown(cells, "accuracy"))
+    png = gridreport.heatmap_png(cells, "clean", "accuracy", f"{name + ': ' if name else ''}sign classifier accuracy")
+    with atomic_path(folder / "grid.png") as tmp:
+        tmp.write_bytes(png)
+    return {"csv": csv_path, "md": md_path, "png": folder / "grid.png"}

@@ -52,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
     test = load_signs("test", cfg.world)
     held_out = evaluate(model, test, progress=False)
     grid = evaluate_grid(model, cfg)
-    files = write_grid(grid, run)
+    files = write_grid(grid, run, model.arch)
     n = min(len(test), 64)
     captions = [model.classes[p] for p in model.predict(test.images[:n]).tolist()]
     save_image_grid(run / "test_samples.png", test.images[:n], nrow=8, captions=captions, scale=3)
