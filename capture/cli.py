@@ -258,7 +258,7 @@ def _eval_detector(cfg: EvalConfig, args: argparse.Namespace) -> int:
     run = start_run("capture-eval", cfg, args)
     results, report = evaluate_photos_detector(victim, cfg.judge, cfg.detection, cfg.photos or None, cfg.manifest or None,
                                                layout, camera, cfg.clean_photos or None, cfg.clean_manifest or None)
-    files = write_detection_reports(run, results, report, cfg.title)
+    files, _ = write_detection_reports(run, results, report, cfg.title)
     s = report["summary"]
     print(f"{s['photos']} photos: " + ", ".join(f"{k} {v}" for k, v in s["by_status"].items()))
     for name, sets in s["detection"].items():

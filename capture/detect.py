@@ -226,9 +226,10 @@ def _gallery(results: list[DetectedPhoto]) -> str:
     return "\n".join(out + ["</div>"])
 
 
-def write_detection_reports(out_dir, results: list[DetectedPhoto], report: dict, title: str) -> dict:
+def write_detection_reports(out_dir, results: list[DetectedPhoto], report: dict, title: str):
     """results.csv, the detection cells (``core.detection_report``: CSV, Markdown, JSON, heatmaps), report.json and a
-    self-contained report.html (summary, heatmaps, per-cell table, every photo with its detections) in ``out_dir``."""
+    self-contained report.html (summary, heatmaps, per-cell table, every photo with its detections) in ``out_dir``.
+    Returns (files, the ``core.detection_report.DetectionReport`` for another page's ``detection_section``)."""
     import html
 
     from physadv.core.detection_report import detection_section, write_detection_report
@@ -254,7 +255,7 @@ def write_detection_reports(out_dir, results: list[DetectedPhoto], report: dict,
         page.heading("Not judged")
         page.table(bad, ["set", "file", "status", "message"], table_id="problems")
     files["html"] = atomic_write_text(out / "report.html", page.html())
-    return files
+    return files, det
 
 
 __all__ += ["write_detection_reports"]

@@ -109,5 +109,30 @@ def grid_objective(kind: str, source: str, target: str | None) -> Objective:
     return Objective(kind, source or None, target or None)
 
 
-__all__ = ["NONE", "add_detection_report", "check_detector_scene", "detection_metrics", "detector_grid_records",
+def detector_photo_section(page, out_dir, sets: dict, layout, detector: str = "sign-detector", source: str = "stop",
+                           target: str | None = "speed_limit_80", cfg=None, title: str = "The detector's view") -> dict:
+    """Judge photo sets (``{"clean": folder, "adversarial": folder}``, each with its ``manifest.csv``, as ``capture
+    simulate`` writes them) with a detector on the whole photos (``capture.detect``), write its reports in
+    ``out_dir`` (report.html, results.csv, detection cells), and add a section to ``page`` (a ``core.html.Page``):
+    the rates per set, the distance x angle heatmaps and the per-cell table. Returns ``{"summary", "files"}``."""
+    import html
+
+    from physadv.capture.detect import evaluate_photos_detector, write_detection_reports
+    from physadv.capture.judge import JudgeConfig
+    from physadv.core.detection_report import detection_section
+    from physadv.core.detection_spec import DetectionConfig, load_detector_victim
+
+    cfg = cfg or DetectionConfig()
+    victim = load_detector_victim(detector, cfg=cfg)
+    judge = JudgeConfig(true_class=source, target_class=target or "", report_unit="ft")
+    adv, clean = sets.get("adversarial"), sets.get("clean")
+    results, report = evaluate_photos_detector(victim, judge, cfg, adv, Path(adv) / "manifest.csv" if adv else None, layout,
+                                               None, clean, Path(clean) / "manifest.csv" if clean else None)
+    files, det = write_detection_reports(out_dir, results, report, f"{title}: {detector} on the whole photos")
+    detection_section(page, det, f"{title}: {detector} on the whole photos (no crop)")
+    page.raw(f"<p>Every photo with its detections: <code>{html.escape(str(files['html']))}</code>.</p>")
+    return {"summary": report["summary"], "files": files}
+
+
+__all__ = ["NONE", "detector_photo_section", "add_detection_report", "check_detector_scene", "detection_metrics", "detector_grid_records",
            "grid_objective", "judge_grid_detection", "min_view_px", "records_as_judgements"]

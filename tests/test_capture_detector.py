@@ -158,7 +158,7 @@ def test_every_photo_gets_a_status_and_nothing_is_lost(printed, photos, tmp_path
     auto = evaluate_photos_detector(_red_victim(), judge, DetectionConfig(), None, tmp_path / "manifest.csv", layout)[0]
     wall = auto[-1]  # not located: matched anywhere in the frame, where nothing is red
     assert wall.photo.status == "ok" and wall.matched_by == "frame" and wall.record.label == "(none)" and not wall.record.detected
-    files = write_detection_reports(tmp_path / "rep", auto, evaluate_photos_detector(
+    files, _ = write_detection_reports(tmp_path / "rep", auto, evaluate_photos_detector(
         _red_victim(), judge, DetectionConfig(), None, tmp_path / "manifest.csv", layout)[1], "test")
     with open(files["results_csv"], newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 5
@@ -234,3 +234,18 @@ def test_random_coco_faster_rcnn_file_through_capture_eval_and_video(printed, ph
                           *small, *args, "--out", str(tmp_path / "bad")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and text in err[0], err
+
+
+def test_demo_section_judges_photo_sets_by_name(printed, photos, tmp_path):
+    from physadv.core.detection_spec import register_detector
+    from physadv.core.html import Page
+    from physadv.physical.detect import detector_photo_section
+
+    _, layout = printed
+    register_detector("test-red", lambda: Detector(RedDetector(), CLASSES, "red"))
+    page = Page("demo")
+    out = detector_photo_section(page, tmp_path / "det", {"adversarial": photos, "clean": photos}, layout, "test-red",
+                                 source="stop", target="yield")
+    rates = out["summary"]["detection"]["test-red"]
+    assert rates["clean"]["as_source"] == 1.0 and rates["adversarial"]["n"] == 4 and rates["adversarial"]["as_target"] == 0.0
+    assert "detection-summary" in page.html() and out["files"]["html"].is_file()
