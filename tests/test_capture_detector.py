@@ -32,12 +32,7 @@ from physadv.rendering.camera import Intrinsics, Pose
 CLASSES = ["__background__", "stop", "yield"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 class RedDetector(nn.Module):
@@ -95,16 +90,6 @@ def photos(printed, tmp_path_factory):
                                      "width": 960, "height": 720, "fov_deg": 40, "seed": 3, "backgrounds": ["solid"]})
     simulate(cfg, root)
     return root
-
-
-@pytest.fixture(scope="module")
-def frcnn_file(tmp_path_factory):
-    """torchvision's COCO Faster R-CNN with random weights, saved as a plain state dict (what users bring)."""
-    torch.manual_seed(0)
-    det = build_detector("fasterrcnn_resnet50_fpn")
-    path = tmp_path_factory.mktemp("weights") / "frcnn_random.pth"
-    torch.save(det.model.state_dict(), path)
-    return path
 
 
 # --------------------------------------------------------------------------- pieces against references

@@ -21,12 +21,7 @@ from physadv.core.errors import PhysadvError
 from physadv.core.victims import VictimConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 SIGN_CLASSES = ["__background__", "stop", "speed_limit_80", "yield"]
@@ -192,15 +187,6 @@ def test_grid_records_agree_with_the_victims_own_judge():
 
 
 # --------------------------------------------------------------------------- a COCO detector from a file, end to end
-@pytest.fixture(scope="module")
-def frcnn_file(tmp_path_factory):
-    torch.manual_seed(0)
-    det = build_detector("fasterrcnn_resnet50_fpn")
-    path = tmp_path_factory.mktemp("weights") / "frcnn_random.pth"
-    torch.save(det.model.state_dict(), path)
-    return path
-
-
 SMALL_DESIGN = ["--set", "steps=1", "--set", "batch=1", "--set", "val_views=1", "--set", "val_every=1",
                 "--set", "scene.frame_px=128", "--set", "scene.world.camera.width=128", "--set", "scene.world.camera.height=96",
                 "--set", "scene.world.texture_px=64", "--set", "scene.object.texture_px=64",
