@@ -220,3 +220,35 @@ def test_random_coco_faster_rcnn_file_through_design_and_grid(frcnn_file, tmp_pa
                      "--out", str(tmp_path / "bad")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and text in err[0], err
+
+
+# --------------------------------------------------------------------------- the bars (slow: the trained sign-world detector)
+@pytest.mark.slow
+def test_sign_detector_bars_on_photos_of_the_exported_prints():
+    """Issue 14's bars through benchmarks/detector.py's pieces: RP2 designs by the shipped configs against the
+    sign-world detector (cached by config), exported with fiducials, photographed in simulation on RP2's grid (5-40 ft
+    x 0-60 degrees x three lights) and judged by the detector on the whole photos."""
+    import importlib.util
+    from pathlib import Path
+
+    import physadv.rendering.signs  # noqa: F401  (registers sign-detector)
+    from physadv.core.detection_spec import load_detector_victim
+    from physadv.core.io import cache_dir
+    from physadv.printing.layout import PrintLayout
+    from physadv.rendering.objects import sign_object
+
+    spec = importlib.util.spec_from_file_location("bench_detector", Path(__file__).parents[1] / "benchmarks" / "detector.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    work, victim, sign = cache_dir("bench-detector"), load_detector_victim("sign-detector"), sign_object("stop")
+    rates = {}
+    for name in ("clean", "disappearance", "targeted"):
+        r = None if name == "clean" else bench.design(name, work, [])
+        texture, alpha = (sign.texture, sign.alpha) if r is None else (r.texture, r.alpha)
+        photos = bench.photograph(name, texture, alpha, sign.size_m[0], work, (2560, 1920), 60.0)
+        layout = PrintLayout.from_json(work / "prints" / name / "layout.json")
+        rates[name] = bench.judge(victim, photos, layout, "clean" if name == "clean" else "adversarial")[0]
+    assert rates["clean"]["n"] == 105 and rates["clean"]["as_source"] >= 0.95
+    assert 1 - rates["disappearance"]["as_source"] >= 0.85
+    assert rates["targeted"]["shapeshifter_success"] >= 0.70
+    assert bench.ap50(victim.detector, 400)["ap50"] >= 0.90
