@@ -64,17 +64,36 @@ def design(kind: str, work: Path, overrides: list[str]):
 
 
 def step_timing(steps: int) -> dict:
-    """Seconds per RP2 step against the detector (8 whole frames a step) and the share spent outside the detector."""
+    """Seconds per RP2 step against the detector (the disappearance config: its batch of whole frames; render, print
+    model, loss, backward) and the share of it spent outside the detector (the detector's own forward and backward
+    timed on the same views, a leaf image tensor standing in for the render)."""
     from physadv.core.config import load_config
     from physadv.core.detection_spec import load_any_victim
+    from physadv.core.victims import Views
     from physadv.physical.design_cli import RP2Job
     from physadv.physical.rp2 import RP2
     from physadv.rendering.scene import build_scene
 
-    job = load_config(RP2Job, CONFIGS["disappearance"], [f"steps={steps}", "val_every=100000", "val_views=2"])
-    r = RP2(load_any_victim(job.victim, job.detection), build_scene(job.scene), job).run(progress_bar=False)
-    return {"seconds_per_step": r.timings["seconds_per_step"], "share_outside_detector": round(1 - r.timings["victim_share"], 3),
-            "views_per_step": job.batch, "frame": f"{job.scene.world.camera.width}x{job.scene.world.camera.height}"}
+    job = load_config(RP2Job, CONFIGS["disappearance"], ["mask.kind=poster", "mask.max_coverage=1.0"])
+    victim, scene = load_any_victim(job.victim, job.detection), build_scene(job.scene)
+    attack = RP2(victim, scene, job)
+    w = attack.start().requires_grad_(True)
+    step = detector = 0.0
+    for _ in range(steps):
+        draw = scene.sample(job.batch)
+        t0 = time.perf_counter()
+        total, _ = attack.loss(w, draw)
+        total.backward()
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            views = attack.views(attack.design(w.detach()), draw)
+        x = views.images.detach().requires_grad_(True)
+        t2 = time.perf_counter()
+        victim.loss(Views(x, views.boxes, views.seed), attack.objective).mean().backward()
+        step, detector = step + t1 - t0, detector + time.perf_counter() - t2
+    return {"seconds_per_step": round(step / steps, 3), "share_outside_detector": round(max(0.0, 1 - detector / step), 3),
+            "detector_seconds_per_step": round(detector / steps, 3), "views_per_step": job.batch,
+            "frame": f"{job.scene.world.camera.width}x{job.scene.world.camera.height}"}
 
 
 def export(name: str, texture, alpha, width_m: float, work: Path) -> Path:
