@@ -40,14 +40,18 @@ class MaskConfig:
     coverage: float = 0.12  # mask search: the share of the face kept
     max_coverage: float = 1.0  # refuse masks larger than this share of the face
     search_lam: float = 0.5  # mask search: weight of the L1 penalty of the first pass (ten times RP2's lam 0.05)
+    search_rounds: int = 1  # 1: RP2's one pass over the face; more: the mask shrinks in rounds (geometrically from the
+    # whole face to `coverage`), each round optimising inside the current mask and keeping its strongest part
+    warm_start: bool = False  # start the sticker optimisation from the search's colours (RP2: a fresh start)
 
     def validate(self) -> None:
         if self.kind == "file" and not self.path:
             raise ValueError("mask.kind 'file' needs mask.path")
         if not 0 < self.max_coverage <= 1:
             raise ValueError(f"mask.max_coverage must be in (0, 1], got {self.max_coverage}")
-        if self.search_lam < 0:
-            raise ValueError(f"mask.search_lam must be >= 0, got {self.search_lam}")
+        if self.search_lam < 0 or self.search_rounds < 1:
+            raise ValueError(f"mask.search_lam must be >= 0 and mask.search_rounds >= 1, got {self.search_lam}, "
+                             f"{self.search_rounds}")
 
 
 @dataclass
@@ -99,8 +103,11 @@ class RP2(PhysicalAttack):
         self.alpha = scene.obj.alpha.to(self.device)
         self.mask = build_mask(cfg.mask, self.alpha.cpu()).to(self.device)
         self.lam, self.norm = cfg.lam, cfg.norm
+        self.warm: torch.Tensor | None = None
 
     def start(self) -> torch.Tensor:
+        if self.warm is not None:  # the mask search's colours
+            return self.warm
         w = atanh_of(self.clean)
         return w + self.cfg.init_noise * torch.randn_like(w)
 
@@ -127,28 +134,46 @@ class RP2(PhysicalAttack):
         return total, {k: float(v.detach()) for k, v in terms.items()}
 
     def prepare(self, val: Draw, checkpoint, progress_bar: bool) -> dict:
-        """RP2's mask search (skipped when the checkpoint already holds its outcome)."""
-        if self.cfg.mask.kind != "search":
-            self.coverage = M.check_mask(self.mask.cpu(), self.alpha.cpu(), self.cfg.mask.max_coverage,
-                                         name=f"mask ({self.cfg.mask.kind})")
+        """RP2's mask search (rounds already in the checkpoint are not run again)."""
+        m = self.cfg.mask
+        if m.kind != "search":
+            self.coverage = M.check_mask(self.mask.cpu(), self.alpha.cpu(), m.max_coverage, name=f"mask ({m.kind})")
             return {}
-        found = self._searched_mask(checkpoint)
-        history = {}
-        if found is None:
-            self.lam, self.norm = self.cfg.mask.search_lam, "l1"
-            w, _, stats = self.optimise(self.start(), self.cfg.search_steps, val, checkpoint, "mask-search", progress_bar)
-            self.lam, self.norm = self.cfg.lam, self.cfg.norm
-            found = M.search_mask(self.design(w) - self.clean, M.full_mask(self.alpha), self.cfg.mask.coverage)
-            history = stats["history"]
-        self.mask = found.to(self.device)
-        self.coverage = M.check_mask(self.mask.cpu(), self.alpha.cpu(), self.cfg.mask.max_coverage, name="mask (search)")
+        phase, saved = self._saved(checkpoint)
+        history, first = {}, 1
+        if phase == self.name:  # the search is over: the sticker optimisation resumes itself
+            self.mask = saved.to(self.device)
+        else:
+            if phase.startswith("mask-search-"):
+                first, self.mask = int(phase.rsplit("-", 1)[1]), saved.to(self.device)
+            history = self._search(val, checkpoint, progress_bar, first)
+        self.coverage = M.check_mask(self.mask.cpu(), self.alpha.cpu(), m.max_coverage, name="mask (search)")
         return history
 
-    def _searched_mask(self, checkpoint) -> torch.Tensor | None:
+    def _search(self, val: Draw, checkpoint, progress_bar: bool, first: int) -> dict:
+        """Rounds ``first``..``search_rounds``: optimise with the L1 penalty inside the current mask, then keep the
+        strongest part of it, ``coverage ** (round / rounds)`` of the face (one round: RP2's search)."""
+        m, history = self.cfg.mask, {}
+        face = M.full_mask(self.alpha)
+        steps = max(1, self.cfg.search_steps // m.search_rounds)
+        self.lam, self.norm = m.search_lam, "l1"
+        w = self.start()
+        for r in range(first, m.search_rounds + 1):
+            w, _, stats = self.optimise(w, steps, val, checkpoint, f"mask-search-{r}", progress_bar)
+            self.mask = M.search_mask(self.design(w) - self.clean, self.mask, m.coverage ** (r / m.search_rounds),
+                                      face=face).to(self.device)
+            history.update(stats["history"])
+        self.lam, self.norm = self.cfg.lam, self.cfg.norm
+        if m.warm_start:
+            self.warm = w
+        return history
+
+    def _saved(self, checkpoint) -> tuple[str, torch.Tensor | None]:
+        """The phase a checkpoint of this attack holds and the mask it used ("" when there is none)."""
         if not checkpoint or not Path(checkpoint).is_file():
-            return None
+            return "", None
         state, meta = load_checkpoint(checkpoint)
-        return state.get("mask") if meta.get("attack") == self.name and meta.get("phase") == self.name else None
+        return (meta.get("phase", ""), state.get("mask")) if meta.get("attack") == self.name else ("", None)
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         return {"mask": self.mask}

@@ -328,3 +328,27 @@ def test_bring_your_own_imagenet_classifier_end_to_end(tmp_path):
     assert cap["by_status"] == {"ok": 1} and cap["target_class"] == "street sign"
     # weights of another architecture: a one-line error, exit code 2
     assert main(["design", "rp2", "--victim", f"resnet50={weights}", "--out", str(tmp_path / "x"), *common]) == 2
+
+
+def test_a_shrinking_mask_search_keeps_each_round_inside_the_last(victim, monkeypatch):
+    from physadv.physical import masks as M
+    from physadv.physical.rp2 import RP2
+
+    masks = []
+    real = M.search_mask
+
+    def spy(delta, region, coverage, blob=3, face=None):
+        out = real(delta, region, coverage, blob, face)
+        masks.append((region.clone(), out.clone(), coverage))
+        return out
+
+    monkeypatch.setattr(M, "search_mask", spy)
+    cfg = small_rp2(steps=2, search_steps=6, mask={"kind": "search", "coverage": 0.1, "max_coverage": 0.1,
+                                                   "search_rounds": 3, "warm_start": True})
+    r = RP2(victim, small_scene(), cfg).run(progress_bar=False)
+    assert [round(c, 4) for _, _, c in masks] == [round(0.1 ** (k / 3), 4) for k in (1, 2, 3)]
+    face = float((r.alpha > 0.5).sum())
+    for region, out, coverage in masks:
+        assert float((out * (1 - region)).sum()) == 0  # each round keeps a part of the last round's mask
+        assert float(out.sum()) / face == pytest.approx(coverage, abs=0.02)
+    assert torch.equal(r.mask, masks[-1][1]) and r.coverage == pytest.approx(0.1, abs=0.02)
