@@ -163,6 +163,28 @@ def test_rp2_poster_against_a_detector_reaches_its_objective(objective, target, 
     assert sum(losses[-5:]) < sum(losses[:5])
 
 
+def test_creation_patch_makes_a_phantom_on_a_blank_board(tmp_path):
+    """The patch (Brown et al.) with the creation objective: on a grey board nothing is detected; the patch makes
+    the detector report a "yield" there."""
+    import numpy as np
+
+    from physadv.core.io import write_image
+    from physadv.physical.patch import Patch, PatchConfig
+    from physadv.rendering.scene import SceneConfig, build_scene
+
+    write_image(tmp_path / "board.png", np.full((32, 32, 3), 0.6, np.float32))
+    obj = {"kind": "image", "image": str(tmp_path / "board.png"), "width_m": 0.6, "texture_px": 32}
+    scene = build_scene(from_dict(SceneConfig, {**FRAME_SCENE, "object": obj}, "test"))
+    cfg = from_dict(PatchConfig, {"objective": "creation", "source": "", "target": "yield", "shape": "square", "patch_px": 8,
+                                  "placement": {"area": [0.6, 0.7], "rotation_deg": [0, 0]}, "steps": 30, "batch": 6,
+                                  "val_views": 16, "val_every": 30, "lr": 0.2}, "test")
+    attack = Patch(colour_victim(), scene, cfg)
+    val = attack.validation_draw()
+    grey = attack.success_rate(torch.full((3, 8, 8), 0.6), val)
+    result = attack.run(progress_bar=False)
+    assert grey == 0.0 and attack.success_rate(result.texture, val) >= 0.8
+
+
 def test_grid_records_agree_with_the_victims_own_judge():
     from physadv.core.victims import Objective
     from physadv.physical.detect import judge_grid_detection
