@@ -14,7 +14,7 @@ import argparse
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
@@ -59,7 +59,8 @@ class PatchJob(PatchConfig, RunSections):
 class GridJob(RunSections):
     source: str = "stop"
     target: Optional[str] = "speed_limit_80"
-    objective: str = "auto"  # auto: targeted with a target, else untargeted (detectors: not detected as the source)
+    objective: Literal["auto", "targeted", "untargeted", "disappearance", "creation"] = "auto"  # auto: targeted with a
+    # target, else untargeted (for a detector: not detected as the source); the detection table shows every rate anyway
 
 
 KINDS = {  # name: (job, attack class path, default config, help)
