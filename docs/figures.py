@@ -63,6 +63,36 @@ def demo_numbers(m: dict) -> str:
                       f"- Photos judged: `{json.dumps(get('capture'))[:400]}`"])
 
 
+def zoo_table(m: dict) -> str:
+    """The README's zoo table from ``physadv signs zoo``'s metrics.json."""
+    rows = ["| member | family | input | parameters | held-out accuracy | clean grid (mean / worst cell) | PGD-20 robust accuracy |",
+            "|---|---|---|---|---|---|---|"]
+    for r in m["members"]:
+        rows.append(f"| {r['name']}{' (hardened)' if r['hardened'] else ''} | {r['family']} | {r['input_px']} px | "
+                    f"{r['params'] / 1e3:.0f}k | {r['held_out_accuracy']:.1%} | {r['grid_mean']:.1%} / {r['grid_worst']:.1%} | "
+                    f"{r['pgd_robust_accuracy']:.1%} |")
+    return "\n".join(rows)
+
+
+def transfer_tables(m: dict) -> str:
+    """The README's white-box and leave-one-out tables from benchmarks/transfer_physical.py's result.json."""
+    out = []
+    if m.get("white_box"):
+        out += ["| white-box victim | targeted | untargeted | stickers (share of the face) | clean accuracy |", "|---|---|---|---|---|"]
+        out += [f"| {r['model']} | {r['targeted']:.1%} | {r['untargeted']:.1%} | {r['coverage']:.1%} | {r['clean']:.1%} |"
+                for r in m["white_box"]]
+    if m.get("leave_one_out"):
+        out += ["", "| held-out model (design on all the others) | targeted | untargeted | every member targeted, at least | stickers |",
+                "|---|---|---|---|---|"]
+        out += [f"| {r['held_out']} | {r['targeted']:.1%} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
+                f"{r['coverage']:.1%} |" for r in m["leave_one_out"]]
+    if m.get("step_cost"):
+        c = m["step_cost"]
+        out += ["", f"One RP2 step on an ensemble of five: {c['seconds_per_step_ensemble']:.3f} s against "
+                    f"{c['seconds_per_step_single']:.3f} s on one of them ({c['ratio']:.2f}x)."]
+    return "\n".join(out)
+
+
 FIGURES = [
     Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
            {"attacks/deepfool.png": "grid.png"},
@@ -82,6 +112,12 @@ FIGURES = [
     Figure("progressive", "physadv gan train --config configs/gans/progressive.yaml --set device=cpu --set threads=1 --out {out}",
            {"gans/progressive_losses.png": "losses.png", "gans/progressive_samples_32px.png": "samples/step_*.png"},
            about="Progressive growing to 32x32: loss curves with stage changes, and the last sample grid"),
+    Figure("zoo", "physadv signs zoo --out {out}", {"signs/zoo.png": "zoo.png"}, readme=zoo_table,
+           about="the sign-world model zoo: held-out and clean-grid accuracy, digital PGD robustness"),
+    Figure("transfer", "{python} benchmarks/transfer_physical.py --out {out}",
+           {"physical/coverage_curve.png": "coverage_curve.png", "physical/transfer_targeted.png": "transfer_targeted.png",
+            "physical/transfer_untargeted.png": "transfer_untargeted.png"}, readme=transfer_tables, manual=True,
+           metrics="result.json", about="RP2 against every zoo model: white-box, leave-one-out transfer, coverage curve"),
     Figure("demo", "physadv demo --out {out}",
            {"demo/texture.png": "**/texture.png", "demo/stickers.png": "**/stickers.png",
             "demo/photo_20ft_30deg.png": "**/*20ft*30deg*.png", "demo/targeted_by_distance_angle.png": "**/targeted_by_distance_angle.png",
