@@ -46,11 +46,12 @@ class DesignConfig:
     val_views: int = 96  # fixed held-out views on which the best design is chosen
     val_every: int = 25
     checkpoint_every: int = 50
+    restarts: int = 1  # independent runs (seeds seed, seed + 1, ...): the best on the validation views is kept
     seed: int = 0
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch < 1 or self.val_views < 1 or self.val_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("steps, batch, val_views, val_every and checkpoint_every must be at least 1")
+        if min(self.steps, self.batch, self.val_views, self.val_every, self.checkpoint_every, self.restarts) < 1:
+            raise ValueError("steps, batch, val_views, val_every, checkpoint_every and restarts must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
@@ -131,6 +132,7 @@ class PhysicalAttack:
         victim.classes_of(self.objective)  # unknown classes fail here, before any work
         self.device = victim.device
         self.victim_seconds = 0.0
+        self.val_seed = cfg.seed  # restarts keep the first run's validation views, so their scores compare
 
     # ------------------------------------------------------------------ what subclasses define
     def start(self) -> torch.Tensor:
@@ -176,13 +178,35 @@ class PhysicalAttack:
     def validation_draw(self) -> Draw:
         """Fixed held-out views (their own random stream: the optimisation's draws do not move them)."""
         state = self.scene.state()
-        self.scene.restore(torch.Generator().manual_seed(self.cfg.seed + 7_919).get_state())
+        self.scene.restore(torch.Generator().manual_seed(self.val_seed + 7_919).get_state())
         draw = self.scene.sample(self.cfg.val_views)
         self.scene.restore(state)
         return draw
 
     def run(self, checkpoint: str | Path | None = None, progress_bar: bool = True) -> PhysicalResult:
-        """Optimise (resuming from ``checkpoint`` when it holds this attack's state) and return the result."""
+        """Optimise (resuming from ``checkpoint`` when it holds this attack's state) and return the result. With
+        ``restarts`` > 1, independent runs from seeds ``seed``, ``seed + 1``, ... (random restarts, as strong attacks
+        evaluate robustness: Madry et al. 2018, Croce and Hein 2020) and the best on the shared validation views."""
+        if self.cfg.restarts == 1:
+            return self._run_once(checkpoint, progress_bar)
+        results = []
+        for i in range(self.cfg.restarts):
+            ck = None if checkpoint is None else Path(checkpoint).with_name(f"{Path(checkpoint).stem}.restart{i}.safetensors")
+            done = None if ck is None else ck.with_name(ck.stem + ".result.safetensors")
+            if done is not None and done.is_file():  # a finished restart is not run again
+                results.append(PhysicalResult.load(done))
+                continue
+            run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1))
+            run.val_seed = self.cfg.seed
+            results.append(run._run_once(ck, progress_bar))
+            if done is not None:
+                results[-1].save(done)
+        best = max(results, key=lambda r: r.metrics["val_success"])  # the first of equals
+        best.metrics["restarts"] = [r.metrics["val_success"] for r in results]
+        best.timings["seconds"] = round(sum(r.timings["seconds"] for r in results), 2)
+        return best
+
+    def _run_once(self, checkpoint: str | Path | None, progress_bar: bool) -> PhysicalResult:
         start = time.perf_counter()
         torch.manual_seed(self.cfg.seed)
         self.scene.restore(torch.Generator().manual_seed(self.cfg.seed).get_state())

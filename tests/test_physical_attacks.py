@@ -352,3 +352,18 @@ def test_a_shrinking_mask_search_keeps_each_round_inside_the_last(victim, monkey
         assert float((out * (1 - region)).sum()) == 0  # each round keeps a part of the last round's mask
         assert float(out.sum()) / face == pytest.approx(coverage, abs=0.02)
     assert torch.equal(r.mask, masks[-1][1]) and r.coverage == pytest.approx(0.1, abs=0.02)
+
+
+def test_restarts_keep_the_best_run_on_shared_validation_views(victim, tmp_path):
+    from physadv.physical.rp2 import RP2
+
+    runs = [RP2(victim, small_scene(), small_rp2(seed=s)) for s in (5, 6)]
+    for r in runs[1:]:
+        r.val_seed = 5  # what a restart does: the first run's validation views
+    single = [r.run(progress_bar=False) for r in runs]
+    best = RP2(victim, small_scene(), small_rp2(seed=5, restarts=2)).run(tmp_path / "ck.safetensors", progress_bar=False)
+    vals = [r.metrics["val_success"] for r in single]
+    assert best.metrics["restarts"] == vals
+    assert torch.equal(best.texture, single[vals.index(max(vals))].texture)
+    assert sorted(p.name for p in tmp_path.glob("*.result.safetensors")) == [
+        "ck.restart0.result.safetensors", "ck.restart1.result.safetensors"]
