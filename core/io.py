@@ -103,6 +103,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     return tensors, metadata
 
 
+def cached_tensors(path: str | Path, make, classes: list[str]) -> tuple[dict[str, torch.Tensor], dict]:
+    """A generated data set cached as one safetensors file: (tensors, metadata) from ``path``, or from ``make()``
+    (which returns them, with ``classes`` in the metadata) saved there first. A cached file with other classes is
+    a one-line error saying to delete it."""
+    path = Path(path)
+    if path.is_file():
+        tensors, meta = load_checkpoint(path)
+        if meta.get("classes") != classes:
+            raise PhysadvError(f"{path}: cached set has other classes; delete it to regenerate")
+        return tensors, meta
+    tensors, meta = make()
+    save_checkpoint(path, tensors, meta)
+    return tensors, meta
+
+
 def load_torch_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors, or from a .pt/.pth file without unpickling code."""
     path = Path(path)

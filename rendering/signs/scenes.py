@@ -41,7 +41,7 @@ from physadv.core.colour import linear_to_srgb, srgb_to_linear
 from physadv.core.config import config_hash, to_dict
 from physadv.core.detection_data import DetectionSet
 from physadv.core.errors import PhysadvError
-from physadv.core.io import cache_dir, load_checkpoint, save_checkpoint
+from physadv.core.io import cache_dir, cached_tensors
 from physadv.rendering.camera import Intrinsics, Pose, plane_homography
 from physadv.rendering.planar import apply_homography, bbox_of, render_planar
 from physadv.rendering.signs.textures import sign_classes, sign_spec
@@ -459,15 +459,12 @@ def load_scenes(split: str, cfg: ScenesConfig | None = None, progress: bool = Tr
     n = cfg.train_scenes if split == "train" else cfg.test_scenes
     seed = 2 * cfg.seed + (0 if split == "train" else 1)  # the test split never shares a seed with training
     path = cache_dir("scenes") / f"{split}-{scenes_hash(cfg, split)}.safetensors"
-    if path.is_file():
-        tensors, meta = load_checkpoint(path)
-        if meta.get("classes") != ["__background__", *sign_classes()]:
-            raise PhysadvError(f"{path}: cached scene set has other classes; delete it to regenerate")
-        return DetectionSet.from_tensors(tensors, meta, str(path))
-    data = generate_scenes(cfg, n, seed, progress=progress)
-    tensors, meta = data.to_tensors()
-    save_checkpoint(path, tensors, {**meta, "scenes": to_dict(cfg), "split": split})
-    return data
+
+    def make():
+        tensors, meta = generate_scenes(cfg, n, seed, progress=progress).to_tensors()
+        return tensors, {**meta, "scenes": to_dict(cfg), "split": split}
+
+    return DetectionSet.from_tensors(*cached_tensors(path, make, ["__background__", *sign_classes()]), str(path))
 
 
 __all__ = ["AimedPose", "ScenesConfig", "SceneSpec", "Shot", "aimed", "compose", "generate_scenes", "load_scenes",

@@ -36,7 +36,7 @@ from physadv.core.colour import linear_to_srgb, srgb_to_linear
 from physadv.core.config import config_hash, load_config, to_dict
 from physadv.core.data import ImageSet
 from physadv.core.errors import PhysadvError
-from physadv.core.io import cache_dir, load_checkpoint, save_checkpoint
+from physadv.core.io import cache_dir, cached_tensors
 from physadv.rendering.augment import jpeg
 from physadv.rendering.camera import Intrinsics, Pose, plane_homography
 from physadv.rendering.planar import apply_homography, bbox_of, render_planar
@@ -468,17 +468,16 @@ def load_signs(split: str, cfg: WorldConfig | None = None, progress: bool = True
     per_class = cfg.train_per_class if split == "train" else cfg.test_per_class
     seed = 2 * cfg.seed + (0 if split == "train" else 1)  # the test split never shares a seed with training
     path = cache_dir("signs") / f"{split}-{world_hash(cfg)}.safetensors"
-    if path.is_file():
-        t, meta = load_checkpoint(path)
-        if meta.get("classes") != sign_classes():
-            raise PhysadvError(f"{path}: cached sign set has other classes; delete it to regenerate")
-        info = {k: t[k] for k in ("distance_m", "angle_deg", "footprint_px")}
-        return ImageSet(t["images"].float() / 255, t["labels"].long(), sign_classes(), f"signs-{split}", info)
-    data = generate_signs(cfg, per_class, seed, progress=progress)
-    q = (data.images * 255).round().to(torch.uint8)
-    save_checkpoint(path, {"images": q, "labels": data.labels, **{k: v.float() for k, v in data.info.items()}},
-                    {"classes": sign_classes(), "world": to_dict(cfg), "split": split})
-    return ImageSet(q.float() / 255, data.labels, sign_classes(), f"signs-{split}", data.info)
+
+    def make():
+        data = generate_signs(cfg, per_class, seed, progress=progress)
+        q = (data.images * 255).round().to(torch.uint8)
+        return ({"images": q, "labels": data.labels, **{k: v.float() for k, v in data.info.items()}},
+                {"classes": sign_classes(), "world": to_dict(cfg), "split": split})
+
+    t, _ = cached_tensors(path, make, sign_classes())
+    info = {k: t[k] for k in ("distance_m", "angle_deg", "footprint_px")}
+    return ImageSet(t["images"].float() / 255, t["labels"].long(), sign_classes(), f"signs-{split}", info)
 
 
 def world_from(root: str | Path | None) -> WorldConfig:
