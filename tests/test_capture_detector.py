@@ -22,7 +22,7 @@ from physadv.capture.judge import JudgeConfig
 from physadv.capture.photos import ManifestRow, read_manifest, write_manifest
 from physadv.capture.simulate import SimulateConfig, load_print, render_photo, simulate
 from physadv.core.config import from_dict
-from physadv.core.detection import Detector, build_detector
+from physadv.core.detection import Detector
 from physadv.core.detection_spec import DetectionConfig
 from physadv.core.detection_victim import DetectorVictim
 from physadv.core.errors import PhysadvError
