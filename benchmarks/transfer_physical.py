@@ -118,10 +118,13 @@ def main() -> None:
     ap.add_argument("--loo-coverage", type=float, default=0.30)
     ap.add_argument("--step-steps", type=int, default=8)
     ap.add_argument("--out", default="runs/bench/transfer_physical")
+    ap.add_argument("--designs", default=None, help="where designs are cached by config and members (default: --out)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    designs = Path(args.designs) if args.designs else out
+    designs.mkdir(parents=True, exist_ok=True)
     job = load_config(RP2Job, args.config)
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
     zoo = {n: load_model(n).eval() for n in names}
@@ -139,7 +142,7 @@ def main() -> None:
     if "white_box" in only:
         result["white_box"] = []
         for m in names:
-            res = design(job, [m], zoo, args.white_box_coverage, out, f"wb-{m}")
+            res = design(job, [m], zoo, args.white_box_coverage, designs, f"wb-{m}")
             v = record(res, f"white-box {m}")
             result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                         "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
@@ -149,7 +152,7 @@ def main() -> None:
         result["leave_one_out"] = []
         for m in plain:
             members = [n for n in plain if n != m]
-            res = design(job, members, zoo, args.loo_coverage, out, f"loo-{m}")
+            res = design(job, members, zoo, args.loo_coverage, designs, f"loo-{m}")
             v = record(res, f"all but {m}")
             result["leave_one_out"].append({"held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                             "members_targeted_min": min(v[n]["targeted"] for n in members),
@@ -159,7 +162,7 @@ def main() -> None:
         for m in names:
             points = []
             for c in (float(x) / 100 for x in args.coverages.split(",")):
-                res = design(job, [m], zoo, c, out, f"wb-{m}")
+                res = design(job, [m], zoo, c, designs, f"wb-{m}")
                 v, _ = judge(job, res, {m: judges[m]}, "design")
                 points.append({"coverage": round(res.coverage, 4), "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"]})
             result["coverage_curve"][m] = points

@@ -288,7 +288,7 @@ def transfer_png(rows: list[dict], key: str = "targeted") -> bytes | None:
     if not rows or not cols:
         return None
     grid = np.array([[np.nan if r[f"{key}:{c}"] is None else r[f"{key}:{c}"] for c in cols] for r in rows], dtype=float)
-    fig, ax = pyplot().subplots(figsize=(1.1 * len(cols) + 3, 0.55 * len(rows) + 1.6))
+    fig, ax = pyplot().subplots(figsize=(max(1.1 * len(cols) + 3, 6.0), 0.55 * len(rows) + 1.6))
     ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), [r["design"] for r in rows], fontsize=8)
@@ -298,7 +298,7 @@ def transfer_png(rows: list[dict], key: str = "targeted") -> bytes | None:
                 ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8,
                         color="w" if grid[i, j] < 0.5 else "k")
     ax.set_xlabel("judged by")
-    ax.set_title(f"{key} success of each design (rows) as each model sees it (columns)", fontsize=9)
+    ax.set_title(f"{key} success: each design (row) as each model sees it (column)", fontsize=9, wrap=True)
     return figure_png(fig)
 
 

@@ -64,3 +64,23 @@ def test_demo_headline_claim_holds_on_its_small_grid(demo_run):
     # 1280 x 960 photo of a 60 DPI print may lose the fiducials)
     assert s["clean_accuracy"] >= 0.8
     assert s["targeted_success"] >= 0.8
+
+
+def test_docs_demo_block_reads_the_runs_metrics(demo_run):
+    """docs/figures.py's README block for the demo names every judged model with the rates the run wrote (a renamed
+    metrics key is a clear error there, not a stale README)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("docs_figures", Path(__file__).parents[1] / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    sys.modules["docs_figures"] = figures  # dataclasses resolve their annotations through the module
+    spec.loader.exec_module(figures)
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    block = figures.demo_numbers(metrics)
+    for name, m in metrics["capture"]["models"].items():
+        assert f"| {name} | {m['role']} | {m['clean_accuracy']:.1%} | {m['targeted_success']:.1%} |" in block
+    del metrics["capture"]["models"]
+    with pytest.raises(KeyError, match="capture.models"):
+        figures.demo_numbers(metrics)
