@@ -47,6 +47,7 @@ class DesignConfig:
     val_every: int = 25
     checkpoint_every: int = 50
     restarts: int = 1  # independent runs (seeds seed, seed + 1, ...): the best on the validation views is kept
+    restart_until: float = 1.0  # no further restart once the best run reaches this validation success
     seed: int = 0
 
     def validate(self) -> None:
@@ -54,6 +55,8 @@ class DesignConfig:
             raise ValueError("steps, batch, val_views, val_every, checkpoint_every and restarts must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.restart_until <= 1:
+            raise ValueError(f"restart_until is a success rate in [0, 1], got {self.restart_until}")
 
     def make_objective(self) -> Objective:
         kind = self.objective if self.objective != "auto" else ("targeted" if self.target else "untargeted")
@@ -186,7 +189,8 @@ class PhysicalAttack:
     def run(self, checkpoint: str | Path | None = None, progress_bar: bool = True) -> PhysicalResult:
         """Optimise (resuming from ``checkpoint`` when it holds this attack's state) and return the result. With
         ``restarts`` > 1, independent runs from seeds ``seed``, ``seed + 1``, ... (random restarts, as strong attacks
-        evaluate robustness: Madry et al. 2018, Croce and Hein 2020) and the best on the shared validation views."""
+        evaluate robustness: Madry et al. 2018, Croce and Hein 2020) and the best on the shared validation views; as
+        AutoAttack does, restarts stop once a run reaches ``restart_until``, so they cost only where they are needed."""
         if self.cfg.restarts == 1:
             return self._run_once(checkpoint, progress_bar)
         results = []
@@ -195,12 +199,14 @@ class PhysicalAttack:
             done = None if ck is None else ck.with_name(ck.stem + ".result.safetensors")
             if done is not None and done.is_file():  # a finished restart is not run again
                 results.append(PhysicalResult.load(done))
-                continue
-            run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1))
-            run.val_seed = self.cfg.seed
-            results.append(run._run_once(ck, progress_bar))
-            if done is not None:
-                results[-1].save(done)
+            else:
+                run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1))
+                run.val_seed = self.cfg.seed
+                results.append(run._run_once(ck, progress_bar))
+                if done is not None:
+                    results[-1].save(done)
+            if results[-1].metrics["val_success"] >= self.cfg.restart_until:
+                break
         best = max(results, key=lambda r: r.metrics["val_success"])  # the first of equals
         best.metrics["restarts"] = [r.metrics["val_success"] for r in results]
         best.timings["seconds"] = round(sum(r.timings["seconds"] for r in results), 2)

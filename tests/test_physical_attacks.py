@@ -367,3 +367,15 @@ def test_restarts_keep_the_best_run_on_shared_validation_views(victim, tmp_path)
     assert torch.equal(best.texture, single[vals.index(max(vals))].texture)
     assert sorted(p.name for p in tmp_path.glob("*.result.safetensors")) == [
         "ck.restart0.result.safetensors", "ck.restart1.result.safetensors"]
+
+
+def test_restarts_stop_once_a_run_reaches_restart_until(victim, tmp_path):
+    """restart_until 0: the first run reaches it, so no second run is made (one validation rate, one result file)."""
+    from physadv.physical.rp2 import RP2
+
+    early = RP2(victim, small_scene(), small_rp2(seed=5, restarts=2, restart_until=0.0)).run(tmp_path / "a.safetensors",
+                                                                                          progress_bar=False)
+    assert len(early.metrics["restarts"]) == 1
+    assert [p.name for p in tmp_path.glob("a.*.result.safetensors")] == ["a.restart0.result.safetensors"]
+    with pytest.raises(PhysadvError, match=r"restart_until is a success rate in \[0, 1\], got 1.5"):
+        small_rp2(restart_until=1.5)
