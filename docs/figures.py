@@ -4,6 +4,7 @@
     .venv/bin/python docs/figures.py --only deepfool,spatial_landscape
     .venv/bin/python docs/figures.py --only demo         # manual entries run only when named
     .venv/bin/python docs/figures.py --list
+    .venv/bin/python docs/figures.py --only transfer --collect runs/bench/transfer_physical   # a run already made
 
 ``FIGURES`` is the registry. An entry is a command (a ``physadv`` job or a benchmark script; ``{python}`` is this
 interpreter, ``{out}`` a fresh run folder under ``runs/docs/``), the files it copies from that folder into docs/
@@ -179,27 +180,37 @@ def rewrite_readme(readme: Path, name: str, text: str, provenance: str) -> None:
 def render_index(docs: Path, records: dict) -> None:
     lines = ["# Figures and where they come from", "",
              "Written by `make docs` (`docs/figures.py`); every file below was made by the command beside it at the "
-             "commit beside it. Do not edit by hand.", "",
+             "commit beside it (or, for long runs, collected with `--collect` from a folder that command wrote). "
+             "Do not edit by hand.", "",
              "| figure | what | command | commit | date |", "|---|---|---|---|---|"]
     for dest in sorted(records):
         r = records[dest]
-        lines.append(f"| [{dest}]({dest}) | {r['about']} | `{r['command']}` | {r['commit']} | {r['date']} |")
+        made = f" (collected from {r['collected_from']})" if r.get("collected_from") else ""
+        lines.append(f"| [{dest}]({dest}) | {r['about']} | `{r['command']}`{made} | {r['commit']} | {r['date']} |")
     (docs / "figures.md").write_text("\n".join(lines) + "\n")
 
 
-def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT) -> dict:
-    """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its README block."""
-    out = runs / f"{fig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    words = [w.replace("{python}", sys.executable).replace("{out}", str(out)) for w in shlex.split(fig.command)]
-    if words[0] == "physadv":
-        words = [sys.executable, "-m", "physadv.physical", *words[1:]]
+def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT, collect: Path | None = None) -> dict:
+    """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its README block.
+    ``collect``: a folder the same command already wrote (an hour-long benchmark, a demo run): its files are taken
+    as they are, and the provenance says so (the commit is the one at collection)."""
     commit = git_commit(root)
-    done = subprocess.run(words, cwd=root)
-    if done.returncode != 0:
-        raise RuntimeError(f"{fig.name}: `{fig.command}` exited with {done.returncode}")
+    if collect is None:
+        out = runs / f"{fig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out.mkdir(parents=True, exist_ok=True)
+        words = [w.replace("{python}", sys.executable).replace("{out}", str(out)) for w in shlex.split(fig.command)]
+        if words[0] == "physadv":
+            words = [sys.executable, "-m", "physadv.physical", *words[1:]]
+        done = subprocess.run(words, cwd=root)
+        if done.returncode != 0:
+            raise RuntimeError(f"{fig.name}: `{fig.command}` exited with {done.returncode}")
+    elif not collect.is_dir():
+        raise FileNotFoundError(f"--collect {collect}: no such folder")
+    out = collect or out
     info = {"command": fig.command.replace("{python} ", "python ").replace("{out}", "DIR"), "commit": commit,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "about": fig.about}
+    if collect is not None:
+        info["collected_from"] = str(collect)
     index = docs / "figures.json"
     records = json.loads(index.read_text()) if index.is_file() else {}
     for dest, pattern in fig.files.items():
@@ -225,6 +236,8 @@ def main(argv=None, figures: list[Figure] | None = None) -> int:
     p.add_argument("--docs", default=str(ROOT / "docs"), help="where the files go (default: docs/)")
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     p.add_argument("--runs", default=str(ROOT / "runs" / "docs"), help="where the jobs write their run folders")
+    p.add_argument("--collect", default=None, metavar="DIR",
+                   help="with one --only entry: take its files from DIR, a folder its command already wrote")
     a = p.parse_args(argv)
     if a.list:
         for f in figures:
@@ -236,9 +249,12 @@ def main(argv=None, figures: list[Figure] | None = None) -> int:
     if unknown:
         print(f"docs/figures.py: unknown entry {', '.join(unknown)}; known: {', '.join(sorted(names))}", file=sys.stderr)
         return 2
+    if a.collect and len(chosen) != 1:
+        print("docs/figures.py: --collect needs exactly one entry in --only", file=sys.stderr)
+        return 2
     for f in figures:
         if f.name in chosen:
-            info = run_entry(f, Path(a.docs), Path(a.readme), Path(a.runs))
+            info = run_entry(f, Path(a.docs), Path(a.readme), Path(a.runs), collect=Path(a.collect) if a.collect else None)
             print(f"{f.name}: {', '.join(f.files)} <- {info['command']} at {info['commit']}")
     return 0
 

@@ -60,3 +60,22 @@ def test_the_registry_names_real_commands_and_the_demo_is_manual(figures):
         assert words[0] in ("physadv", "{python}") and "{out}" in f.command
         if words[0] == "{python}":
             assert (ROOT / words[1]).is_file(), words[1]
+
+
+def test_collect_takes_a_finished_runs_files_without_running_the_command(figures, tmp_path):
+    docs, readme, made = tmp_path / "docs", tmp_path / "README.md", tmp_path / "made"
+    readme.write_text("<!-- physadv:slow -->\n<!-- /physadv:slow -->\n")
+    made.mkdir()
+    Image.new("RGB", (5, 2)).save(made / "plot.png")
+    (made / "metrics.json").write_text(json.dumps({"rate": 0.25}))
+    slow = figures.Figure("slow", "{python} -c \"raise SystemExit(3)\" {out}", {"plot.png": "plot.png"},
+                          readme=lambda m: f"rate {m['rate']:.0%}", manual=True)
+    argv = ["--docs", str(docs), "--readme", str(readme), "--only", "slow"]
+    assert figures.main([*argv, "--collect", str(made)], figures=[slow]) == 0   # the failing command never ran
+    with Image.open(docs / "plot.png") as im:
+        assert im.size == (5, 2)
+    assert "rate 25%" in readme.read_text()
+    assert f"collected from {made}" in (docs / "figures.md").read_text()
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        figures.main([*argv, "--collect", str(tmp_path / "missing")], figures=[slow])
+    assert figures.main(["--docs", str(docs), "--readme", str(readme), "--collect", str(made)], figures=[slow]) == 2
