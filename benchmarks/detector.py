@@ -96,6 +96,13 @@ def step_timing(steps: int) -> dict:
             "frame": f"{job.scene.world.camera.width}x{job.scene.world.camera.height}"}
 
 
+def content_key(texture: torch.Tensor, alpha: torch.Tensor) -> str:
+    """A short digest of a design's pixels: its print files and photos are cached under it."""
+    import hashlib
+
+    return hashlib.sha256(torch.cat([texture, alpha]).float().contiguous().numpy().tobytes()).hexdigest()[:10]
+
+
 def export(name: str, texture, alpha, width_m: float, work: Path) -> Path:
     """The print file with fiducials at true size (100 dpi, 150 mm markers: the demo's settings)."""
     from physadv.printing.export import ExportConfig, export_print
@@ -139,7 +146,7 @@ def judge(victim, photos: Path, layout, set_name: str) -> tuple[dict, float]:
     return entry, len(rows) / seconds
 
 
-def photos_per_second_12mp(victim, work: Path, n: int) -> float:
+def photos_per_second_12mp(victim, clean_pdf: Path, work: Path, n: int) -> float:
     """Detection judging of ``n`` 12 MP photos (4032 x 3024) of the clean print: decode, fiducials, resize, detect,
     match (the clean print is exported first by the clean set)."""
     from physadv.capture.simulate import SimulateConfig, simulate
@@ -147,10 +154,10 @@ def photos_per_second_12mp(victim, work: Path, n: int) -> float:
 
     photos = work / "photos" / f"clean-12mp-{n}"
     angles = [0.0, 45.0]
-    simulate(SimulateConfig(print_file=str(work / "prints" / "clean" / "clean.pdf"), distances=DISTANCES_FT[: max(1, n // 2)],
+    simulate(SimulateConfig(print_file=str(clean_pdf), distances=DISTANCES_FT[: max(1, n // 2)],
                             distance_unit="ft", angles=angles, lights=["normal"], width=4032, height=3024, fov_deg=60.0,
                             seed=7), photos)
-    layout = PrintLayout.from_json(work / "prints" / "clean" / "layout.json")
+    layout = PrintLayout.from_json(clean_pdf.with_name("layout.json"))
     return judge(victim, photos, layout, "clean")[1]
 
 
@@ -195,8 +202,9 @@ def main() -> None:
             texture, alpha = r.texture, r.alpha
             meta = {"coverage": round(r.coverage, 4), "val_success": r.metrics.get("val_success"),
                     "design_seconds": r.timings.get("seconds"), "design_seconds_per_step": r.timings.get("seconds_per_step")}
-        photos = photograph(name, texture, alpha, width, work, px, args.fov)
-        layout = PrintLayout.from_json(work / "prints" / name / "layout.json")
+        key = f"{name}-{content_key(texture, alpha)}"  # prints and photos of this very design, never a stale one
+        photos = photograph(key, texture, alpha, width, work, px, args.fov)
+        layout = PrintLayout.from_json(work / "prints" / key / "layout.json")
         entry, rate = judge(victim, photos, layout, "clean" if name == "clean" else "adversarial")
         out[f"{name}_set"] = entry | meta | {"photos_per_second_at_this_size": round(rate, 3),
                                              "seconds": round(time.perf_counter() - t0, 1)}
@@ -210,8 +218,8 @@ def main() -> None:
     if args.timing_steps:
         out.update(step_timing(args.timing_steps))
     if args.rate_photos:
-        export("clean", sign.texture, sign.alpha, width, work)
-        out["photos_per_second"] = round(photos_per_second_12mp(victim, work, args.rate_photos), 3)
+        clean = export(f"clean-{content_key(sign.texture, sign.alpha)}", sign.texture, sign.alpha, width, work)
+        out["photos_per_second"] = round(photos_per_second_12mp(victim, clean, work, args.rate_photos), 3)
     print(json.dumps(out, indent=2, default=str))
 
 

@@ -267,8 +267,9 @@ def test_sign_detector_bars_on_photos_of_the_exported_prints():
     for name in ("clean", "disappearance", "targeted"):
         r = None if name == "clean" else bench.design(name, work, [])
         texture, alpha = (sign.texture, sign.alpha) if r is None else (r.texture, r.alpha)
-        photos = bench.photograph(name, texture, alpha, sign.size_m[0], work, (2560, 1920), 60.0)
-        layout = PrintLayout.from_json(work / "prints" / name / "layout.json")
+        key = f"{name}-{bench.content_key(texture, alpha)}"
+        photos = bench.photograph(key, texture, alpha, sign.size_m[0], work, (2560, 1920), 60.0)
+        layout = PrintLayout.from_json(work / "prints" / key / "layout.json")
         rates[name] = bench.judge(victim, photos, layout, "clean" if name == "clean" else "adversarial")[0]
     assert rates["clean"]["n"] == 105 and rates["clean"]["as_source"] >= 0.95
     assert 1 - rates["disappearance"]["as_source"] >= 0.85
