@@ -112,6 +112,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="", help="zoo members (default: every member)")
     ap.add_argument("--config", default="configs/physical/rp2_zoo.yaml", help="the RP2 design config")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a key of the design config, e.g. --set restarts=1 (repeatable)")
     ap.add_argument("--only", default="white_box,leave_one_out,coverage_curve,step_cost")
     ap.add_argument("--coverages", default="5,10,15,25,35,50")
     ap.add_argument("--white-box-coverage", type=float, default=0.15)
@@ -125,11 +127,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     designs = Path(args.designs) if args.designs else out
     designs.mkdir(parents=True, exist_ok=True)
-    job = load_config(RP2Job, args.config)
+    job = load_config(RP2Job, args.config, args.overrides)
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
     zoo = {n: load_model(n).eval() for n in names}
     judges = {n: ClassifierVictim(zoo[n], n) for n in names}
-    result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config,
+    result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,
                     "threads": torch.get_num_threads(), "grid": to_dict(job.grid)}
     js_all, extras = [], {}
 

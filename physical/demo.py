@@ -150,7 +150,7 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     job = load_config(RP2Job, plan.rp2_config)
     cfg = RP2Config(**{f: getattr(job, f) for f in RP2Config.__dataclass_fields__})
     cfg = replace(cfg, steps=plan.rp2_steps, search_steps=plan.mask_search_steps, val_every=max(5, plan.rp2_steps // 8),
-                  val_views=96 if plan.rp2_steps >= 100 else 32)
+                  val_views=96 if plan.rp2_steps >= 100 else 32, restarts=1)  # one run: the demo's time budget
     members = [ClassifierVictim(models[n], n, job.victim.margin, job.victim.diversity) for n in plan.victims]
     victim = members[0] if len(members) == 1 else EnsembleVictim(members, fusion=job.victim.fusion, subset=job.victim.subset,
                                                                   balance=job.victim.balance)
