@@ -21,6 +21,7 @@ from typing import Literal, Optional
 
 import torch
 
+from physadv.core.config import config_hash
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint, save_checkpoint
 from physadv.core.progress import progress
@@ -197,12 +198,15 @@ class PhysicalAttack:
         for i in range(self.cfg.restarts):
             ck = None if checkpoint is None else Path(checkpoint).with_name(f"{Path(checkpoint).stem}.restart{i}.safetensors")
             done = None if ck is None else ck.with_name(ck.stem + ".result.safetensors")
-            if done is not None and done.is_file():  # a finished restart is not run again
-                results.append(PhysicalResult.load(done))
+            run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1))
+            run.val_seed = self.cfg.seed
+            key = config_hash({"config": _plain(run._config_key()), "victim": self.victim.name})
+            finished = PhysicalResult.load(done) if done is not None and done.is_file() else None
+            if finished is not None and finished.metrics.get("restart_key") == key:  # a finished restart is not run again
+                results.append(finished)
             else:
-                run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1))
-                run.val_seed = self.cfg.seed
                 results.append(run._run_once(ck, progress_bar))
+                results[-1].metrics["restart_key"] = key
                 if done is not None:
                     results[-1].save(done)
             if results[-1].metrics["val_success"] >= self.cfg.restart_until:

@@ -377,5 +377,9 @@ def test_restarts_stop_once_a_run_reaches_restart_until(victim, tmp_path):
                                                                                           progress_bar=False)
     assert len(early.metrics["restarts"]) == 1
     assert [p.name for p in tmp_path.glob("a.*.result.safetensors")] == ["a.restart0.result.safetensors"]
+    # the finished restart's file belongs to that config: another config on the same path runs again
+    other = RP2(victim, small_scene(), small_rp2(seed=5, steps=5, restarts=2, restart_until=0.0)).run(
+        tmp_path / "a.safetensors", progress_bar=False)
+    assert other.metrics["steps"] == 5 and early.metrics["steps"] == 4
     with pytest.raises(PhysadvError, match=r"restart_until is a success rate in \[0, 1\], got 1.5"):
         small_rp2(restart_until=1.5)
