@@ -38,8 +38,10 @@ from physadv.physical.rp2 import RP2  # noqa: E402
 from physadv.rendering.scene import build_scene  # noqa: E402
 
 
-def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Path, name: str) -> PhysicalResult:
-    """RP2 on ``members`` (one: white-box) with the mask search at ``coverage``; cached in ``out/name``."""
+def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Path, name: str,
+           cached_only: bool = False) -> PhysicalResult | None:
+    """RP2 on ``members`` (one: white-box) with the mask search at ``coverage``; cached in ``out/name`` (None when
+    it is not cached and ``--cached-only`` is on)."""
     from dataclasses import replace
 
     from physadv.core.config import config_hash
@@ -50,6 +52,8 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
     path = out / f"{name}-{key}.safetensors"
     if path.is_file():
         return PhysicalResult.load(path)
+    if cached_only:
+        return None
     victims = [ClassifierVictim(zoo[m], m, job.victim.margin, job.victim.diversity) for m in members]
     victim = victims[0] if len(victims) == 1 else EnsembleVictim(victims, fusion=job.victim.fusion, subset=job.victim.subset,
                                                                   balance=job.victim.balance, name=name)
@@ -121,6 +125,7 @@ def main() -> None:
     ap.add_argument("--step-steps", type=int, default=8)
     ap.add_argument("--out", default="runs/bench/transfer_physical")
     ap.add_argument("--designs", default=None, help="where designs are cached by config and members (default: --out)")
+    ap.add_argument("--cached-only", action="store_true", help="judge the designs already cached; make no new one")
     args = ap.parse_args()
     only = set(args.only.split(","))
     out = Path(args.out)
@@ -132,6 +137,7 @@ def main() -> None:
     zoo = {n: load_model(n).eval() for n in names}
     judges = {n: ClassifierVictim(zoo[n], n) for n in names}
     result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,
+                    "cached_only": args.cached_only,
                     "threads": torch.get_num_threads(), "grid": to_dict(job.grid)}
     js_all, extras = [], {}
 
@@ -144,7 +150,9 @@ def main() -> None:
     if "white_box" in only:
         result["white_box"] = []
         for m in names:
-            res = design(job, [m], zoo, args.white_box_coverage, designs, f"wb-{m}")
+            res = design(job, [m], zoo, args.white_box_coverage, designs, f"wb-{m}", args.cached_only)
+            if res is None:
+                continue
             v = record(res, f"white-box {m}")
             result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                         "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
@@ -154,7 +162,9 @@ def main() -> None:
         result["leave_one_out"] = []
         for m in plain:
             members = [n for n in plain if n != m]
-            res = design(job, members, zoo, args.loo_coverage, designs, f"loo-{m}")
+            res = design(job, members, zoo, args.loo_coverage, designs, f"loo-{m}", args.cached_only)
+            if res is None:
+                continue
             v = record(res, f"all but {m}")
             result["leave_one_out"].append({"held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                             "members_targeted_min": min(v[n]["targeted"] for n in members),
@@ -164,7 +174,9 @@ def main() -> None:
         for m in names:
             points = []
             for c in (float(x) / 100 for x in args.coverages.split(",")):
-                res = design(job, [m], zoo, c, designs, f"wb-{m}")
+                res = design(job, [m], zoo, c, designs, f"wb-{m}", args.cached_only)
+                if res is None:
+                    continue
                 v, _ = judge(job, res, {m: judges[m]}, "design")
                 points.append({"coverage": round(res.coverage, 4), "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"]})
             result["coverage_curve"][m] = points
