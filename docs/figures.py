@@ -94,6 +94,8 @@ def transfer_tables(m: dict) -> str:
                 "|---|---|---|---|---|"]
         out += [f"| {r['held_out']} | {r['targeted']:.1%} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
                 f"{r['coverage']:.1%} |" for r in m["leave_one_out"]]
+    if m.get("cached_only"):
+        out += ["", "Judged with `--cached-only`: the rows above are the designs finished when the run was collected."]
     if m.get("step_cost"):
         c = m["step_cost"]
         out += ["", f"One RP2 step on an ensemble of five: {c['seconds_per_step_ensemble']:.3f} s against "
