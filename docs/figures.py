@@ -66,8 +66,9 @@ def demo_numbers(m: dict) -> str:
         f"photographed in simulation: {c['adversarial_photos']} photos of the stickered print and {c['clean_photos']} of the "
         f"clean print (5-40 ft x 0-60 degrees, three lights); {c['not_found']} photos not located by their fiducials.", "",
         *rows, "",
-        f"- Run time: {get('seconds'):.0f} s (`physadv demo`, {'quick' if get('quick') else 'full'} plan, zoo already cached); "
-        f"RP2 {r['steps']} steps in {r['seconds']:.0f} s ({r['seconds_per_step']:.2f} s per step).",
+        f"- Run time: {get('seconds'):.0f} s (`physadv demo`, {'quick' if get('quick') else 'full'} plan, zoo already cached"
+        + (f"; load average {m['load_average_15min']:.1f} on {m['cpus']} CPUs" if "load_average_15min" in m else "") + "); "
+        f"RP2 (the mask search, then {r['steps']} steps) in {r['seconds']:.0f} s ({r['seconds_per_step']:.2f} s per step).",
         f"- DeepFool on LeNet/MNIST: success {df['success']:.0%}, rho_adv {df['rho_adv_l2']:.3f} over {df['images']} images."])
 
 

@@ -116,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
     digital = digital_side(plan, run_dir / "digital", device)
 
     _stage("6/6 report", t0)
-    metrics = {"seconds": round(time.perf_counter() - t0, 1), "quick": args.quick, "plan": to_dict(plan),
+    import os
+
+    metrics = {"seconds": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count(),
+               "load_average_15min": round(os.getloadavg()[2], 2),  # timings mean little on a busy machine
+               "quick": args.quick, "plan": to_dict(plan),
                "rp2": rp2["metrics"], "capture": verdict["summary"], "digital": digital}
     write_json(run_dir / "metrics.json", metrics)
     from physadv.physical.demo_report import write_demo_report
