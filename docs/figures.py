@@ -197,23 +197,27 @@ def render_index(docs: Path, records: dict) -> None:
     (docs / "figures.md").write_text("\n".join(lines) + "\n")
 
 
+def run_command(fig: Figure, runs: Path, root: Path) -> Path:
+    """Run the entry's command into a fresh folder under ``runs``; returns the folder."""
+    out = runs / f"{fig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    words = [w.replace("{python}", sys.executable).replace("{out}", str(out)) for w in shlex.split(fig.command)]
+    if words[0] == "physadv":
+        words = [sys.executable, "-m", "physadv.physical", *words[1:]]
+    done = subprocess.run(words, cwd=root)
+    if done.returncode != 0:
+        raise RuntimeError(f"{fig.name}: `{fig.command}` exited with {done.returncode}")
+    return out
+
+
 def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT, collect: Path | None = None) -> dict:
     """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its README block.
     ``collect``: a folder the same command already wrote (an hour-long benchmark, a demo run): its files are taken
     as they are, and the provenance says so (the commit is the one at collection)."""
     commit = git_commit(root)
-    if collect is None:
-        out = runs / f"{fig.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        out.mkdir(parents=True, exist_ok=True)
-        words = [w.replace("{python}", sys.executable).replace("{out}", str(out)) for w in shlex.split(fig.command)]
-        if words[0] == "physadv":
-            words = [sys.executable, "-m", "physadv.physical", *words[1:]]
-        done = subprocess.run(words, cwd=root)
-        if done.returncode != 0:
-            raise RuntimeError(f"{fig.name}: `{fig.command}` exited with {done.returncode}")
-    elif not collect.is_dir():
+    if collect is not None and not collect.is_dir():
         raise FileNotFoundError(f"--collect {collect}: no such folder")
-    out = collect or out
+    out = collect if collect is not None else run_command(fig, runs, root)
     info = {"command": fig.command.replace("{python} ", "python ").replace("{out}", "DIR"), "commit": commit,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "about": fig.about}
     if collect is not None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,6 @@ def run(args: argparse.Namespace) -> int:
     digital = digital_side(plan, run_dir / "digital", device)
 
     _stage("6/6 report", t0)
-    import os
-
     metrics = {"seconds": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count(),
                "load_average_15min": round(os.getloadavg()[2], 2),  # timings mean little on a busy machine
                "quick": args.quick, "plan": to_dict(plan),
