@@ -3,7 +3,8 @@
     from physadv.core.zoo import get_zoo_classifier, zoo_names
     import physadv.rendering.signs            # registers the ``signs`` data set (and the ``eot`` augmentation)
     names = zoo_names(hardened=False)         # the plain victims (the demo's ensemble picks from these)
-    models = [get_zoo_classifier(n) for n in names]   # trained once (progress bar), then from the cache
+    train_zoo(names)                          # the uncached members, two at a time on two cores (progress bar)
+    models = [get_zoo_classifier(n) for n in names]   # then from the cache
 
 Every member is a ``core.train.TrainConfig`` (architecture, input size, seed, epochs, lr, ...) trained by
 ``core.train`` and cached by its config hash in ``$PHYSADV_CACHE/classifiers``. Hardened members
@@ -102,6 +103,41 @@ def get_zoo_classifier(name: str, progress: bool = True, retrain: bool = False, 
         _check_data_registered(cfg)
     with torch_threads(threads):
         return get_classifier(cfg, retrain=retrain, progress=progress)
+
+
+def train_zoo(names: list[str], workers: int | None = None, progress: bool = True, path: str | None = None) -> list[str]:
+    """Train the members of ``names`` not cached yet and return their names. Each trains on one torch thread (small
+    nets train fastest so), so ``workers`` processes (default: one per CPU core) train that many members at once;
+    with one worker, or on CUDA, they train one after another in this process. A member trains exactly as
+    ``get_zoo_classifier`` trains it alone: same recipe, seed and thread count, hence the same weights."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from physadv.core.progress import progress as bar
+
+    todo = [n for n in names if not cached_classifier_path(zoo_member(n, path).train).is_file()]
+    for n in todo:
+        _check_data_registered(zoo_member(n, path).train)
+    workers = min(workers or os.cpu_count() or 1, len(todo))
+    if workers <= 1 or torch.cuda.is_available():
+        for n in todo:
+            get_zoo_classifier(n, progress, path=path)
+        return todo
+    for data in {repr(zoo_member(n, path).train.data): zoo_member(n, path).train.data for n in todo}.values():
+        data.load("train"), data.load("test")  # generated and cached once, before the workers read it
+    # fork: the workers inherit the registered data sets (core cannot import rendering to register them again)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        jobs = {pool.submit(_train_member, n, path): n for n in todo}
+        with bar(total=len(todo), desc=f"zoo: training {len(todo)} members, {workers} at a time", disable=not progress) as b:
+            for job in as_completed(jobs):
+                job.result()  # a member's error is raised here, naming it
+                b.set_postfix_str(jobs[job])
+                b.update()
+    return todo
+
+
+def _train_member(name: str, path: str | None) -> None:
+    get_zoo_classifier(name, progress=False, path=path)
 
 
 def zoo_training_metrics(name: str, path: str | None = None) -> dict | None:

@@ -76,7 +76,11 @@ def demo_models(plan: DemoPlan, device) -> dict:
     from physadv.core.victims import load_model
 
     if not plan.signs_quick:
-        return {name: load_model(name, device).eval() for name in [*plan.victims, *plan.held_out]}
+        from physadv.core.zoo import train_zoo
+
+        names = [*plan.victims, *plan.held_out]
+        train_zoo(names)  # the first run trains them, one per CPU core at a time
+        return {name: load_model(name, device).eval() for name in names}
     from dataclasses import replace
 
     from physadv.core.train import get_classifier

@@ -255,3 +255,24 @@ def test_zoo_member_meets_the_bars(name):
     assert evaluate(model, test, progress=False)["accuracy"] >= 0.97
     grid = evaluate_grid(model, SignsConfig(), progress=False)
     assert float(grid.accuracy.mean()) >= 0.95, grid.rows()
+
+
+def test_train_zoo_in_parallel_gives_the_weights_of_training_one_at_a_time(tmp_path, monkeypatch):
+    """Two members trained at once in forked workers, against the same two trained in this process, one by one."""
+    from physadv.core.io import load_checkpoint
+    from physadv.core.train import cached_classifier_path
+    from physadv.core.zoo import train_zoo
+
+    zoo = tmp_path / "zoo.yaml"
+    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, epochs: 1, batch_size: 32, seed: {}}}"
+    zoo.write_text("members:\n" + "".join(f"  m{s}: {{family: LeNet, train: {recipe.format(s)}}}\n" for s in (1, 2)))
+    weights = {}
+    for workers in (2, 1):
+        monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / f"cache{workers}"))
+        assert train_zoo(["m1", "m2"], workers=workers, progress=False, path=str(zoo)) == ["m1", "m2"]
+        assert train_zoo(["m1", "m2"], workers=workers, progress=False, path=str(zoo)) == []  # cached now
+        weights[workers] = [load_checkpoint(cached_classifier_path(zoo_member(n, str(zoo)).train))[0] for n in ("m1", "m2")]
+    for parallel, serial in zip(weights[2], weights[1]):
+        assert parallel.keys() == serial.keys()
+        assert all(torch.equal(parallel[k], serial[k]) for k in serial)
+    assert not all(torch.equal(weights[1][0][k], weights[1][1][k]) for k in weights[1][0])  # the seeds differ
