@@ -292,6 +292,10 @@ class PhysicalAttack:
 
         return {f.name: to_dict(getattr(self.cfg, f.name)) for f in fields(self.Config)}
 
+    def holds(self, meta: dict) -> bool:
+        """Whether a checkpoint's metadata is this attack's with this config (any other lends nothing to the run)."""
+        return meta.get("attack") == self.name and meta.get("config") == _plain(self._config_key())
+
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """Tensors a subclass needs to resume (e.g. RP2's mask)."""
         return {}
@@ -302,7 +306,7 @@ class PhysicalAttack:
         if not path or not Path(path).is_file():
             return None
         state, meta = load_checkpoint(path)
-        if meta.get("attack") != self.name or meta.get("phase") != phase or meta.get("config") != _plain(self._config_key()):
+        if not self.holds(meta) or meta.get("phase") != phase:
             return None
         if tuple(state["w"].shape) != tuple(w.shape) or not self.accepts(state):
             return None

@@ -169,11 +169,12 @@ class RP2(PhysicalAttack):
         return history
 
     def _saved(self, checkpoint) -> tuple[str, torch.Tensor | None]:
-        """The phase a checkpoint of this attack holds and the mask it used ("" when there is none)."""
+        """The phase a checkpoint of this run holds and the mask it used ("" when there is none, or when the checkpoint
+        is another config's: a mask searched at another coverage is not this run's)."""
         if not checkpoint or not Path(checkpoint).is_file():
             return "", None
         state, meta = load_checkpoint(checkpoint)
-        return (meta.get("phase", ""), state.get("mask")) if meta.get("attack") == self.name else ("", None)
+        return (meta.get("phase", ""), state.get("mask")) if self.holds(meta) else ("", None)
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         return {"mask": self.mask}

@@ -65,13 +65,25 @@ def test_rp2_changes_only_the_mask_and_resumes_exactly(victim, tmp_path):
         assert (r.texture[:, r.mask > 0] - r.clean[:, r.mask > 0]).abs().max() > 0.01
         assert 0 < r.coverage <= 0.15 and r.stickers.shape == (4, 64, 64)
         assert set(k.split("/")[1] for k in r.history) >= {"adversarial", "norm", "nps", "val_success"}
-        # 4 steps straight == 2 steps, checkpoint, then resume to 4 (a constant learning rate, so that the 2-step
-        # run is the first half of the 4-step one; the cosine schedule is a function of step and total)
-        ck, const = tmp_path / "ck.safetensors", {"lr_schedule": "constant"}
-        RP2(victim, small_scene(), small_rp2(steps=2, **const)).run(ck, progress_bar=False)
-        resumed = RP2(victim, small_scene(), small_rp2(steps=4, **const)).run(ck, progress_bar=False)
-        straight = RP2(victim, small_scene(), small_rp2(steps=4, **const)).run(tmp_path / "o.safetensors", progress_bar=False)
-        assert torch.equal(resumed.texture, straight.texture)
+        # exact resume of an interrupted run: test_sigkill_during_a_design_loses_at_most_one_checkpoint_interval
+
+
+def test_a_checkpoint_of_another_config_lends_nothing(victim, tmp_path):
+    """A run finds a finished design's checkpoint at its path, made at another coverage (the benchmark's coverage
+    curve names one checkpoint per model): it must search its own mask, not resume the other one's."""
+    from physadv.core.io import load_checkpoint
+    from physadv.physical.rp2 import RP2
+    from physadv.rendering.signs.world import one_thread
+
+    search = lambda c: small_rp2(mask={"kind": "search", "coverage": c, "max_coverage": 0.3}, search_steps=2)  # noqa: E731
+    ck = tmp_path / "ck.safetensors"
+    with one_thread():
+        small = RP2(victim, small_scene(), search(0.1)).run(ck, progress_bar=False)
+        assert load_checkpoint(ck)[1]["phase"] == "rp2"  # finished: its mask is in the checkpoint
+        over = RP2(victim, small_scene(), search(0.3)).run(ck, progress_bar=False)
+        fresh = RP2(victim, small_scene(), search(0.3)).run(progress_bar=False)
+    assert small.coverage == pytest.approx(0.1, abs=0.01) and over.coverage == pytest.approx(0.3, abs=0.01)
+    assert torch.equal(over.mask, fresh.mask) and torch.equal(over.texture, fresh.texture)
 
 
 KILL_SCRIPT = """
