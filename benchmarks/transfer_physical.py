@@ -59,7 +59,7 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
                                                                   balance=job.victim.balance, name=name)
     scene = build_scene(job.scene, min_view_px=max(victim.input_size[1:]))
     t = time.perf_counter()
-    result = RP2(victim, scene, cfg).run(out / f"{name}.checkpoint.safetensors", progress_bar=False)
+    result = RP2(victim, scene, cfg).run(out / f"{name}-{key}.checkpoint.safetensors", progress_bar=False)  # resumable
     result.timings["wall"] = round(time.perf_counter() - t, 1)
     result.save(path)
     return result
