@@ -104,6 +104,21 @@ def transfer_tables(m: dict) -> str:
     return "\n".join(out)
 
 
+def coverage_table(m: dict) -> str:
+    """The README's coverage/strength table from benchmarks/transfer_physical.py's ``coverage_curve``."""
+    curve = m["coverage_curve"]
+    shares = sorted({p["coverage"] for points in curve.values() for p in points})
+    out = ["| white-box victim | " + " | ".join(f"{c:.0%}" for c in shares) + " |", "|---|" + "---|" * len(shares)]
+    for model, points in curve.items():
+        at = {p["coverage"]: p for p in points}
+        out.append(f"| {model} | " + " | ".join(f"{at[c]['targeted']:.0%} / {at[c]['untargeted']:.0%}" if c in at else "not run"
+                                                for c in shares) + " |")
+    out += ["", "Cells: targeted / untargeted success over the grid, stickers on that share of the face."]
+    if m.get("cached_only"):
+        out += ["Judged with `--cached-only`: the cells above are the designs finished when the run was collected."]
+    return "\n".join(out)
+
+
 FIGURES = [
     Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
            {"attacks/deepfool.png": "grid.png"},
@@ -133,6 +148,9 @@ FIGURES = [
            "--out {out}", {"physical/leave_one_out_targeted.png": "transfer_targeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml without restarts) on all-but-one ensembles at 30% of the face, judged by every model"),
+    Figure("coverage_curve", "{python} benchmarks/transfer_physical.py --only coverage_curve --set restarts=1 --out {out}",
+           {"physical/coverage_curve.png": "coverage_curve.png"}, readme=coverage_table, manual=True, metrics="result.json",
+           about="RP2 (rp2_zoo.yaml, one run per point) white-box on every zoo model at 5-50% of the face"),
     Figure("demo", "physadv demo --out {out}",
            {"demo/texture.png": "design/texture.png", "demo/stickers.png": "design/stickers.png",
             "demo/photo_20ft_30deg.jpg": "capture/adversarial/photos/d20ft_a30_normal.jpg",
