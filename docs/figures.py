@@ -83,6 +83,13 @@ def zoo_table(m: dict) -> str:
     return "\n".join(rows)
 
 
+def cached_only_note(m: dict, what: str) -> list[str]:
+    """A blank line and the note that a ``--cached-only`` run judged only the designs already made (or nothing)."""
+    if not m.get("cached_only"):
+        return []
+    return ["", f"Judged with `--cached-only`: {what} are the designs finished when the run was collected."]
+
+
 def transfer_tables(m: dict) -> str:
     """The README's white-box and leave-one-out tables from benchmarks/transfer_physical.py's result.json."""
     out = []
@@ -95,8 +102,7 @@ def transfer_tables(m: dict) -> str:
                 "|---|---|---|---|---|"]
         out += [f"| {r['held_out']} | {r['targeted']:.1%} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
                 f"{r['coverage']:.1%} |" for r in m["leave_one_out"]]
-    if m.get("cached_only"):
-        out += ["", "Judged with `--cached-only`: the rows above are the designs finished when the run was collected."]
+    out += cached_only_note(m, "the rows above")
     if m.get("step_cost"):
         c = m["step_cost"]
         out += ["", f"One RP2 step on an ensemble of five: {c['seconds_per_step_ensemble']:.3f} s against "
@@ -114,8 +120,7 @@ def coverage_table(m: dict) -> str:
         out.append(f"| {model} | " + " | ".join(f"{at[c]['targeted']:.0%} / {at[c]['untargeted']:.0%}" if c in at else "not run"
                                                 for c in shares) + " |")
     out += ["", "Cells: targeted / untargeted success over the grid, stickers on that share of the face."]
-    if m.get("cached_only"):
-        out += ["Judged with `--cached-only`: the cells above are the designs finished when the run was collected."]
+    out += cached_only_note(m, "the cells above")[1:]
     return "\n".join(out)
 
 
