@@ -115,15 +115,16 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
 
     from physadv.core.progress import progress as bar
 
-    todo = [n for n in names if not cached_classifier_path(zoo_member(n, path).train).is_file()]
+    recipes = {n: zoo_member(n, path).train for n in names}
+    todo = [n for n in names if not cached_classifier_path(recipes[n]).is_file()]
     for n in todo:
-        _check_data_registered(zoo_member(n, path).train)
+        _check_data_registered(recipes[n])
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers <= 1 or torch.cuda.is_available():
         for n in todo:
             get_zoo_classifier(n, progress, path=path)
         return todo
-    for data in {repr(zoo_member(n, path).train.data): zoo_member(n, path).train.data for n in todo}.values():
+    for data in {repr(recipes[n].data): recipes[n].data for n in todo}.values():
         data.load("train"), data.load("test")  # generated and cached once, before the workers read it
     # fork: the workers inherit the registered data sets (core cannot import rendering to register them again)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
