@@ -66,11 +66,16 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
 
 
 def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
-    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, clean}}."""
-    scene = build_scene(job.scene, min_view_px=max(max(v.input_size[1:]) for v in judges.values()))
+    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, clean}}. Each model sees
+    the grid rendered at its own input size (as a design is optimised), so a number does not depend on which other
+    models judge beside it (views rendered for a 64 px judge and shrunk average the camera noise away)."""
     objective = Objective("targeted", job.source, job.target)
-    renders = {"clean": face(scene, scene.obj.texture), name: result_views(scene, result)}
-    js = judge_grid(scene, renders, judges, objective, job.grid, progress_bar=False)
+    js = []
+    for px in sorted({max(v.input_size[1:]) for v in judges.values()}):
+        scene = build_scene(job.scene, min_view_px=px)
+        renders = {"clean": face(scene, scene.obj.texture), name: result_views(scene, result)}
+        group = {n: v for n, v in judges.items() if max(v.input_size[1:]) == px}
+        js += judge_grid(scene, renders, group, objective, job.grid, progress_bar=False)
     s = summary(js)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],
                 "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
