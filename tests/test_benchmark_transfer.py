@@ -1,0 +1,55 @@
+"""benchmarks/transfer_physical.py: how it judges designs (its numbers are the README's transfer tables)."""
+import importlib.util
+from pathlib import Path
+
+import torch
+
+from physadv.core.config import load_config
+from physadv.core.models import build_classifier
+from physadv.core.victims import ClassifierVictim
+from physadv.rendering.signs.textures import sign_classes
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark():
+    spec = importlib.util.spec_from_file_location("transfer_physical", ROOT / "benchmarks" / "transfer_physical.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_models_grid_numbers_do_not_depend_on_the_models_judging_beside_it():
+    """A 32 px judge sees views rendered at 32 px whether or not a 64 px judge is in the set (rendering at 64 px and
+    shrinking would average the camera noise away and move its verdicts); the 64 px judge sees 64 px views."""
+    from physadv.physical.attack import PhysicalResult
+    from physadv.physical.design_cli import RP2Job
+    from physadv.rendering.scene import build_scene
+
+    bench = _benchmark()
+    job = load_config(RP2Job, str(ROOT / "configs/physical/rp2_zoo.yaml"),
+                      ["grid.distances_ft=[5,40]", "grid.angles_deg=[0,45]", "grid.lights_per_cell=1",
+                       "scene.object.texture_px=64"])
+    torch.manual_seed(0)
+    small = ClassifierVictim(build_classifier("gtsrb-cnn", sign_classes(), width=0.25, hidden=32).eval(), "small")
+    large = ClassifierVictim(build_classifier("gtsrb-cnn", sign_classes(), input_size=(3, 64, 64), width=0.25,
+                                              hidden=32).eval(), "large")
+    obj = build_scene(job.scene).obj
+    texture = (obj.texture + 0.3 * torch.randn(obj.texture.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    design = PhysicalResult("rp2", texture, obj.texture, obj.alpha, torch.ones(obj.alpha.shape[-2:]))
+
+    def confidences(judges):
+        _, js = bench.judge(job, design, judges, "d")
+        return {(j.set, j.victim, j.distance, j.angle): (j.top1, j.top1_conf) for j in js}
+
+    alone, both, large_alone = (confidences({"small": small}), confidences({"small": small, "large": large}),
+                                confidences({"large": large}))
+    assert len(alone) == 2 * 2 * 2 and len(both) == 2 * len(alone)
+    assert {k: v for k, v in both.items() if k[1] == "small"} == alone
+    assert {k: v for k, v in both.items() if k[1] == "large"} == large_alone
+    # and the two sizes are really different views: the 32 px judge on 64 px renders would not agree with itself
+    scene64 = build_scene(job.scene, min_view_px=64)
+    views = scene64.render(texture, scene64.grid(job.grid))
+    conf64 = small.judge(views, bench.Objective("targeted", "stop", "speed_limit_80")).score
+    conf32 = torch.tensor([v[1] for k, v in alone.items() if k[0] == "d"])
+    assert not torch.allclose(conf64.float(), conf32.float(), atol=1e-4)
