@@ -248,7 +248,7 @@ def test_victim_on_a_tiny_random_sign_detector_is_differentiable():
         (grad,) = torch.autograd.grad(loss.sum(), views.images)
         assert float(grad.abs().sum()) > 0
         stepped = Views((views.images - 0.02 * grad.sign()).clamp(0, 1).detach(), views.boxes)
-        assert float(victim.loss(stepped, objective).sum()) < float(loss.sum())
+        assert float(victim.loss(stepped, objective).sum().detach()) < float(loss.sum().detach())
     verdict = victim.judge(views, Objective("disappearance", source="stop"))
     assert verdict.pred.shape == (2,) and verdict.success.dtype == torch.bool
     assert not math.isnan(float(verdict.score.sum()))
