@@ -33,6 +33,7 @@ from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, lo
 from physadv.core.zoo import zoo_names  # noqa: E402
 from physadv.physical.attack import PhysicalResult  # noqa: E402
 from physadv.physical.design_cli import RP2Job  # noqa: E402
+from physadv.physical.detect import min_view_px  # noqa: E402
 from physadv.physical.evaluate import design_extras, face, judge_grid, result_views  # noqa: E402
 from physadv.physical.rp2 import RP2  # noqa: E402
 from physadv.rendering.scene import build_scene  # noqa: E402
@@ -70,11 +71,11 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
     the grid rendered at its own input size (as a design is optimised), so a number does not depend on which other
     models judge beside it (views rendered for a 64 px judge and shrunk average the camera noise away)."""
     objective = Objective("targeted", job.source, job.target)
-    js = []
-    for px in sorted({max(v.input_size[1:]) for v in judges.values()}):
+    size, js = {n: min_view_px(v) for n, v in judges.items()}, []
+    for px in sorted(set(size.values())):
         scene = build_scene(job.scene, min_view_px=px)
         renders = {"clean": face(scene, scene.obj.texture), name: result_views(scene, result)}
-        group = {n: v for n, v in judges.items() if max(v.input_size[1:]) == px}
+        group = {n: v for n, v in judges.items() if size[n] == px}
         js += judge_grid(scene, renders, group, objective, job.grid, progress_bar=False)
     s = summary(js)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],

@@ -6,7 +6,7 @@ import torch
 
 from physadv.core.config import load_config
 from physadv.core.models import build_classifier
-from physadv.core.victims import ClassifierVictim
+from physadv.core.victims import ClassifierVictim, Objective
 from physadv.rendering.signs.textures import sign_classes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,6 @@ def test_a_models_grid_numbers_do_not_depend_on_the_models_judging_beside_it():
     # and the two sizes are really different views: the 32 px judge on 64 px renders would not agree with itself
     scene64 = build_scene(job.scene, min_view_px=64)
     views = scene64.render(texture, scene64.grid(job.grid))
-    conf64 = small.judge(views, bench.Objective("targeted", "stop", "speed_limit_80")).score
+    conf64 = small.judge(views, Objective("targeted", "stop", "speed_limit_80")).score
     conf32 = torch.tensor([v[1] for k, v in alone.items() if k[0] == "d"])
     assert not torch.allclose(conf64.float(), conf32.float(), atol=1e-4)
