@@ -140,6 +140,8 @@ class DetectorVictim(Victim):
         return s, t
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
+        if objective.loss == "logit":
+            raise PhysadvError(f"detector {self.name} gives probabilities, not logits: use loss ce or margin (log-odds)")
         boxes = self._boxes(views)
         s, t = self._indices(objective)
         cands = self.detector.candidates(views.images.to(self.device))

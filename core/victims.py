@@ -23,6 +23,14 @@ Losses on a classifier's log-probabilities ``l = log softmax(z)``:
   Carlini and Wagner's f_6 (2017, section V.A). On one classifier ``l_j - l_t = z_j - z_t``, so this is their
   logit margin exactly; on an averaged ensemble it is the margin of the fused log-probabilities.
 
+On a classifier's logits ``z`` (before the softmax):
+
+- ``logit`` targeted ``-z_t`` (Zhao et al., NeurIPS 2021, "On success and simplicity: a second look at
+  transferable targeted attacks", section 3.2), untargeted ``z_s``: no softmax, so the push does not fade as the
+  target's probability nears 1 (cross-entropy's gradient vanishes there); the view keeps moving towards the target
+  class, which is what transfers to models it was not made on. On an ensemble it is the members' weighted sum,
+  i.e. the loss on their averaged logits (their ensemble; Dong et al. 2018, eq. 8), whatever the fusion.
+
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
 world: the built-in sign classifier), a zoo member (``core.zoo``), a ``core.models`` registry name, a physadv
 classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights,
@@ -38,7 +46,7 @@ seeing the same view through its own input size) whose fusion is a named option:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
@@ -50,7 +58,7 @@ from physadv.core.errors import PhysadvError
 from physadv.core.models import Classifier
 
 ObjectiveKind = Literal["targeted", "untargeted", "disappearance", "creation"]
-LossKind = Literal["ce", "margin"]
+LossKind = Literal["ce", "margin", "logit"]
 Fusion = Literal["mean_probability", "sum_losses"]
 
 
@@ -71,8 +79,8 @@ class Objective:
         for name in need[self.kind]:
             if not getattr(self, name):
                 raise PhysadvError(f"a {self.kind} objective needs a {name} class")
-        if self.loss not in ("ce", "margin"):
-            raise PhysadvError(f"objective loss '{self.loss}' is not 'ce' or 'margin'")
+        if self.loss not in ("ce", "margin", "logit"):
+            raise PhysadvError(f"objective loss '{self.loss}' is not 'ce', 'margin' or 'logit'")
         if self.kind == "targeted" and self.source == self.target:
             raise PhysadvError(f"source and target are both '{self.target}'")
         if self.kappa < 0:
@@ -128,6 +136,18 @@ def log_prob_loss(logp: torch.Tensor, objective: Objective, source: int | None, 
     best_other = others.amax(dim=1)
     margin = best_other - own if objective.kind == "targeted" else own - best_other
     return margin.clamp(min=-objective.kappa)
+
+
+def logit_loss(z: torch.Tensor, objective: Objective, source: int | None, target: int | None) -> torch.Tensor:
+    """The per-view loss of ``objective`` on logits ``N x K``: Zhao et al.'s ``-z_t`` (targeted), ``z_s``
+    (untargeted) with ``loss: logit``, else ``log_prob_loss`` on ``log_softmax(z)``."""
+    if objective.loss != "logit":
+        return log_prob_loss(F.log_softmax(z, dim=1), objective, source, target)
+    if objective.kind == "targeted":
+        return -z[:, target]
+    if objective.kind == "untargeted":
+        return z[:, source]
+    raise PhysadvError(f"a classifier has no '{objective.kind}' objective (detectors have it)")
 
 
 def success_of(pred: torch.Tensor, objective: Objective, source: int | None, target: int | None) -> torch.Tensor:
@@ -228,15 +248,18 @@ class ClassifierVictim(Victim):
             x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
         return x.clamp(0, 1)
 
-    def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
-        """Log-probabilities; ``diverse``: through input diversity, when it is on (optimisation, not judging)."""
+    def logits(self, views: Views, diverse: bool = False) -> torch.Tensor:
+        """Logits; ``diverse``: through input diversity, when it is on (optimisation, not judging)."""
         x = self.prepare(views)
         if diverse and self.diversity > 0:
             x = input_diversity(x, self.diversity, torch.Generator().manual_seed((views.seed or 0) + _stable_hash(self.name)))
-        return F.log_softmax(self.model(x), dim=1)
+        return self.model(x)
+
+    def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
+        return F.log_softmax(self.logits(views, diverse), dim=1)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
-        return log_prob_loss(self.log_probs(views, diverse=True), objective, *self.classes_of(objective))
+        return logit_loss(self.logits(views, diverse=True), objective, *self.classes_of(objective))
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
@@ -279,10 +302,10 @@ class EnsembleVictim(Victim):
     def names(self) -> list[str]:
         return [m.name for m in self.members]
 
-    def member_log_probs(self, views: Views, members: Sequence[int] | None = None, diverse: bool = False) -> list[torch.Tensor]:
-        """Each member's (or the chosen members') log-probabilities over the ensemble's class order."""
+    def member_logits(self, views: Views, members: Sequence[int] | None = None, diverse: bool = False) -> list[torch.Tensor]:
+        """Each member's (or the chosen members') logits over the ensemble's class order."""
         idx = range(len(self.members)) if members is None else members
-        return [self.members[i].log_probs(views, diverse)[:, self._order[i].to(self.members[i].device)] for i in idx]
+        return [self.members[i].logits(views, diverse)[:, self._order[i].to(self.members[i].device)] for i in idx]
 
     def fused_log_probs(self, logps: list[torch.Tensor], weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
         """``log sum_i w_i p_i``: Liu et al.'s fusion of the members' probabilities."""
@@ -293,29 +316,32 @@ class EnsembleVictim(Victim):
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
         """The fused loss; with ``subset`` a random ``subset`` of members per call (seeded by ``views.seed``), with
-        ``balance`` = T > 0 the members' weights times ``softmax(mean member loss / T)``, so members the design does
-        not fool yet weigh more (no member is left behind)."""
+        ``balance`` = T > 0 the members' weights times ``softmax(mean member cross-entropy / T)``, so members the
+        design does not fool yet weigh more (no member is left behind); cross-entropy whatever the loss, because it
+        is on one scale for every member (logits are not)."""
         s, t = self.classes_of(objective)
         idx = list(range(len(self.members)))
         if self.subset:
             g = torch.Generator().manual_seed((views.seed or 0) + 17)
             idx = sorted(torch.randperm(len(idx), generator=g)[: self.subset].tolist())
-        logps = self.member_log_probs(views, idx, diverse=True)
-        dev = logps[0].device
+        zs = self.member_logits(views, idx, diverse=True)
+        dev = zs[0].device
         w = torch.tensor([self.weights[i] for i in idx], device=dev)
-        if self.balance > 0 or self.fusion == "sum_losses":
-            own = torch.stack([log_prob_loss(lp.to(dev), objective, s, t) for lp in logps])  # members x views
-            if self.balance > 0:
-                w = w * torch.softmax(own.detach().mean(1) / self.balance, 0)
+        per_member = self.fusion == "sum_losses" or objective.loss == "logit"
+        if self.balance > 0:
+            ce = replace(objective, loss="ce")
+            unfooled = torch.stack([logit_loss(z.detach().to(dev), ce, s, t).mean() for z in zs])
+            w = w * torch.softmax(unfooled / self.balance, 0)
         w = w / w.sum()
-        if self.fusion == "mean_probability":
-            return log_prob_loss(self.fused_log_probs(logps, w), objective, s, t)
-        return (w[:, None] * own).sum(0)
+        if per_member:
+            own = torch.stack([logit_loss(z.to(dev), objective, s, t) for z in zs])  # members x views
+            return (w[:, None] * own).sum(0)
+        return log_prob_loss(self.fused_log_probs([F.log_softmax(z, dim=1) for z in zs], w), objective, s, t)
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
         s, t = self.classes_of(objective)
-        logps = self.member_log_probs(views)
+        logps = [F.log_softmax(z, dim=1) for z in self.member_logits(views)]
         members = {}
         for name, lp in zip(self.names, logps):
             p = lp.exp()
@@ -405,4 +431,4 @@ def _short(spec: str) -> str:
 
 
 __all__ = ["VictimConfig", "load_model", "load_victim", "register_model", "Objective", "Views", "Verdict", "Victim",
-           "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss"]
+           "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss", "logit_loss"]

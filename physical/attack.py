@@ -36,7 +36,7 @@ class DesignConfig:
     source: str = "stop"  # the object's own class ("": the object's label, e.g. a dataset image's)
     target: Optional[str] = "speed_limit_80"  # None: untargeted (away from source)
     objective: Literal["auto", "targeted", "untargeted", "disappearance", "creation"] = "auto"  # auto: from target
-    loss: Literal["ce", "margin"] = "ce"  # cross-entropy (the papers) or Carlini-Wagner's margin
+    loss: Literal["ce", "margin", "logit"] = "ce"  # cross-entropy (the papers), Carlini-Wagner's margin, or Zhao et al.'s logit
     kappa: float = 0.0  # margin loss: confidence at which the push stops
     steps: int = 300
     batch: int = 32  # views per step

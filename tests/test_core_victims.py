@@ -53,6 +53,21 @@ def test_margin_loss_is_carlini_wagner_on_the_logits(views):
     np.testing.assert_allclose(got_u, np.maximum(z[:, 3] - np.delete(z, 3, axis=1).max(1), 0), rtol=1e-4, atol=1e-5)
 
 
+def test_logit_loss_is_zhao_et_al_and_an_ensemble_averages_logits_whatever_the_fusion(views):
+    members = [linear_classifier(s) for s in (7, 8)]
+    z = [logits_np(m, views.images) for m in members]
+    v = ClassifierVictim(members[0])
+    got = v.loss(views, Objective("targeted", target="yield", loss="logit")).double().numpy()
+    np.testing.assert_allclose(got, -z[0][:, 1], rtol=1e-5, atol=1e-6)  # no softmax: -z_t itself
+    got_u = v.loss(views, Objective("untargeted", source="stop", loss="logit")).double().numpy()
+    np.testing.assert_allclose(got_u, z[0][:, 0], rtol=1e-5, atol=1e-6)
+    avg = 0.25 * z[0] + 0.75 * z[1]  # Dong et al.'s ensemble in logits
+    for fusion in ("mean_probability", "sum_losses"):
+        ens = EnsembleVictim([ClassifierVictim(m) for m in members], weights=[1, 3], fusion=fusion)
+        got_e = ens.loss(views, Objective("targeted", target="no_entry", loss="logit")).detach().double().numpy()
+        np.testing.assert_allclose(got_e, -avg[:, 3], rtol=1e-5, atol=1e-6)
+
+
 def test_ensemble_mean_probability_is_liu_et_al(views):
     members = [linear_classifier(s) for s in (2, 3, 4)]
     w = np.array([0.5, 0.3, 0.2])
@@ -85,14 +100,14 @@ def test_members_see_the_view_through_their_own_input_size():
     down = torch.from_numpy(np.stack([[np.asarray(Image.fromarray(ch.numpy(), mode="F").resize((8, 8), Image.BILINEAR))
                                        for ch in img] for img in x]))
     want = softmax(logits_np(small, down))
-    np.testing.assert_allclose(ens.member_log_probs(Views(x))[0].exp().detach().numpy(), want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ens.member_logits(Views(x))[0].softmax(1).detach().numpy(), want, rtol=1e-4, atol=1e-6)
 
 
 def test_members_with_reordered_classes_are_aligned_by_name(views):
     a = linear_classifier(9)
     b = linear_classifier(9, classes=list(reversed(CLASSES)))  # the same weights, other names
     ens = EnsembleVictim([ClassifierVictim(a), ClassifierVictim(b)])
-    pa, pb = (lp.exp() for lp in ens.member_log_probs(views))
+    pa, pb = (z.softmax(1) for z in ens.member_logits(views))
     torch.testing.assert_close(pb, pa.flip(1))
 
 
@@ -129,7 +144,7 @@ def test_a_subset_of_one_is_one_members_own_loss_and_every_member_gets_its_turn(
     assert chosen == {0, 1, 2}
 
 
-def test_balancing_weighs_members_by_the_softmax_of_their_losses(views):
+def test_balancing_weighs_members_by_the_softmax_of_their_cross_entropy(views):
     members = [linear_classifier(s) for s in (13, 14)]
     ce = np.stack([-np.log(softmax(logits_np(m, views.images))[:, 2]) for m in members])  # members x views
     w = np.exp(ce.mean(1) / 0.5)
@@ -137,6 +152,10 @@ def test_balancing_weighs_members_by_the_softmax_of_their_losses(views):
     ens = EnsembleVictim([ClassifierVictim(m) for m in members], fusion="sum_losses", balance=0.5)
     got = ens.loss(views, Objective("targeted", target="speed_limit_80")).detach().double().numpy()
     np.testing.assert_allclose(got, (w[:, None] * ce).sum(0), rtol=1e-5)
+    # with the logit loss the weights still come from the cross-entropy (one scale for every member)
+    z = np.stack([logits_np(m, views.images)[:, 2] for m in members])
+    got = ens.loss(views, Objective("targeted", target="speed_limit_80", loss="logit")).detach().double().numpy()
+    np.testing.assert_allclose(got, -(w[:, None] * z).sum(0), rtol=1e-5, atol=1e-6)
 
 
 def test_input_diversity_resizes_and_pads_or_leaves_alone():

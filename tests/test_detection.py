@@ -233,6 +233,8 @@ def test_victim_bad_input_is_one_line():
         victim.loss(Views(torch.zeros(1, 3, 32, 64)), Objective("disappearance", source="stop"))
     with pytest.raises(PhysadvError, match="'stop sign' is not one of toy's classes"):
         victim.loss(_red_views(), Objective("disappearance", source="stop sign"))
+    with pytest.raises(PhysadvError, match="not logits: use loss ce or margin"):
+        victim.loss(_red_views(), Objective("disappearance", source="stop", loss="logit"))
 
 
 def test_victim_on_a_tiny_random_sign_detector_is_differentiable():
