@@ -2,7 +2,8 @@
 coverage/strength trade-off, and what an ensemble step costs (issue 13's bars), in one run.
 
     python benchmarks/transfer_physical.py [--models NAME,...] [--config configs/physical/rp2_zoo.yaml]
-        [--only white_box,leave_one_out,coverage_curve,step_cost] [--coverages 5,10,15,25,35,50] [--out DIR]
+        [--only white_box,leave_one_out,coverage_curve,step_cost,transfer_options] [--coverages 5,10,15,25,35,50]
+        [--option "loss=logit" ...] [--held-out NAME,...] [--out DIR]
 
 For each zoo model i: RP2 white-box on i (stickers at most ``--white-box-coverage`` of the face), and RP2 on the
 ensemble of all the others judged by i (``--loo-coverage``); every design is judged by every zoo model on RP2's
@@ -12,7 +13,10 @@ Designs are saved in ``--out`` and reused when the benchmark runs again with the
 Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "clean"}``), ``leave_one_out``
 (``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
-the views rendered once) and the paths of the plots and of the transfer matrix.
+the views rendered once) and the paths of the plots and of the transfer matrix. ``transfer_options`` (not run by
+default) makes the leave-one-out design again with each ``--option`` (config keys on top of the recipe, e.g.
+``victim.diversity=0.5``) for each ``--held-out`` model: ``{"held_out", "options", "targeted", "untargeted",
+"members_targeted_min", "hardened_targeted", "coverage"}``, the recipe's own design first (options "").
 """
 from __future__ import annotations
 
@@ -118,6 +122,11 @@ def curve_png(curve: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+# The literature's transfer options measured against the recipe (each a config key; docs/fidelity.md)
+TRANSFER_OPTIONS = ["victim.diversity=0.5", "optimizer=momentum", "victim.subset=3", "loss=margin kappa=30", "loss=logit",
+                    "loss=logit victim.balance=1.0", "loss=logit victim.balance=5.0"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="", help="zoo members (default: every member)")
@@ -128,6 +137,10 @@ def main() -> None:
     ap.add_argument("--coverages", default="5,10,15,25,35,50")
     ap.add_argument("--white-box-coverage", type=float, default=0.15)
     ap.add_argument("--loo-coverage", type=float, default=0.30)
+    ap.add_argument("--option", dest="options", action="append", default=None, metavar="'KEY=VALUE ...'",
+                    help="transfer_options: one variant of the leave-one-out design (repeatable; default: "
+                         + "; ".join(TRANSFER_OPTIONS) + ")")
+    ap.add_argument("--held-out", default="", help="transfer_options: the held-out models (default: every plain member)")
     ap.add_argument("--step-steps", type=int, default=8)
     ap.add_argument("--out", default="runs/bench/transfer_physical")
     ap.add_argument("--designs", default=None, help="where designs are cached by config and members (default: --out)")
@@ -175,6 +188,23 @@ def main() -> None:
             result["leave_one_out"].append({"held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                             "members_targeted_min": min(v[n]["targeted"] for n in members),
                                             "coverage": round(res.coverage, 4), "seconds": res.timings.get("wall")})
+    if "transfer_options" in only and len(plain) > 2:
+        result["transfer_options"] = []
+        hardened = [n for n in names if _hardened(n)]
+        for m in (args.held_out.split(",") if args.held_out else plain):
+            members = [n for n in plain if n != m]
+            for opt in ["", *(args.options or TRANSFER_OPTIONS)]:
+                variant = load_config(RP2Job, args.config, [*args.overrides, *opt.split()])
+                slug = "".join(c if c.isalnum() or c in ".-" else "_" for c in opt.replace("=", "-"))
+                res = design(variant, members, zoo, args.loo_coverage, designs, f"loo-{m}" + (f"-{slug}" if opt else ""),
+                             args.cached_only)
+                if res is None:
+                    continue
+                v = record(res, f"all but {m}" + (f", {opt}" if opt else ""))
+                result["transfer_options"].append({
+                    "held_out": m, "options": opt, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
+                    "members_targeted_min": min(v[n]["targeted"] for n in members),
+                    "hardened_targeted": {n: v[n]["targeted"] for n in hardened}, "coverage": round(res.coverage, 4)})
     if "coverage_curve" in only:
         result["coverage_curve"] = {}
         for m in names:
