@@ -138,7 +138,7 @@ def log_prob_loss(logp: torch.Tensor, objective: Objective, source: int | None, 
     return margin.clamp(min=-objective.kappa)
 
 
-def logit_loss(z: torch.Tensor, objective: Objective, source: int | None, target: int | None) -> torch.Tensor:
+def loss_from_logits(z: torch.Tensor, objective: Objective, source: int | None, target: int | None) -> torch.Tensor:
     """The per-view loss of ``objective`` on logits ``N x K``: Zhao et al.'s ``-z_t`` (targeted), ``z_s``
     (untargeted) with ``loss: logit``, else ``log_prob_loss`` on ``log_softmax(z)``."""
     if objective.loss != "logit":
@@ -259,7 +259,7 @@ class ClassifierVictim(Victim):
         return F.log_softmax(self.logits(views, diverse), dim=1)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
-        return logit_loss(self.logits(views, diverse=True), objective, *self.classes_of(objective))
+        return loss_from_logits(self.logits(views, diverse=True), objective, *self.classes_of(objective))
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
@@ -330,11 +330,11 @@ class EnsembleVictim(Victim):
         per_member = self.fusion == "sum_losses" or objective.loss == "logit"
         if self.balance > 0:
             ce = replace(objective, loss="ce")
-            unfooled = torch.stack([logit_loss(z.detach().to(dev), ce, s, t).mean() for z in zs])
+            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t).mean() for z in zs])
             w = w * torch.softmax(unfooled / self.balance, 0)
         w = w / w.sum()
         if per_member:
-            own = torch.stack([logit_loss(z.to(dev), objective, s, t) for z in zs])  # members x views
+            own = torch.stack([loss_from_logits(z.to(dev), objective, s, t) for z in zs])  # members x views
             return (w[:, None] * own).sum(0)
         return log_prob_loss(self.fused_log_probs([F.log_softmax(z, dim=1) for z in zs], w), objective, s, t)
 
@@ -431,4 +431,4 @@ def _short(spec: str) -> str:
 
 
 __all__ = ["VictimConfig", "load_model", "load_victim", "register_model", "Objective", "Views", "Verdict", "Victim",
-           "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss", "logit_loss"]
+           "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss", "loss_from_logits"]
