@@ -155,6 +155,10 @@ def main() -> None:
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
     zoo = {n: load_model(n).eval() for n in names}
     judges = {n: ClassifierVictim(zoo[n], n) for n in names}
+    plain = [n for n in names if not _hardened(n)]
+    held_out = [n for n in args.held_out.split(",") if n] or plain
+    if set(held_out) - set(plain):
+        ap.error(f"--held-out {','.join(sorted(set(held_out) - set(plain)))}: not a plain zoo model ({', '.join(plain)})")
     result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,
                     "cached_only": args.cached_only,
                     "threads": torch.get_num_threads(), "grid": to_dict(job.grid)}
@@ -176,7 +180,6 @@ def main() -> None:
             result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                         "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
                                         "seconds": res.timings.get("wall")})
-    plain = [n for n in names if not _hardened(n)]
     if "leave_one_out" in only and len(plain) > 2:
         result["leave_one_out"] = []
         for m in plain:
@@ -191,7 +194,7 @@ def main() -> None:
     if "transfer_options" in only and len(plain) > 2:
         result["transfer_options"] = []
         hardened = [n for n in names if _hardened(n)]
-        for m in (args.held_out.split(",") if args.held_out else plain):
+        for m in held_out:
             members = [n for n in plain if n != m]
             for opt in ["", *(args.options or TRANSFER_OPTIONS)]:
                 variant = load_config(RP2Job, args.config, [*args.overrides, *opt.split()])
