@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -79,8 +79,8 @@ class Objective:
         for name in need[self.kind]:
             if not getattr(self, name):
                 raise PhysadvError(f"a {self.kind} objective needs a {name} class")
-        if self.loss not in ("ce", "margin", "logit"):
-            raise PhysadvError(f"objective loss '{self.loss}' is not 'ce', 'margin' or 'logit'")
+        if self.loss not in get_args(LossKind):
+            raise PhysadvError(f"objective loss '{self.loss}' is not one of {', '.join(get_args(LossKind))}")
         if self.kind == "targeted" and self.source == self.target:
             raise PhysadvError(f"source and target are both '{self.target}'")
         if self.kappa < 0:

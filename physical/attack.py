@@ -25,7 +25,7 @@ from physadv.core.config import config_hash
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint, save_checkpoint
 from physadv.core.progress import progress
-from physadv.core.victims import Objective, Victim, Views
+from physadv.core.victims import LossKind, Objective, Victim, Views
 from physadv.rendering.scene import Draw, Scene
 
 
@@ -36,7 +36,7 @@ class DesignConfig:
     source: str = "stop"  # the object's own class ("": the object's label, e.g. a dataset image's)
     target: Optional[str] = "speed_limit_80"  # None: untargeted (away from source)
     objective: Literal["auto", "targeted", "untargeted", "disappearance", "creation"] = "auto"  # auto: from target
-    loss: Literal["ce", "margin", "logit"] = "ce"  # cross-entropy (the papers), Carlini-Wagner's margin, or Zhao et al.'s logit
+    loss: LossKind = "ce"  # cross-entropy (the papers), Carlini-Wagner's margin, or Zhao et al.'s logit
     kappa: float = 0.0  # margin loss: confidence at which the push stops
     steps: int = 300
     batch: int = 32  # views per step
