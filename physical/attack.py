@@ -198,7 +198,8 @@ class PhysicalAttack:
         for i in range(self.cfg.restarts):
             ck = None if checkpoint is None else Path(checkpoint).with_name(f"{Path(checkpoint).stem}.restart{i}.safetensors")
             done = None if ck is None else ck.with_name(ck.stem + ".result.safetensors")
-            run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1))
+            # a run's key leaves out the restart loop's own keys: raising restarts or restart_until reuses finished runs
+            run = type(self)(self.victim, self.scene, replace(self.cfg, seed=self.cfg.seed + i, restarts=1, restart_until=1.0))
             run.val_seed = self.cfg.seed
             key = config_hash({"config": _plain(run._config_key()), "victim": self.victim.name})
             finished = PhysicalResult.load(done) if done is not None and done.is_file() else None

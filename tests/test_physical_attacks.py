@@ -395,3 +395,19 @@ def test_restarts_stop_once_a_run_reaches_restart_until(victim, tmp_path):
     assert other.metrics["steps"] == 5 and early.metrics["steps"] == 4
     with pytest.raises(PhysadvError, match=r"restart_until is a success rate in \[0, 1\], got 1.5"):
         small_rp2(restart_until=1.5)
+
+
+def test_raising_restart_until_reuses_the_finished_runs(victim, tmp_path, monkeypatch):
+    """A finished run is a function of its seed, not of how many runs the loop allows: asking for more (a higher
+    restart_until) makes only the runs not yet made."""
+    from physadv.physical.rp2 import RP2
+
+    first = RP2(victim, small_scene(), small_rp2(seed=5, restarts=2, restart_until=0.0)).run(tmp_path / "a.safetensors",
+                                                                                          progress_bar=False)
+    made = []
+    monkeypatch.setattr(RP2, "_run_once", lambda self, ck, bar, real=RP2._run_once: made.append(self.cfg.seed) or
+                        real(self, ck, bar))
+    more = RP2(victim, small_scene(), small_rp2(seed=5, restarts=2, restart_until=1.0)).run(tmp_path / "a.safetensors",
+                                                                                         progress_bar=False)
+    assert made == [6] and more.metrics["restarts"][0] == first.metrics["restarts"][0]
+    assert len(more.metrics["restarts"]) == 2
