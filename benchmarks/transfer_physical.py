@@ -15,7 +15,8 @@ Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "c
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
 the views rendered once) and the paths of the plots and of the transfer matrix. ``transfer_options`` (not run by
 default) makes the leave-one-out design again with each ``--option`` (config keys on top of the recipe, e.g.
-``victim.diversity=0.5``) for each ``--held-out`` model: ``{"held_out", "options", "targeted", "untargeted",
+``victim.diversity=0.5``; the word ``+hardened`` makes the hardened zoo models members too, as robust surrogates:
+Springer et al. 2021) for each ``--held-out`` model: ``{"held_out", "options", "targeted", "untargeted",
 "members_targeted_min", "hardened_targeted", "coverage"}``, the recipe's own design first (options "").
 """
 from __future__ import annotations
@@ -124,7 +125,8 @@ def curve_png(curve: dict, path: Path) -> None:
 
 # The literature's transfer options measured against the recipe (each a config key; docs/fidelity.md)
 TRANSFER_OPTIONS = ["victim.diversity=0.5", "optimizer=momentum lr=0.02", "victim.subset=3", "loss=margin kappa=30", "loss=logit",
-                    "loss=logit victim.balance=1.0", "loss=logit victim.balance=5.0", "loss=margin kappa=30 victim.diversity=0.5"]
+                    "loss=logit victim.balance=1.0", "loss=logit victim.balance=5.0", "loss=margin kappa=30 victim.diversity=0.5",
+                    "+hardened"]
 
 
 def main() -> None:
@@ -138,7 +140,8 @@ def main() -> None:
     ap.add_argument("--white-box-coverage", type=float, default=0.15)
     ap.add_argument("--loo-coverage", type=float, default=0.30)
     ap.add_argument("--option", dest="options", action="append", default=None, metavar="'KEY=VALUE ...'",
-                    help="transfer_options: one variant of the leave-one-out design (repeatable; default: "
+                    help="transfer_options: one variant of the leave-one-out design, config keys and '+hardened' (the hardened "
+                         "models join as members; repeatable; default: "
                          + "; ".join(TRANSFER_OPTIONS) + ")")
     ap.add_argument("--held-out", default="", help="transfer_options: the held-out models (default: every plain member)")
     ap.add_argument("--step-steps", type=int, default=8)
@@ -197,16 +200,18 @@ def main() -> None:
         for m in held_out:
             members = [n for n in plain if n != m]
             for opt in ["", *(args.options or TRANSFER_OPTIONS)]:
-                variant = load_config(RP2Job, args.config, [*args.overrides, *opt.split()])
+                keys = [k for k in opt.split() if k != "+hardened"]
+                team = members + (hardened if len(keys) < len(opt.split()) else [])
+                variant = load_config(RP2Job, args.config, [*args.overrides, *keys])
                 slug = "".join(c if c.isalnum() or c in ".-" else "_" for c in opt.replace("=", "-"))
-                res = design(variant, members, zoo, args.loo_coverage, designs, f"loo-{m}" + (f"-{slug}" if opt else ""),
+                res = design(variant, team, zoo, args.loo_coverage, designs, f"loo-{m}" + (f"-{slug}" if opt else ""),
                              args.cached_only)
                 if res is None:
                     continue
                 v = record(res, f"all but {m}" + (f", {opt}" if opt else ""))
                 result["transfer_options"].append({
                     "held_out": m, "options": opt, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
-                    "members_targeted_min": min(v[n]["targeted"] for n in members),
+                    "members_targeted_min": min(v[n]["targeted"] for n in team),
                     "hardened_targeted": {n: v[n]["targeted"] for n in hardened}, "coverage": round(res.coverage, 4)})
     if "coverage_curve" in only:
         result["coverage_curve"] = {}
