@@ -404,9 +404,13 @@ def test_raising_restart_until_reuses_the_finished_runs(victim, tmp_path, monkey
 
     first = RP2(victim, small_scene(), small_rp2(seed=5, restarts=2, restart_until=0.0)).run(tmp_path / "a.safetensors",
                                                                                           progress_bar=False)
-    made = []
-    monkeypatch.setattr(RP2, "_run_once", lambda self, ck, bar, real=RP2._run_once: made.append(self.cfg.seed) or
-                        real(self, ck, bar))
+    made, real = [], RP2._run_once
+
+    def counted(self, checkpoint, progress_bar):
+        made.append(self.cfg.seed)
+        return real(self, checkpoint, progress_bar)
+
+    monkeypatch.setattr(RP2, "_run_once", counted)
     more = RP2(victim, small_scene(), small_rp2(seed=5, restarts=2, restart_until=1.0)).run(tmp_path / "a.safetensors",
                                                                                          progress_bar=False)
     assert made == [6] and more.metrics["restarts"][0] == first.metrics["restarts"][0]
