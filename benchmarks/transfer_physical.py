@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import physadv.rendering.signs  # noqa: E402,F401  (registers the sign data and the built-in sign classifier)
 from physadv.core.config import load_config, to_dict  # noqa: E402
+from physadv.core.errors import PhysadvError  # noqa: E402
 from physadv.core.gridreport import summary, transfer_table, write_transfer  # noqa: E402
 from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, load_model  # noqa: E402
 from physadv.core.zoo import zoo_names  # noqa: E402
@@ -156,12 +157,19 @@ def main() -> None:
     designs.mkdir(parents=True, exist_ok=True)
     job = load_config(RP2Job, args.config, args.overrides)
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
-    zoo = {n: load_model(n).eval() for n in names}
-    judges = {n: ClassifierVictim(zoo[n], n) for n in names}
     plain = [n for n in names if not _hardened(n)]
     held_out = [n for n in args.held_out.split(",") if n] or plain
     if set(held_out) - set(plain):
         ap.error(f"--held-out {','.join(sorted(set(held_out) - set(plain)))}: not a plain zoo model ({', '.join(plain)})")
+    variants = {"": (job, False)}  # leave-one-out variant -> (its config, whether the hardened models join)
+    for opt in args.options or TRANSFER_OPTIONS:  # a mistyped option is a usage error before any work
+        try:
+            variants[opt] = (load_config(RP2Job, args.config, [*args.overrides, *(w for w in opt.split() if w != "+hardened")]),
+                             "+hardened" in opt.split())
+        except PhysadvError as e:
+            ap.error(f"--option {opt!r}: {e}")
+    zoo = {n: load_model(n).eval() for n in names}
+    judges = {n: ClassifierVictim(zoo[n], n) for n in names}
     result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,
                     "cached_only": args.cached_only,
                     "threads": torch.get_num_threads(), "grid": to_dict(job.grid)}
@@ -183,36 +191,30 @@ def main() -> None:
             result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
                                         "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
                                         "seconds": res.timings.get("wall")})
+    hardened, loo_rows = [n for n in names if _hardened(n)], {}
+
+    def leave_one_out(m: str, opt: str = "") -> dict | None:
+        """The design on every plain model but ``m`` (``opt``: config keys on top of the recipe; the word
+        ``+hardened``: the hardened models join as members), judged by every model: its row, made once per run."""
+        if (m, opt) not in loo_rows:
+            variant, with_hardened = variants[opt]
+            team = [n for n in plain if n != m] + (hardened if with_hardened else [])
+            slug = "".join(c if c.isalnum() or c in ".-" else "_" for c in opt.replace("=", "-"))
+            res = design(variant, team, zoo, args.loo_coverage, designs, f"loo-{m}" + (f"-{slug}" if opt else ""),
+                         args.cached_only)
+            v = None if res is None else record(res, f"all but {m}" + (f", {opt}" if opt else ""))
+            loo_rows[m, opt] = None if v is None else {
+                "held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
+                "members_targeted_min": min(v[n]["targeted"] for n in team),
+                "hardened_targeted": {n: v[n]["targeted"] for n in hardened}, "coverage": round(res.coverage, 4),
+                "seconds": res.timings.get("wall")}
+        return loo_rows[m, opt]
+
     if "leave_one_out" in only and len(plain) > 2:
-        result["leave_one_out"] = []
-        for m in plain:
-            members = [n for n in plain if n != m]
-            res = design(job, members, zoo, args.loo_coverage, designs, f"loo-{m}", args.cached_only)
-            if res is None:
-                continue
-            v = record(res, f"all but {m}")
-            result["leave_one_out"].append({"held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
-                                            "members_targeted_min": min(v[n]["targeted"] for n in members),
-                                            "coverage": round(res.coverage, 4), "seconds": res.timings.get("wall")})
+        result["leave_one_out"] = [row for row in map(leave_one_out, plain) if row]
     if "transfer_options" in only and len(plain) > 2:
-        result["transfer_options"] = []
-        hardened = [n for n in names if _hardened(n)]
-        for m in held_out:
-            members = [n for n in plain if n != m]
-            for opt in ["", *(args.options or TRANSFER_OPTIONS)]:
-                keys = [k for k in opt.split() if k != "+hardened"]
-                team = members + (hardened if len(keys) < len(opt.split()) else [])
-                variant = load_config(RP2Job, args.config, [*args.overrides, *keys])
-                slug = "".join(c if c.isalnum() or c in ".-" else "_" for c in opt.replace("=", "-"))
-                res = design(variant, team, zoo, args.loo_coverage, designs, f"loo-{m}" + (f"-{slug}" if opt else ""),
-                             args.cached_only)
-                if res is None:
-                    continue
-                v = record(res, f"all but {m}" + (f", {opt}" if opt else ""))
-                result["transfer_options"].append({
-                    "held_out": m, "options": opt, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
-                    "members_targeted_min": min(v[n]["targeted"] for n in team),
-                    "hardened_targeted": {n: v[n]["targeted"] for n in hardened}, "coverage": round(res.coverage, 4)})
+        result["transfer_options"] = [{"options": opt, **row} for m in held_out
+                                      for opt in variants if (row := leave_one_out(m, opt))]
     if "coverage_curve" in only:
         result["coverage_curve"] = {}
         for m in names:

@@ -53,3 +53,18 @@ def test_a_models_grid_numbers_do_not_depend_on_the_models_judging_beside_it():
     conf64 = small.judge(views, Objective("targeted", "stop", "speed_limit_80")).score
     conf32 = torch.tensor([v[1] for k, v in alone.items() if k[0] == "d"])
     assert not torch.allclose(conf64.float(), conf32.float(), atol=1e-4)
+
+
+def test_a_mistyped_option_is_a_one_line_usage_error_before_any_model_loads(monkeypatch, tmp_path, capsys):
+    import pytest
+
+    bench = _benchmark()
+    monkeypatch.setattr(bench, "load_model", lambda name: pytest.fail(f"loaded {name} before checking the options"))
+    for option, says in (("+hardend", "--option '+hardend': --set '+hardend': expected key=value"),
+                         ("loss=hinge", "--option 'loss=hinge': config (configs/physical/rp2_zoo.yaml + --set): loss: 'hinge'")):
+        monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--only", "transfer_options", "--option", option,
+                                         "--config", "configs/physical/rp2_zoo.yaml", "--out", str(tmp_path)])
+        with pytest.raises(SystemExit) as exit_:
+            bench.main()
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and says in err[-1]
