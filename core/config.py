@@ -178,12 +178,26 @@ def from_dict(cls: type[T], data: dict, source: str = "mapping") -> T:
     return _build(cls, data, f"config ({source})")
 
 
-def to_dict(cfg: Any) -> dict:
-    """The config as plain YAML-able data (tuples become lists)."""
+def added_later(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING) -> Any:
+    """A config field for an option added after results were cached under ``config_hash``: at its default it is left
+    out of the hash, so a config that does not use the option keeps its hash, and its caches and checkpoints."""
+    return dataclasses.field(default=default, default_factory=factory, metadata={"added_later": True})
+
+
+def _at_added_later_default(cfg: Any, f: dataclasses.Field) -> bool:
+    if not f.metadata.get("added_later"):
+        return False
+    return getattr(cfg, f.name) == (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+
+
+def to_dict(cfg: Any, for_hash: bool = False) -> dict:
+    """The config as plain YAML-able data (tuples become lists); ``for_hash``: without the ``added_later`` fields
+    that are at their defaults."""
 
     def plain(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
-            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)
+                    if not (for_hash and _at_added_later_default(v, f))}
         if isinstance(v, (list, tuple)):
             return [plain(x) for x in v]
         if isinstance(v, dict):
@@ -207,9 +221,9 @@ def save_config(cfg: Any, path: str | Path) -> Path:
 
 
 def config_hash(cfg: Any, length: int = 12) -> str:
-    """A stable short hash of a config's content, for caches."""
+    """A stable short hash of a config's content, for caches (fields ``added_later`` count only when set)."""
     import hashlib
     import json
 
-    blob = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()
+    blob = json.dumps(to_dict(cfg, for_hash=True), sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]

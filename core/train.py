@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from physadv.core.config import config_hash, from_dict, to_dict
+from physadv.core.config import added_later, config_hash, from_dict, to_dict
 from physadv.core.data import DataConfig, ImageSet
 from physadv.core.errors import PhysadvError
 from physadv.core.io import cache_dir, load_checkpoint, load_state_into, save_checkpoint
@@ -67,11 +67,11 @@ class TrainConfig:
     device: str = "auto"
     # Training on the PGD adversary of every batch (Madry et al. 2018, eq. 2.1), e.g. {eps_255: 8, step_255: 2,
     # steps: 7}; the adversary is made with the model in eval mode (no dropout), after the other augmentations.
-    adversarial: Optional[PGDConfig] = None
+    adversarial: Optional[PGDConfig] = added_later(None)
     # A registered batch augmentation applied after the random shift ('none', or e.g. 'eot': the camera-effects
     # stack of rendering.augment, registered by physadv.rendering.signs); augment_args configure it.
-    augment: str = "none"
-    augment_args: dict = field(default_factory=dict)
+    augment: str = added_later("none")
+    augment_args: dict = added_later(factory=dict)
 
     def validate(self) -> None:
         get_arch(self.model)
@@ -83,11 +83,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
 
     def cache_key(self) -> str:
-        d = to_dict(self)
+        d = to_dict(self, for_hash=True)
         d.pop("device")
-        for key, off in (("adversarial", None), ("augment", "none"), ("augment_args", {})):
-            if d[key] == off:  # options added later leave the hashes of configs without them unchanged
-                d.pop(key)
         return f"{self.model}-{config_hash(d)}"
 
 

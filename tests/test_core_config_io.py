@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from physadv.core.config import config_hash, load_config, parse_overrides, save_config
+from physadv.core.config import added_later, config_hash, load_config, parse_overrides, save_config
 from physadv.core.errors import PhysadvError
 from physadv.core.io import (atomic_path, load_checkpoint, load_state_into, load_torch_weights, read_image, save_checkpoint,
                      write_image)
@@ -57,6 +57,23 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(Job, tmp_path / "config.yaml")
     assert again == job and config_hash(again) == config_hash(job)
     assert config_hash(load_config(Job, None, ["epochs=8"])) != config_hash(job)
+
+
+@dataclass
+class JobWithLaterOptions(Job):
+    """``Job`` as a later release has it: two options added after results were cached under Job's hashes."""
+
+    warmup: int = added_later(0)
+    tags: dict = added_later(factory=dict)
+
+
+def test_options_added_later_leave_the_hashes_of_configs_without_them_alone(tmp_path):
+    assert config_hash(JobWithLaterOptions()) == config_hash(Job())
+    assert config_hash({"cfg": JobWithLaterOptions(epochs=4), "members": ["a"]}) == config_hash({"cfg": Job(epochs=4), "members": ["a"]})
+    assert config_hash(JobWithLaterOptions(warmup=5)) != config_hash(Job())
+    assert config_hash(JobWithLaterOptions(tags={"a": 1})) != config_hash(Job())
+    save_config(JobWithLaterOptions(), tmp_path / "config.yaml")  # the resolved config a run writes still shows them
+    assert "warmup: 0" in (tmp_path / "config.yaml").read_text()
 
 
 def test_checkpoint_round_trip_with_metadata(tmp_path):
