@@ -55,7 +55,7 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
 
     mask = replace(job.mask, coverage=coverage, max_coverage=max(coverage, job.mask.max_coverage))
     cfg = replace(job, mask=mask)
-    key = config_hash({"cfg": to_dict(cfg), "members": members})
+    key = config_hash({"cfg": cfg, "members": members})  # options added later count only when set
     path = out / f"{name}-{key}.safetensors"
     if path.is_file():
         return PhysicalResult.load(path)

@@ -21,7 +21,7 @@ from typing import Literal, Optional
 
 import torch
 
-from physadv.core.config import config_hash
+from physadv.core.config import added_later, config_hash
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint, save_checkpoint
 from physadv.core.progress import progress
@@ -44,6 +44,7 @@ class DesignConfig:
     lr_schedule: Literal["cosine", "constant"] = "cosine"
     optimizer: Literal["adam", "momentum"] = "adam"  # momentum: MI-FGSM's normalised momentum, sign steps (Dong et al.)
     momentum: float = 1.0  # MI-FGSM's decay mu
+    grad_sigma: float = added_later(0.0)  # TI (Dong et al. 2019): the texture gradient smoothed by a Gaussian, texels
     val_views: int = 96  # fixed held-out views on which the best design is chosen
     val_every: int = 25
     checkpoint_every: int = 50
@@ -56,6 +57,8 @@ class DesignConfig:
             raise ValueError("steps, batch, val_views, val_every, checkpoint_every and restarts must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.grad_sigma < 0:
+            raise ValueError(f"grad_sigma is a Gaussian's width in texels (0: off), got {self.grad_sigma}")
         if not 0 <= self.restart_until <= 1:
             raise ValueError(f"restart_until is a success rate in [0, 1], got {self.restart_until}")
 
@@ -261,6 +264,8 @@ class PhysicalAttack:
                                    (f" beside {checkpoint}" if checkpoint else "") + f"; lower lr (now {cfg.lr})")
             opt.zero_grad(set_to_none=True)
             total.backward()
+            if cfg.grad_sigma > 0:
+                w.grad = translation_invariant(w.grad, cfg.grad_sigma)
             opt.step()
             with torch.no_grad():
                 self.project(w)
@@ -291,7 +296,8 @@ class PhysicalAttack:
         """The attack's own settings (a run's other sections, e.g. the grid, do not change its optimisation)."""
         from physadv.core.config import to_dict
 
-        return {f.name: to_dict(getattr(self.cfg, f.name)) for f in fields(self.Config)}
+        d = to_dict(self.cfg, for_hash=True)  # an option added later, at its default, leaves old checkpoints valid
+        return {f.name: d[f.name] for f in fields(self.Config) if f.name in d}
 
     def holds(self, meta: dict) -> bool:
         """Whether a checkpoint's metadata is this attack's with this config (any other lends nothing to the run)."""
@@ -334,6 +340,17 @@ class PhysicalAttack:
         save_checkpoint(p.with_name("best_texture.safetensors"), {"texture": best, "alpha": alpha})
 
 
+def translation_invariant(grad: torch.Tensor, sigma: float) -> torch.Tensor:
+    """TI (Dong, Pang, Su and Zhu, CVPR 2019, eq. 8): the gradient convolved with a Gaussian kernel ``W`` (radius
+    ``3 sigma``, reflected at the borders), which stands for the gradients of translated copies of the input and
+    favours smooth perturbations that transfer, most of all to defended models; here over a texture's texels."""
+    from kornia.filters import gaussian_blur2d
+
+    k = 2 * math.ceil(3 * sigma) + 1
+    flat = grad.reshape(-1, 1, *grad.shape[-2:])
+    return gaussian_blur2d(flat, (k, k), (sigma, sigma), border_type="reflect").reshape(grad.shape)
+
+
 class MomentumSign(torch.optim.Optimizer):
     """MI-FGSM's update (Dong et al., CVPR 2018, eq. 6-7): ``g <- mu * g + grad / ||grad||_1``, ``w <- w - lr * sign(g)``
     (the L1 norm as a mean over elements, which only rescales ``g``); momentum stabilises the direction across the
@@ -360,4 +377,4 @@ def _plain(d):
     return json.loads(json.dumps(d))
 
 
-__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours"]
+__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours", "translation_invariant"]

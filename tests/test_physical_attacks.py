@@ -130,6 +130,33 @@ def test_sigkill_during_a_design_loses_at_most_one_checkpoint_interval(tmp_path)
     assert torch.equal(resumed.texture, straight.texture) and torch.equal(resumed.mask, straight.mask)
 
 
+def test_translation_invariant_steps_on_the_gradient_smoothed_as_opencv_smooths_it(victim):
+    """TI (Dong et al. 2019, eq. 8) with MI-FGSM's sign step: the first step is ``-lr * sign(W * grad)``, ``W`` the
+    Gaussian kernel; the reference gradient is taken on the same views and blurred by OpenCV (reflected borders)."""
+    from physadv.physical.attack import translation_invariant
+    from physadv.physical.rp2 import RP2
+
+    g = torch.randn(3, 20, 24, dtype=torch.float64)
+    ref = np.stack([cv2.GaussianBlur(c, (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101) for c in g.numpy()])
+    assert np.allclose(translation_invariant(g, 2.0).numpy(), ref, atol=1e-10)
+
+    scene = small_scene()
+    attack = RP2(victim, scene, small_rp2(grad_sigma=2.0, optimizer="momentum", lr=0.01, mask={"kind": "poster"}))
+    w0, val = attack.start(), scene.sample(4)
+    state = scene.state()
+    draw = scene.sample(attack.cfg.batch)  # the views the step will draw
+    scene.restore(state)
+    w = w0.clone().requires_grad_(True)
+    attack.loss(w, draw)[0].backward()
+    smooth = np.stack([cv2.GaussianBlur(c, (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101) for c in w.grad.numpy()])
+    w1, _, _ = attack.optimise(w0, 1, val, None, "ti", progress_bar=False)
+    step = np.sign((w0 - w1).numpy())
+    sure = np.abs(smooth) > 1e-3 * np.abs(smooth).max()  # away from the blurred gradient's zeros (float32 ties)
+    assert sure.mean() > 0.5
+    assert np.array_equal(step[sure], np.sign(smooth[sure]))
+    assert (np.sign(w.grad.numpy()) != np.sign(smooth))[sure].mean() > 0.05  # the raw gradient's signs would differ
+
+
 def test_rp2_bad_input(victim):
     from physadv.physical.rp2 import RP2
 
@@ -140,6 +167,8 @@ def test_rp2_bad_input(victim):
     with pytest.raises(PhysadvError, match="off the object"):
         RP2(victim, small_scene(), small_rp2(mask={"kind": "rectangles", "rects": [[0.0, 0.0, 0.08, 0.08]]})).run(
             progress_bar=False)
+    with pytest.raises(PhysadvError, match="grad_sigma.*-1"):
+        small_rp2(grad_sigma=-1.0)
 
 
 def test_a_nan_loss_keeps_the_best_design(victim, tmp_path, monkeypatch):
