@@ -26,6 +26,7 @@ from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint, save_checkpoint
 from physadv.core.progress import progress
 from physadv.core.victims import LossKind, Objective, Victim, Views
+from physadv.rendering.augment import gaussian_blur
 from physadv.rendering.scene import Draw, Scene
 
 
@@ -344,11 +345,8 @@ def translation_invariant(grad: torch.Tensor, sigma: float) -> torch.Tensor:
     """TI (Dong, Pang, Su and Zhu, CVPR 2019, eq. 8): the gradient convolved with a Gaussian kernel ``W`` (radius
     ``3 sigma``, reflected at the borders), which stands for the gradients of translated copies of the input and
     favours smooth perturbations that transfer, most of all to defended models; here over a texture's texels."""
-    from kornia.filters import gaussian_blur2d
-
-    k = 2 * math.ceil(3 * sigma) + 1
-    flat = grad.reshape(-1, 1, *grad.shape[-2:])
-    return gaussian_blur2d(flat, (k, k), (sigma, sigma), border_type="reflect").reshape(grad.shape)
+    flat = grad.reshape(1, -1, *grad.shape[-2:])
+    return gaussian_blur(flat, torch.tensor([float(sigma)])).reshape(grad.shape)
 
 
 class MomentumSign(torch.optim.Optimizer):
