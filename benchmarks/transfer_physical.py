@@ -39,8 +39,8 @@ from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, lo
 from physadv.core.zoo import zoo_names  # noqa: E402
 from physadv.physical.attack import PhysicalResult  # noqa: E402
 from physadv.physical.design_cli import RP2Job  # noqa: E402
-from physadv.physical.detect import min_view_px  # noqa: E402
-from physadv.physical.evaluate import design_extras, face, judge_grid, result_views  # noqa: E402
+from physadv.physical.detect import judge_grid_each_size  # noqa: E402
+from physadv.physical.evaluate import design_extras  # noqa: E402
 from physadv.physical.rp2 import RP2  # noqa: E402
 from physadv.rendering.scene import build_scene  # noqa: E402
 
@@ -73,16 +73,11 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
 
 
 def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
-    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, clean}}. Each model sees
-    the grid rendered at its own input size (as a design is optimised), so a number does not depend on which other
-    models judge beside it (views rendered for a 64 px judge and shrunk average the camera noise away)."""
+    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, clean}}, each model
+    seeing the grid at its own input size (``judge_grid_each_size``)."""
     objective = Objective("targeted", job.source, job.target)
-    size, js = {n: min_view_px(v) for n, v in judges.items()}, []
-    for px in sorted(set(size.values())):
-        scene = build_scene(job.scene, min_view_px=px)
-        renders = {"clean": face(scene, scene.obj.texture), name: result_views(scene, result)}
-        group = {n: v for n, v in judges.items() if size[n] == px}
-        js += judge_grid(scene, renders, group, objective, job.grid, progress_bar=False)
+    js, _ = judge_grid_each_size(lambda px: build_scene(job.scene, min_view_px=px), {name: result}, judges, objective,
+                                 job.grid, progress_bar=False)
     s = summary(js)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],
                 "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js

@@ -145,6 +145,22 @@ def _start(cls, job_name: str, args: argparse.Namespace):
     return job, run, device, victim, scene
 
 
+def scenes_at(job, device, victim, scene):
+    """``scene_at(px)`` for ``judge_grid_each_size``: the run's own scene at the victim's size, the job's scene at
+    any other size built once."""
+    from physadv.physical.detect import min_view_px
+    from physadv.rendering.scene import build_scene
+
+    built = {min_view_px(victim): scene}
+
+    def scene_at(px: int):
+        if px not in built:
+            built[px] = build_scene(job.scene, device, min_view_px=px, exclude_class=getattr(job, "target", None))
+        return built[px]
+
+    return scene_at
+
+
 def judges_of(victim, extra: list[str], device, detection: DetectionConfig | None = None) -> dict:
     """The victims that judge a grid: the attacked one, each ensemble member, and every extra model (a classifier
     or a detector, by the same names as ``--victim``)."""
@@ -170,19 +186,21 @@ def _design(args: argparse.Namespace) -> int:
     job, run, device, victim, scene = _start(cls, f"design-{args.kind}", args)
     attack = getattr(importlib.import_module(f"physadv.physical.{module}"), name)(victim, scene, job)
     result = attack.run(checkpoint=run / "checkpoint.safetensors")
-    summary = save_design(run, result, scene, attack.objective, judges_of(victim, job.judges, device, job.detection),
-                          job.grid, f"{args.kind} on {scene.obj.name} against {victim.name}")
+    summary = save_design(run, result, scenes_at(job, device, victim, scene), attack.objective,
+                          judges_of(victim, job.judges, device, job.detection), job.grid,
+                          f"{args.kind} on {scene.obj.name} against {victim.name}", scene)
     _print_summary(summary, result, victim.name)
     _print_detection(summary.get("detection"))
     return 0
 
 
-def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpec, title: str) -> dict:
-    """Write the design's files, judge it on the grid, write the report; returns the metrics."""
+def save_design(run: Path, result, scene_at, objective, judges: dict, grid: GridSpec, title: str, scene) -> dict:
+    """Write the design's files, judge it on the grid (every judge at its own input size: ``scene_at``), write the
+    report; returns the metrics. ``scene``: the design's own scene (its sample views and mesh)."""
     from physadv.core.gridreport import write_report
     from physadv.core.io import write_image
     from physadv.core.detection_report import detection_section
-    from physadv.physical.detect import add_detection_report, detection_metrics, judge_grid_detection
+    from physadv.physical.detect import add_detection_report, detection_metrics, judge_grid_each_size
     from physadv.physical.evaluate import design_extras, face, result_views
     from physadv.physical.report import loss_curve, write_design_report
 
@@ -195,8 +213,8 @@ def save_design(run: Path, result, scene, objective, judges: dict, grid: GridSpe
         from physadv.rendering.mesh import export_mesh
 
         export_mesh(scene.obj.mesh.with_texture(result.texture.permute(1, 2, 0).contiguous()), run / "textured.glb")
+    judgements, records = judge_grid_each_size(scene_at, {"adversarial": result}, judges, objective, grid)
     renders = {"clean": face(scene, scene.obj.texture), "adversarial": result_views(scene, result)}
-    judgements, records = judge_grid_detection(scene, renders, judges, objective, grid)  # detectors: matched detections
     report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()},
                           {"adversarial": design_extras(result)})
     detection = add_detection_report(run / "grid", records, title)
@@ -307,21 +325,21 @@ def _grid(args: argparse.Namespace) -> int:
     from physadv.core.detection_report import detection_section
     from physadv.core.gridreport import html_table, write_report
     from physadv.core.html import Page
-    from physadv.physical.detect import add_detection_report, detection_metrics, grid_objective, judge_grid_detection
-    from physadv.physical.evaluate import design_extras, face, result_views
+    from physadv.physical.detect import add_detection_report, detection_metrics, grid_objective, judge_grid_each_size
+    from physadv.physical.evaluate import design_extras
     from physadv.physical.report import transfer_section
 
     job, run, device, victim, scene = _start(GridJob, "evaluate-grid", args)
-    renders, extras = {"clean": face(scene, scene.obj.texture)}, {}
+    designs, extras = {}, {}
     for i, text in enumerate(args.texture):
         result = load_design(Path(text), scene)
         name = result.victim.get("name") or Path(text).stem
-        name = name if name not in renders else f"{name} ({i + 1})"
-        renders[name], extras[name] = result_views(scene, result), design_extras(result)
+        name = name if name not in designs and name != "clean" else f"{name} ({i + 1})"
+        designs[name], extras[name] = result, design_extras(result)
     objective = grid_objective(job.objective, job.source, job.target)
     judges = judges_of(victim, job.judges + list(args.judge), device, job.detection)
     title = f"{len(extras)} design(s): {job.source} -> {job.target}"
-    judgements, records = judge_grid_detection(scene, renders, judges, objective, job.grid)
+    judgements, records = judge_grid_each_size(scenes_at(job, device, victim, scene), designs, judges, objective, job.grid)
     report = write_report(run / "grid", judgements, title, {n: v.classes for n, v in judges.items()}, extras)
     detection = add_detection_report(run / "grid", records, title)
     page = Page(title)

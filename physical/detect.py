@@ -89,6 +89,27 @@ def judge_grid_detection(scene, renders: dict, judges: dict, objective: Objectiv
     return judgements + records_as_judgements(records), records
 
 
+def judge_grid_each_size(scene_at, designs: dict, judges: dict, objective: Objective, spec,
+                         progress_bar: bool = True) -> tuple[list[Judgement], list[DetectionRecord]]:
+    """``judge_grid_detection`` with every classifier judge seeing the grid rendered at its own input size, as a
+    design is optimised for it, so its verdicts do not depend on which other models judge beside it (views rendered
+    for a 64 px judge and shrunk would average a 32 px judge's camera noise away). ``scene_at(px)``: the scene
+    rendering crops of at least ``px`` (``rendering.scene.build_scene``'s ``min_view_px``); ``designs``: name ->
+    ``PhysicalResult``, judged beside the clean face. Detectors see whole frames and join the smallest size."""
+    from physadv.physical.evaluate import face, result_views
+
+    size = {n: min_view_px(v) for n, v in judges.items()}
+    sizes = sorted({px for px in size.values() if px}) or [0]
+    judgements, records = [], []
+    for px in sizes:
+        group = {n: v for n, v in judges.items() if size[n] == px or (not size[n] and px == sizes[0])}
+        scene = scene_at(px)
+        renders = {"clean": face(scene, scene.obj.texture)} | {n: result_views(scene, r) for n, r in designs.items()}
+        j, r = judge_grid_detection(scene, renders, group, objective, spec, progress_bar)
+        judgements, records = judgements + j, records + r
+    return judgements, records
+
+
 def add_detection_report(folder: str | Path, records: list[DetectionRecord], title: str):
     """The detection report beside a grid report (``None`` when no detector judged); see ``core.detection_report``."""
     if not records:
@@ -135,4 +156,4 @@ def detector_photo_section(page, out_dir, sets: dict, layout, detector: str = "s
 
 
 __all__ = ["NONE", "detector_photo_section", "add_detection_report", "check_detector_scene", "detection_metrics", "detector_grid_records",
-           "grid_objective", "judge_grid_detection", "min_view_px", "records_as_judgements"]
+           "grid_objective", "judge_grid_detection", "judge_grid_each_size", "min_view_px", "records_as_judgements"]

@@ -208,6 +208,38 @@ def test_grid_judges_every_cell_by_every_victim_on_shared_views(victim):
     assert [j.probs for j in again] == [j.probs for j in js if j.victim == "random"]
 
 
+def test_each_judge_sees_the_grid_at_its_own_input_size(victim):
+    """A 32 px judge's verdicts do not change when a 64 px judge judges beside it: each sees the grid rendered at its
+    own size (as the designs were optimised), not the largest judge's views shrunk (which do change its verdicts)."""
+    from physadv.physical.attack import PhysicalResult
+    from physadv.physical.detect import judge_grid_each_size
+    from physadv.physical.evaluate import face, judge_grid
+    from physadv.rendering.scene import GridSpec
+
+    torch.manual_seed(1)
+    big = ClassifierVictim(build_classifier("gtsrb-cnn", sign_classes(), (3, 64, 64), width=0.25, hidden=32).eval(), "big")
+    scenes = {px: small_scene(view_px=px) for px in (32, 64)}
+    grid = GridSpec(distances_ft=(5, 40), angles_deg=(0, 60), lights_per_cell=1)
+    objective = Objective("targeted", "stop", "speed_limit_80")
+    s32 = scenes[32]
+    design = PhysicalResult("rp2", 1 - s32.obj.texture, s32.obj.texture, s32.obj.alpha, torch.ones(s32.obj.alpha.shape[-2:]))
+    js, _ = judge_grid_each_size(scenes.__getitem__, {"adv": design}, {"random": victim, "big": big}, objective, grid,
+                                 progress_bar=False)
+
+    def probs(judgements, name):
+        return [j.probs for j in judgements if j.victim == name and j.set == "adv"]
+
+    def alone(px, v):
+        sc = scenes[px]
+        return judge_grid(sc, {"adv": face(sc, 1 - sc.obj.texture)}, {v.name: v}, objective, grid, progress_bar=False)
+
+    assert len(probs(js, "random")) == len(probs(js, "big")) == 4
+    assert probs(js, "random") == probs(alone(32, victim), "random")
+    assert probs(js, "big") == probs(alone(64, big), "big")
+    shrunk = np.array(probs(alone(64, victim), "random"))  # the old way: the largest judge's views, resized
+    assert np.abs(shrunk - np.array(probs(js, "random"))).max() > 1e-4
+
+
 def test_eot_2d_beats_the_clean_image_and_respects_eps(lenet_mnist, mnist_test):
     from physadv.physical.eot import EOT, EOTConfig
     from physadv.rendering.scene import GridSpec, SceneConfig, build_scene
