@@ -237,13 +237,17 @@ def render_photo(page: np.ndarray, layout, pose: Pose, intr: Intrinsics, backgro
     return out
 
 
-def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
+def simulate(cfg: SimulateConfig, out_dir: str | Path, workers: int | None = None) -> list:
     """Render the grid into ``out_dir/photos/*.jpg`` with ``out_dir/manifest.csv`` (files relative to it),
     ``truth.json`` (exact poses) and ``camera.json`` (the simulated camera); returns the manifest rows.
 
     Each photo has its own random stream (``seed``, index), so an interrupted run resumes: photos
-    already written by a run of the same config in ``out_dir`` are kept, not rendered again.
+    already written by a run of the same config in ``out_dir`` are kept, not rendered again; and ``workers``
+    threads (default: one per CPU core; OpenCV and NumPy release the GIL) render the same photos as one.
     """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from physadv.capture.calibrate import CameraModel
     from physadv.capture.photos import UNITS_M, ManifestRow, write_manifest
     from physadv.core.config import config_hash
@@ -260,28 +264,35 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path) -> list:
     resume = stamp.is_file() and stamp.read_text().strip() == key
     atomic_write_text(stamp, key + "\n")
     intr = Intrinsics.from_fov(cfg.fov_deg, cfg.width, cfg.height)
-    rows, truth, rendered = [], [], 0
     grid = [(d, a, light, k) for d in cfg.distances for a in cfg.angles for light in cfg.lights for k in range(cfg.repeats)]
-    for i, (d, a, light, k) in enumerate(progress(grid, desc="simulate")):
+    sample_backgrounds(1, 8, 8, tuple(cfg.backgrounds), torch.Generator().manual_seed(0))  # loads shared data once
+
+    def photo(i: int, d: float, a: float, light: str, k: int):
+        """Photo ``i``: rendered and written unless a resumed run has it; its manifest row and exact pose."""
         rng = np.random.default_rng((cfg.seed, i))
         roll = rng.uniform(-cfg.roll_deg, cfg.roll_deg)
         pose = Pose(d * UNITS_M[cfg.distance_unit], azimuth=_azimuth(a, cfg.elevation_deg), elevation=cfg.elevation_deg,
                     roll=roll)
         turn = _rotation(*np.radians(rng.uniform(-cfg.pan_deg, cfg.pan_deg, 2)), 0.0)
         name = f"d{d:g}{cfg.distance_unit}_a{a:g}_{light}" + (f"_{k}" if cfg.repeats > 1 else "") + ".jpg"
-        if not (resume and (out_dir / "photos" / name).is_file()):
+        rendered = not (resume and (out_dir / "photos" / name).is_file())
+        if rendered:
             g = torch.Generator().manual_seed(cfg.seed * 100_003 + i)
             bg = sample_backgrounds(1, cfg.height, cfg.width, tuple(cfg.backgrounds), g)[0].permute(1, 2, 0).numpy()
             shading = tuple(rng.uniform(-cfg.effects.shading, cfg.effects.shading, 2))
-            photo = render_photo(page, layout, pose, intr, bg, LIGHTS[light] * rng.uniform(0.9, 1.05), turn, shading)
-            write_image(out_dir / "photos" / name, camera_effects(photo, rng, cfg.effects), quality=cfg.effects.jpeg_quality)
-            rendered += 1
-        rows.append(ManifestRow(i + 2, f"photos/{name}", d, cfg.distance_unit, float(abs(pose.off_axis)), light,
-                                f"simulated az={pose.azimuth:.2f} el={pose.elevation:.2f} roll={roll:.2f}"))
-        truth.append({"file": f"photos/{name}", "distance_m": pose.distance, "angle": pose.off_axis, "azimuth": pose.azimuth,
-                      "elevation": pose.elevation, "roll": roll, "turn": turn.tolist(), "light": light})
+            img = render_photo(page, layout, pose, intr, bg, LIGHTS[light] * rng.uniform(0.9, 1.05), turn, shading)
+            write_image(out_dir / "photos" / name, camera_effects(img, rng, cfg.effects), quality=cfg.effects.jpeg_quality)
+        row = ManifestRow(i + 2, f"photos/{name}", d, cfg.distance_unit, float(abs(pose.off_axis)), light,
+                          f"simulated az={pose.azimuth:.2f} el={pose.elevation:.2f} roll={roll:.2f}")
+        truth = {"file": f"photos/{name}", "distance_m": pose.distance, "angle": pose.off_axis, "azimuth": pose.azimuth,
+                 "elevation": pose.elevation, "roll": roll, "turn": turn.tolist(), "light": light}
+        return row, truth, rendered
+
+    with ThreadPoolExecutor(max(1, workers or os.cpu_count() or 1)) as pool:
+        done = list(progress(pool.map(lambda ik: photo(ik[0], *ik[1]), enumerate(grid)), desc="simulate", total=len(grid)))
+    rows, truth = [r for r, _, _ in done], [t for _, t, _ in done]
     write_manifest(out_dir / "manifest.csv", rows)
-    write_json(out_dir / "truth.json", {"intrinsics": intr.__dict__, "photos": truth, "rendered": rendered})
+    write_json(out_dir / "truth.json", {"intrinsics": intr.__dict__, "photos": truth, "rendered": sum(r for *_, r in done)})
     CameraModel(intr).save(out_dir / "camera.json", {"note": "the simulated camera (exact intrinsics, no distortion)"})
     return rows
 

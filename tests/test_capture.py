@@ -486,8 +486,11 @@ def test_simulate_resumes_and_is_deterministic(printed, tmp_path):
     out, _ = printed
     cfg = from_dict(SimulateConfig, {"print_file": str(out / "print.png"), "distances": [3], "angles": [0, 30, 50],
                                      "width": 320, "height": 240, "fov_deg": 40, "seed": 5})
-    simulate(cfg, tmp_path / "a")
+    simulate(cfg, tmp_path / "a", workers=1)
     first = {p.name: p.read_bytes() for p in (tmp_path / "a" / "photos").glob("*.jpg")}
+    simulate(cfg, tmp_path / "threads", workers=3)  # threads render the very same photos, in manifest order
+    assert {p.name: p.read_bytes() for p in (tmp_path / "threads" / "photos").glob("*.jpg")} == first
+    assert (tmp_path / "threads" / "manifest.csv").read_text() == (tmp_path / "a" / "manifest.csv").read_text()
     (tmp_path / "a" / "photos" / "d3ft_a30_normal.jpg").unlink()  # an interrupted run
     simulate(cfg, tmp_path / "a")
     truth = json.loads((tmp_path / "a" / "truth.json").read_text())
