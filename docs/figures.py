@@ -64,7 +64,8 @@ def demo_numbers(m: dict) -> str:
     return "\n".join([
         f"Stickers designed on the ensemble {' + '.join(r['victims'])} ({r['mask_coverage']:.0%} of the face), printed, and "
         f"photographed in simulation: {c['adversarial_photos']} photos of the stickered print and {c['clean_photos']} of the "
-        f"clean print (5-40 ft x 0-60 degrees, three lights); {c['not_found']} photos not located by their fiducials.", "",
+        f"clean print (5-40 ft x 0-60 degrees, lights: {', '.join(get('plan', 'lights'))}); {c['not_found']} photos not "
+        "located by their fiducials.", "",
         *rows, "",
         f"- Run time: {get('seconds'):.0f} s (`physadv demo`, {'quick' if get('quick') else 'full'} plan, zoo already cached"
         + (f"; load average {m['load_average_15min']:.1f} on {m['cpus']} CPUs" if "load_average_15min" in m else "") + "); "

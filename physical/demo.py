@@ -25,10 +25,10 @@ from physadv.core.errors import PhysadvError
 
 RP2_DISTANCES_FT = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0]
 RP2_ANGLES = [0.0, 15.0, 30.0, 45.0, 60.0]
-# Three families that train fastest on 2 cores (zoo training is part of the first run's time): the ensemble the
-# stickers are designed on; two more families, one at 64 px, never seen by the design: transfer.
+# Families that train fast on 2 cores (zoo training is part of a fresh machine's first run, under 15 minutes in
+# all): the ensemble the stickers are designed on, and one more family the design never sees: transfer.
 DEMO_VICTIMS = ("vgg-bn", "resnet-8", "lisa-cnn")
-DEMO_HELD_OUT = ("mobilenet-v2", "convnext-64")
+DEMO_HELD_OUT = ("mobilenet-v2",)
 
 
 @dataclass
@@ -40,11 +40,13 @@ class DemoPlan:
     held_out: list[str] = field(default_factory=lambda: list(DEMO_HELD_OUT))  # zoo members that never see the design
     rp2_config: str = "configs/physical/rp2_zoo.yaml"  # the design recipe (steps below override its own)
     coverage: float = 0.30  # share of the face under stickers (the transfer benchmark's leave-one-out setting)
+    balance: float = 1.0  # ensemble loss balancing (victim.balance): with averaged probabilities alone a member can be
+    # left unfooled while the fused verdict succeeds (measured: lisa-cnn at 0% of grid views, the fused ensemble at 100%)
     rp2_steps: int = 400
     mask_search_steps: int = 100
     distances_ft: list[float] = field(default_factory=lambda: list(RP2_DISTANCES_FT))
     angles: list[float] = field(default_factory=lambda: list(RP2_ANGLES))
-    lights: list[str] = field(default_factory=lambda: ["normal", "bright", "dim"])
+    lights: list[str] = field(default_factory=lambda: ["normal", "dim"])  # dim: 2 stops under
     photo_px: tuple[int, int] = (2560, 1920)
     photo_fov: float = 60.0  # a phone's main camera: the whole poster fits the frame at 5 ft
     print_dpi: float = 100.0
@@ -161,13 +163,13 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     mask = replace(cfg.mask, coverage=plan.coverage, max_coverage=max(plan.coverage, cfg.mask.max_coverage))
     cfg = replace(cfg, mask=mask, steps=plan.rp2_steps, search_steps=plan.mask_search_steps, val_every=max(5, plan.rp2_steps // 8),
                   val_views=96 if plan.rp2_steps >= 100 else 32, restarts=1)  # one run: the demo's time budget
-    members = [ClassifierVictim(models[n], n, job.victim.margin, job.victim.diversity) for n in plan.victims]
-    victim = members[0] if len(members) == 1 else EnsembleVictim(members, fusion=job.victim.fusion, subset=job.victim.subset,
-                                                                  balance=job.victim.balance)
+    vc = replace(job.victim, balance=plan.balance)
+    members = [ClassifierVictim(models[n], n, vc.margin, vc.diversity) for n in plan.victims]
+    victim = members[0] if len(members) == 1 else EnsembleVictim(members, fusion=vc.fusion, subset=vc.subset, balance=vc.balance)
     from physadv.rendering.scene import build_scene
 
     scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]))
-    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in plan.victims], [cfg, job.victim])}.safetensors"
+    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in plan.victims], [cfg, vc])}.safetensors"
     if cached.is_file():  # the same recipe against the same weights: the same design
         print(f"reusing the RP2 design cached in {cached}")
         r = PhysicalResult.load(cached)
