@@ -158,6 +158,45 @@ def test_balancing_weighs_members_by_the_softmax_of_their_cross_entropy(views):
     np.testing.assert_allclose(got, -(w[:, None] * z).sum(0), rtol=1e-5, atol=1e-6)
 
 
+class _Fixed(nn.Module):
+    """Logits ``b + a * s``, ``s`` the mean of the (normalised) image: a member as confident as ``b`` says."""
+
+    def __init__(self, b, a):
+        super().__init__()
+        self.b, self.a = torch.tensor(b), torch.tensor(a)
+
+    def forward(self, x):
+        return self.b + x.flatten(1).mean(1, keepdim=True) * self.a
+
+
+def test_balancing_keeps_a_confidently_unfooled_member_in_the_gradient(views):
+    """Liu et al.'s fused loss ``-log sum_i w_i p_i,t`` hardly reaches a member that is sure of the source class
+    (``dL/dz_t = -w p_t (1 - p_t) / P``, ``p_t`` ~ e^-10) once the others are fooled: the design can leave it behind
+    (the demo's lisa-cnn). Balancing (``w_i`` times ``softmax(CE_i / T)``) gives it its weight back; both against
+    the closed form."""
+    t = CLASSES.index("speed_limit_80")
+    fooled, unfooled = [0.0, 0.0, 10.0, 0.0], [10.0, 0.0, 0.0, 0.0]
+    nets = [_Fixed(fooled, [0.0] * 4), _Fixed(fooled, [0.0] * 4), _Fixed(unfooled, [0.0, 0.0, 1.0, 0.0])]
+    members = [ClassifierVictim(Classifier(n, CLASSES, (3, 8, 8), (0.5,) * 3, (0.5,) * 3, arch=f"m{i}"), f"m{i}")
+               for i, n in enumerate(nets)]
+    p = np.stack([softmax(logits_np(m.model, views.images)) for m in members])  # members x views x classes
+    objective = Objective("targeted", source="stop", target="speed_limit_80")
+    reached = {}
+    for balance in (0.0, 1.0):
+        w = np.full(3, 1 / 3)
+        if balance:
+            w = w * np.exp(-np.log(p[:, :, t]).mean(1) / balance)
+            w /= w.sum()
+        P = (w[:, None] * p[:, :, t]).sum(0)
+        expected = -w[2] * p[2, :, t] * (1 - p[2, :, t]) / P  # dL / dz_t of the unfooled member, per view
+        x = views.images.clone().requires_grad_(True)
+        EnsembleVictim(members, balance=balance).loss(Views(x), objective).sum().backward()
+        got = x.grad.double().flatten(1).sum(1).numpy() / 2  # s = mean((x - 0.5) / 0.5): the sum of ds/dx is 2
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-9)
+        reached[balance] = float(np.abs(got).mean())
+    assert reached[0.0] < 1e-3 < 0.1 < reached[1.0]
+
+
 def test_input_diversity_resizes_and_pads_or_leaves_alone():
     from physadv.core.victims import input_diversity
 
