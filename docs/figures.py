@@ -67,7 +67,10 @@ def demo_numbers(m: dict) -> str:
         f"clean print (5-40 ft x 0-60 degrees, lights: {', '.join(get('plan', 'lights'))}); {c['not_found']} photos not "
         "located by their fiducials.", "",
         *rows, "",
-        f"- Run time: {get('seconds'):.0f} s (`physadv demo`, {'quick' if get('quick') else 'full'} plan, zoo already cached"
+        f"- Run time: {get('seconds'):.0f} s (`physadv demo`, {'quick' if get('quick') else 'full'} plan"
+        + (f", {len(m['trained_models'])} zoo models trained in the run" if m.get("trained_models") else
+           ", zoo already cached" if "trained_models" in m else "")
+        + (", stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in m["stage_seconds"].items()) if "stage_seconds" in m else "")
         + (f"; load average {m['load_average_15min']:.1f} on {m['cpus']} CPUs" if "load_average_15min" in m else "") + "); "
         f"RP2 (the mask search, then {r['steps']} steps) in {r['seconds']:.0f} s ({r['seconds_per_step']:.2f} s per step).",
         f"- DeepFool on LeNet/MNIST: success {df['success']:.0%}, rho_adv {df['rho_adv_l2']:.3f} over {df['images']} images."])

@@ -69,19 +69,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _stage(name: str, t0: float) -> None:
-    print(f"[{time.perf_counter() - t0:6.1f} s] {name}", flush=True)
+def _stage(stages: dict, key: str, name: str, t0: float) -> None:
+    """Print the stage's start and note it in ``stages`` (key -> start, seconds from ``t0``)."""
+    stages[key] = time.perf_counter() - t0
+    print(f"[{stages[key]:6.1f} s] {name}", flush=True)
 
 
-def demo_models(plan: DemoPlan, device) -> dict:
-    """The models by name: zoo members (trained once, then cached), or (quick) two small ones on a small sign set."""
+def demo_models(plan: DemoPlan, device, trained: list | None = None) -> dict:
+    """The models by name: zoo members (trained once, then cached; ``trained`` gets the names this call trained),
+    or (quick) two small ones on a small sign set."""
     from physadv.core.victims import load_model
 
     if not plan.signs_quick:
         from physadv.core.zoo import train_zoo
 
         names = [*plan.victims, *plan.held_out]
-        train_zoo(names)  # the first run trains them, one per CPU core at a time
+        made = train_zoo(names)  # the first run trains them, one per CPU core at a time
+        if trained is not None:
+            trained.extend(made)
         return {name: load_model(name, device).eval() for name in names}
     from dataclasses import replace
 
@@ -106,24 +111,28 @@ def run(args: argparse.Namespace) -> int:
     run_dir = make_run_dir("demo", out=args.out)
     save_config(plan, run_dir / "config.yaml")
     torch.manual_seed(0)
+    stages, trained = {}, []
 
-    _stage("1/6 sign classifiers: the ensemble and the held-out models (trained once, then cached)", t0)
-    models = demo_models(plan, device)
+    _stage(stages, "models", "1/6 sign classifiers: the ensemble and the held-out models (trained once, then cached)", t0)
+    models = demo_models(plan, device, trained)
 
-    _stage(f"2/6 RP2 stickers on the ensemble {'+'.join(plan.victims)}: stop -> speed_limit_80", t0)
+    _stage(stages, "design", f"2/6 RP2 stickers on the ensemble {'+'.join(plan.victims)}: stop -> speed_limit_80", t0)
     rp2 = design_rp2(models, plan, run_dir / "design", device)
 
-    _stage("3/6 print files at true size", t0)
+    _stage(stages, "print", "3/6 print files at true size", t0)
     prints = export_prints(rp2, plan, run_dir / "print")
 
-    _stage("4/6 simulated photos of the prints, judged by capture", t0)
+    _stage(stages, "photos", "4/6 simulated photos of the prints, judged by capture", t0)
     verdict = photograph_and_judge(models, prints, plan, run_dir / "capture")
 
-    _stage("5/6 digital side: DeepFool on LeNet/MNIST, a short DCGAN run", t0)
+    _stage(stages, "digital", "5/6 digital side: DeepFool on LeNet/MNIST, a short DCGAN run", t0)
     digital = digital_side(plan, run_dir / "digital", device)
 
-    _stage("6/6 report", t0)
+    _stage(stages, "report", "6/6 report", t0)
+    starts = list(stages.values())  # each stage ends where the next starts (the report's is this one)
     metrics = {"seconds": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count(),
+               "stage_seconds": {k: round(b - a, 1) for k, a, b in zip(stages, starts, starts[1:])},
+               "trained_models": trained,  # zoo members this run trained (a fresh machine's first run trains them all)
                "load_average_15min": round(os.getloadavg()[2], 2),  # timings mean little on a busy machine
                "quick": args.quick, "plan": to_dict(plan),
                "rp2": rp2["metrics"], "capture": verdict["summary"], "digital": digital}
