@@ -122,7 +122,8 @@ def curve_png(curve: dict, path: Path) -> None:
 # The literature's transfer options measured against the recipe (each a config key; docs/fidelity.md)
 TRANSFER_OPTIONS = ["victim.diversity=0.5", "optimizer=momentum lr=0.02", "victim.subset=3", "loss=margin kappa=30", "loss=logit",
                     "loss=logit victim.balance=1.0", "loss=logit victim.balance=5.0", "loss=margin kappa=30 victim.diversity=0.5",
-                    "grad_sigma=4", "grad_sigma=4 victim.diversity=0.5", "+hardened"]
+                    "grad_sigma=4", "grad_sigma=4 victim.diversity=0.5", "victim.balance=1.0",
+                    "victim.balance=1.0 victim.diversity=0.5", "+hardened"]
 
 
 def main() -> None:
