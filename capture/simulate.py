@@ -253,7 +253,7 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path, workers: int | None = Non
     from physadv.core.config import config_hash
     from physadv.core.io import atomic_write_text, write_image
     from physadv.core.progress import progress
-    from physadv.rendering.backgrounds import sample_backgrounds
+    from physadv.rendering.backgrounds import photos, sample_backgrounds
 
     if not cfg.print_file:
         raise PhysadvError("simulate needs a print file (--print out/print.png or print_file=...)")
@@ -265,7 +265,8 @@ def simulate(cfg: SimulateConfig, out_dir: str | Path, workers: int | None = Non
     atomic_write_text(stamp, key + "\n")
     intr = Intrinsics.from_fov(cfg.fov_deg, cfg.width, cfg.height)
     grid = [(d, a, light, k) for d in cfg.distances for a in cfg.angles for light in cfg.lights for k in range(cfg.repeats)]
-    sample_backgrounds(1, 8, 8, tuple(cfg.backgrounds), torch.Generator().manual_seed(0))  # loads shared data once
+    if "photo" in cfg.backgrounds:
+        photos()  # the cached background photos, loaded once before the threads share them
 
     def photo(i: int, d: float, a: float, light: str, k: int):
         """Photo ``i``: rendered and written unless a resumed run has it; its manifest row and exact pose."""
