@@ -11,7 +11,8 @@ simulated grid (5-40 ft x 0-60 degrees, several lights), so the designs x models
 Designs are saved in ``--out`` and reused when the benchmark runs again with the same settings.
 
 Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "clean"}``), ``leave_one_out``
-(``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``), ``coverage_curve`` (per model, per
+(``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``), with ``targeted_ci95`` (95% Wilson
+interval over the grid's views: a 90% bar on 70 views is 81-95%), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
 the views rendered once) and the paths of the plots and of the transfer matrix. ``transfer_options`` (not run by
 default) makes the leave-one-out design again with each ``--option`` (config keys on top of the recipe, e.g.
@@ -80,7 +81,7 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
                                  job.grid, progress_bar=False)
     s = summary(js)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],
-                "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
+                "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
 
 
 def step_cost(job: RP2Job, zoo: dict, names: list[str], steps: int) -> dict:
@@ -184,8 +185,8 @@ def main() -> None:
             if res is None:
                 continue
             v = record(res, f"white-box {m}")
-            result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
-                                        "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
+            result["white_box"].append({"model": m, "targeted": v[m]["targeted"], "targeted_ci95": v[m]["targeted_ci95"],
+                                        "untargeted": v[m]["untargeted"], "clean": v[m]["clean"], "coverage": round(res.coverage, 4),
                                         "seconds": res.timings.get("wall")})
     hardened, loo_rows = [n for n in names if _hardened(n)], {}
 
@@ -200,7 +201,7 @@ def main() -> None:
                          args.cached_only)
             v = None if res is None else record(res, f"all but {m}" + (f", {opt}" if opt else ""))
             loo_rows[m, opt] = None if v is None else {
-                "held_out": m, "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"],
+                "held_out": m, "targeted": v[m]["targeted"], "targeted_ci95": v[m]["targeted_ci95"], "untargeted": v[m]["untargeted"],
                 "members_targeted_min": min(v[n]["targeted"] for n in team),
                 "hardened_targeted": {n: v[n]["targeted"] for n in hardened}, "coverage": round(res.coverage, 4),
                 "seconds": res.timings.get("wall")}

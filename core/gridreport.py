@@ -7,7 +7,8 @@ Input: ``Judgement`` records, one per view (or photo) and victim. Output:
 - ``cells``: one row per (victim, set, distance, angle[, light]): ``n``; ``top1``/``top1_conf``/``top2``/``top2_conf``
   from the cell's mean class probabilities (or, without probabilities, the most common labels); ``accuracy``,
   ``untargeted_rate``, ``targeted_rate`` (the share of the cell's views);
-- ``summary``: per victim and set: views, accuracy, untargeted and targeted success, by angle and by distance;
+- ``summary``: per victim and set: views, accuracy, untargeted and targeted success with their 95% Wilson intervals
+  (``wilson_interval``; a 70-view grid's 90% is 81-95%), by angle and by distance;
 - ``markdown_table`` / ``html_table``: Table 5 (distance x angle rows; per set the top and second class with their
   confidence; the success rate), ``heatmap_png``: a distance x angle heatmap of a rate;
 - ``write_report``: all of it in a folder (CSV, Markdown, heatmaps, JSON) and a self-contained HTML page.
@@ -74,6 +75,24 @@ def _rate(flags) -> float | None:
     return float(np.mean(flags)) if flags else None
 
 
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion (Wilson 1927, JASA 22; Brown, Cai and DasGupta 2001 recommend
+    it over the normal interval, which collapses at 0 and 1): ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``."""
+    from statistics import NormalDist
+
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n and n > 0, got {successes} of {n}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p, z2 = successes / n, z * z
+    centre, half = p + z2 / (2 * n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, float((centre - half) / (1 + z2 / n))), min(1.0, float((centre + half) / (1 + z2 / n)))
+
+
+def _ci95(flags) -> list[float] | None:
+    flags = [bool(f) for f in flags if f is not None]
+    return [round(x, 4) for x in wilson_interval(sum(flags), len(flags))] if flags else None
+
+
 def _most_common(labels: list[str]) -> str:
     return max(sorted(set(labels)), key=labels.count)  # ties: first by name
 
@@ -112,7 +131,8 @@ def _num(v) -> float:
 
 
 def summary(judgements: list[Judgement]) -> dict:
-    """``{victim: {set: {views, accuracy, untargeted_success, targeted_success, by_angle, by_distance}}}``."""
+    """``{victim: {set: {views, accuracy, untargeted_success, targeted_success, by_angle, by_distance}}}``, and each
+    rate's 95% Wilson interval (``accuracy_ci95``, ``targeted_success_ci95``, ...: the views as independent trials)."""
     out: dict = {}
     groups: dict[tuple, list[Judgement]] = defaultdict(list)
     for j in judgements:
@@ -120,6 +140,8 @@ def summary(judgements: list[Judgement]) -> dict:
     for (victim, set_name), js in sorted(groups.items()):
         entry = {"views": len(js), "accuracy": _rate(j.correct for j in js),
                  "untargeted_success": _rate(j.untargeted for j in js), "targeted_success": _rate(j.targeted for j in js)}
+        for key, attr in (("accuracy", "correct"), ("untargeted_success", "untargeted"), ("targeted_success", "targeted")):
+            entry[f"{key}_ci95"] = _ci95(getattr(j, attr) for j in js)
         for name, attr in (("by_angle", "angle"), ("by_distance", "distance")):
             parts: dict = defaultdict(list)
             for j in js:
@@ -238,8 +260,9 @@ def write_report(folder: str | Path, judgements: list[Judgement], title: str,
     for victim, sets in summ.items():
         for set_name, s in sets.items():
             md.append(f"- **{victim + ': ' if victim else ''}{set_name}**: {s['views']} views" + "".join(
-                f", {k.replace('_', ' ')} {s[k]:.1%}" for k in ("accuracy", "targeted_success", "untargeted_success")
-                if s[k] is not None))
+                f", {k.replace('_', ' ')} {s[k]:.1%} [{s[k + '_ci95'][0]:.0%}, {s[k + '_ci95'][1]:.0%}]"
+                for k in ("accuracy", "targeted_success", "untargeted_success") if s[k] is not None))
+            md[-1] += " (in brackets: 95% Wilson intervals)"
     from physadv.core.io import atomic_write_text
 
     files["markdown"] = atomic_write_text(out / "grid.md", "\n".join(md + ["", markdown_table(rows)]))

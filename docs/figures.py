@@ -94,18 +94,26 @@ def cached_only_note(m: dict, what: str) -> list[str]:
     return ["", f"Judged with `--cached-only`: {what} are the designs finished when the run was collected."]
 
 
+def _with_ci(row: dict) -> str:
+    """A row's targeted success, with its 95% interval when the run recorded one."""
+    ci = row.get("targeted_ci95")
+    return f"{row['targeted']:.1%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+
+
 def transfer_tables(m: dict) -> str:
     """The README's white-box and leave-one-out tables from benchmarks/transfer_physical.py's result.json."""
     out = []
     if m.get("white_box"):
         out += ["| white-box victim | targeted | untargeted | stickers (share of the face) | clean accuracy |", "|---|---|---|---|---|"]
-        out += [f"| {r['model']} | {r['targeted']:.1%} | {r['untargeted']:.1%} | {r['coverage']:.1%} | {r['clean']:.1%} |"
+        out += [f"| {r['model']} | {_with_ci(r)} | {r['untargeted']:.1%} | {r['coverage']:.1%} | {r['clean']:.1%} |"
                 for r in m["white_box"]]
     if m.get("leave_one_out"):
         out += ["", "| held-out model (design on all the others) | targeted | untargeted | every member targeted, at least | stickers |",
                 "|---|---|---|---|---|"]
-        out += [f"| {r['held_out']} | {r['targeted']:.1%} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
+        out += [f"| {r['held_out']} | {_with_ci(r)} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
                 f"{r['coverage']:.1%} |" for r in m["leave_one_out"]]
+    if any("targeted_ci95" in r for r in m.get("white_box", []) + m.get("leave_one_out", [])):
+        out += ["", "In brackets: the 95% Wilson interval of the targeted success over the grid's views."]
     out += cached_only_note(m, "the rows above")
     if m.get("step_cost"):
         c = m["step_cost"]

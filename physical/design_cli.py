@@ -244,7 +244,7 @@ def _headline(summary: dict, objective) -> str:
     key = "targeted_success" if objective.target else "untargeted_success"
     parts = []
     for victim, sets in summary.items():
-        rates = ", ".join(f"{name} {_pct(s.get(key))}" for name, s in sets.items() if name != "clean")
+        rates = ", ".join(f"{name} {_pct(s.get(key), s.get(key + '_ci95'))}" for name, s in sets.items() if name != "clean")
         parts.append(f"{victim}: {key.replace('_', ' ')}: {rates}; clean accuracy {_pct(sets.get('clean', {}).get('accuracy'))}")
     return " | ".join(parts)
 
@@ -254,8 +254,9 @@ def _print_summary(metrics: dict, result, victim: str) -> None:
           f"{result.metrics.get('best_step')}; coverage {result.coverage:.1%}; {result.timings['seconds']:.0f} s")
     for name, sets in metrics["grid"].items():
         adv, clean = sets.get("adversarial", {}), sets.get("clean", {})
-        rates = [_pct(adv.get("targeted_success")), _pct(adv.get("untargeted_success")), _pct(clean.get("accuracy"))]
-        print(f"  grid, {name}: targeted {rates[0]}, untargeted {rates[1]}, clean accuracy {rates[2]}")
+        rates = [_pct(s.get(k), s.get(k + "_ci95")) for s, k in ((adv, "targeted_success"), (adv, "untargeted_success"),
+                                                                  (clean, "accuracy"))]
+        print(f"  grid, {name}: targeted {rates[0]}, untargeted {rates[1]}, clean accuracy {rates[2]} (95% intervals)")
 
 
 def _print_detection(summary: dict | None) -> None:
@@ -267,8 +268,9 @@ def _print_detection(summary: dict | None) -> None:
             print(f"  detection, {victim}, {name}: {headline(entry)}")
 
 
-def _pct(v) -> str:
-    return "-" if v is None else f"{v:.1%}"
+def _pct(v, ci=None) -> str:
+    """A rate, with its interval in brackets when there is one."""
+    return "-" if v is None else f"{v:.1%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
 
 
 def save_texture(run: Path, name: str, texture: torch.Tensor, alpha: torch.Tensor, extra: dict | None = None,

@@ -121,6 +121,24 @@ def test_grid_report_rates_and_table5_by_hand(tmp_path):
     assert out["summary"]["m"]["adversarial"]["views"] == 3
 
 
+def test_success_intervals_are_scipys_wilson_intervals():
+    """Wilson's score interval (the grid's bars sit on 70 views: 62 of 70 is 79-94%) against SciPy's binomtest."""
+    from scipy.stats import binomtest
+
+    from physadv.core.gridreport import summary, wilson_interval
+
+    for k, n in ((62, 70), (0, 70), (70, 70), (35, 70), (1, 3), (7, 560)):
+        ref = binomtest(k, n).proportion_ci(0.95, "wilson")
+        assert wilson_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    ref = binomtest(5, 20).proportion_ci(0.99, "wilson")
+    assert wilson_interval(5, 20, 0.99) == pytest.approx((ref.low, ref.high), abs=1e-12)
+    s = summary(_judgements())["m"]["adversarial"]  # 2 of 3 targeted, 2 of 3 untargeted
+    ref = binomtest(2, 3).proportion_ci(0.95, "wilson")
+    assert s["targeted_success_ci95"] == pytest.approx([ref.low, ref.high], abs=1e-4)
+    with pytest.raises(ValueError, match="4 of 3"):
+        wilson_interval(4, 3)
+
+
 def test_transfer_matrix_rates_by_hand():
     from physadv.core.gridreport import Judgement as J, transfer_table
 
