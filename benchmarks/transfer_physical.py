@@ -142,6 +142,9 @@ def main() -> None:
                          "models join as members; repeatable; default: "
                          + "; ".join(TRANSFER_OPTIONS) + ")")
     ap.add_argument("--held-out", default="", help="transfer_options: the held-out models (default: every plain member)")
+    ap.add_argument("--judge-lights", type=int, default=0, metavar="N",
+                    help="judge each grid cell under N lights (default: the config's grid.lights_per_cell); the designs and "
+                         "their cache keys stay the same, the intervals narrow (8 lights: 280 views)")
     ap.add_argument("--step-steps", type=int, default=8)
     ap.add_argument("--out", default="runs/bench/transfer_physical")
     ap.add_argument("--designs", default=None, help="where designs are cached by config and members (default: --out)")
@@ -153,6 +156,11 @@ def main() -> None:
     designs = Path(args.designs) if args.designs else out
     designs.mkdir(parents=True, exist_ok=True)
     job = load_config(RP2Job, args.config, args.overrides)
+    if args.judge_lights < 0:
+        ap.error(f"--judge-lights {args.judge_lights}: a number of lights per cell, at least 1 (0: the config's)")
+    from dataclasses import replace
+
+    judged = replace(job, grid=replace(job.grid, lights_per_cell=args.judge_lights or job.grid.lights_per_cell))
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
     plain = [n for n in names if not _hardened(n)]
     held_out = [n for n in args.held_out.split(",") if n] or plain
@@ -169,11 +177,11 @@ def main() -> None:
     judges = {n: ClassifierVictim(zoo[n], n) for n in names}
     result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,
                     "cached_only": args.cached_only,
-                    "threads": torch.get_num_threads(), "grid": to_dict(job.grid)}
+                    "threads": torch.get_num_threads(), "grid": to_dict(judged.grid)}
     js_all, extras = [], {}
 
     def record(res, name):
-        verdicts, js = judge(job, res, judges, name)
+        verdicts, js = judge(judged, res, judges, name)
         js_all.extend(j for j in js if j.set != "clean")
         extras[name] = design_extras(res)
         return verdicts
@@ -220,7 +228,7 @@ def main() -> None:
                 res = design(job, [m], zoo, c, designs, f"wb-{m}", args.cached_only)
                 if res is None:
                     continue
-                v, _ = judge(job, res, {m: judges[m]}, "design")
+                v, _ = judge(judged, res, {m: judges[m]}, "design")
                 points.append({"coverage": round(res.coverage, 4), "targeted": v[m]["targeted"], "untargeted": v[m]["untargeted"]})
             result["coverage_curve"][m] = points
         curve_png(result["coverage_curve"], out / "coverage_curve.png")

@@ -68,3 +68,35 @@ def test_a_mistyped_option_is_a_one_line_usage_error_before_any_model_loads(monk
             bench.main()
         err = capsys.readouterr().err.strip().splitlines()
         assert exit_.value.code == 2 and says in err[-1]
+
+
+def test_judging_under_more_lights_keeps_the_design_keys(monkeypatch, tmp_path, capsys):
+    """``--judge-lights N`` changes only the grid the designs are judged on: a design cached under the config's grid is
+    found (its key leaves the judging grid out), and a negative count is a usage error before any model loads."""
+    import pytest
+
+    from physadv.physical.design_cli import RP2Job
+
+    bench = _benchmark()
+    monkeypatch.setattr(bench, "load_model", lambda name: pytest.fail(f"loaded {name} before checking the arguments"))
+    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--judge-lights", "-1", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        bench.main()
+    assert exit_.value.code == 2 and "--judge-lights -1" in capsys.readouterr().err.strip().splitlines()[-1]
+
+    looked_up = []
+
+    def cached_design(job, members, zoo, coverage, out, name, cached_only=False):
+        looked_up.append(job.grid.lights_per_cell)  # the design key hashes the job, grid included
+        return None
+
+    monkeypatch.setattr(bench, "load_model", lambda name: torch.nn.Identity())
+    monkeypatch.setattr(bench, "ClassifierVictim", lambda model, name, *a: name)
+    monkeypatch.setattr(bench, "design", cached_design)
+    monkeypatch.setattr(bench, "judge", lambda job, res, judges, name: pytest.fail("judged a design that does not exist"))
+    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--judge-lights", "8", "--cached-only", "--only", "white_box",
+                                     "--models", "gtsrb-cnn", "--out", str(tmp_path)])
+    bench.main()
+    job = load_config(RP2Job, str(ROOT / "configs/physical/rp2_zoo.yaml"))
+    assert looked_up == [job.grid.lights_per_cell] != [8]  # the design is looked up under the config's own grid
+    assert capsys.readouterr().out.count('"lights_per_cell": 8') == 1  # the JSON records the grid judged on
