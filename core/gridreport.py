@@ -262,7 +262,7 @@ def write_report(folder: str | Path, judgements: list[Judgement], title: str,
             md.append(f"- **{victim + ': ' if victim else ''}{set_name}**: {s['views']} views" + "".join(
                 f", {k.replace('_', ' ')} {s[k]:.1%} [{s[k + '_ci95'][0]:.0%}, {s[k + '_ci95'][1]:.0%}]"
                 for k in ("accuracy", "targeted_success", "untargeted_success") if s[k] is not None))
-            md[-1] += " (in brackets: 95% Wilson intervals)"
+    md.append("\nIn brackets: 95% Wilson intervals, the views taken as independent trials.")
     from physadv.core.io import atomic_write_text
 
     files["markdown"] = atomic_write_text(out / "grid.md", "\n".join(md + ["", markdown_table(rows)]))
