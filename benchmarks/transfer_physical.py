@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -50,8 +51,6 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
            cached_only: bool = False) -> PhysicalResult | None:
     """RP2 on ``members`` (one: white-box) with the mask search at ``coverage``; cached in ``out/name`` (None when
     it is not cached and ``--cached-only`` is on)."""
-    from dataclasses import replace
-
     from physadv.core.config import config_hash
 
     mask = replace(job.mask, coverage=coverage, max_coverage=max(coverage, job.mask.max_coverage))
@@ -86,8 +85,6 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
 
 def step_cost(job: RP2Job, zoo: dict, names: list[str], steps: int) -> dict:
     """Seconds per RP2 step on one model and on an ensemble of five, alternating so load hits both alike."""
-    from dataclasses import replace
-
     five = names[:5]
     cfg = replace(job, steps=steps, val_every=10_000, val_views=4, mask=replace(job.mask, kind="bars"))
     single = ClassifierVictim(zoo[five[0]], five[0])
@@ -150,16 +147,14 @@ def main() -> None:
     ap.add_argument("--designs", default=None, help="where designs are cached by config and members (default: --out)")
     ap.add_argument("--cached-only", action="store_true", help="judge the designs already cached; make no new one")
     args = ap.parse_args()
+    if args.judge_lights < 0:
+        ap.error(f"--judge-lights {args.judge_lights}: a number of lights per cell, at least 1 (0: the config's)")
     only = set(args.only.split(","))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     designs = Path(args.designs) if args.designs else out
     designs.mkdir(parents=True, exist_ok=True)
     job = load_config(RP2Job, args.config, args.overrides)
-    if args.judge_lights < 0:
-        ap.error(f"--judge-lights {args.judge_lights}: a number of lights per cell, at least 1 (0: the config's)")
-    from dataclasses import replace
-
     judged = replace(job, grid=replace(job.grid, lights_per_cell=args.judge_lights or job.grid.lights_per_cell))
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
     plain = [n for n in names if not _hardened(n)]

@@ -78,14 +78,15 @@ def _rate(flags) -> float | None:
 def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson's score interval for a binomial proportion (Wilson 1927, JASA 22; Brown, Cai and DasGupta 2001 recommend
     it over the normal interval, which collapses at 0 and 1): ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``."""
+    from math import sqrt
     from statistics import NormalDist
 
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"wilson_interval needs 0 <= successes <= n and n > 0, got {successes} of {n}")
     z = NormalDist().inv_cdf(0.5 + level / 2)
     p, z2 = successes / n, z * z
-    centre, half = p + z2 / (2 * n), z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, float((centre - half) / (1 + z2 / n))), min(1.0, float((centre + half) / (1 + z2 / n)))
+    centre, half = p + z2 / (2 * n), z * sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, (centre - half) / (1 + z2 / n)), min(1.0, (centre + half) / (1 + z2 / n))
 
 
 def _ci95(flags) -> list[float] | None:
