@@ -68,24 +68,25 @@ def mask_from_file(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     return (m > 0.5).float()
 
 
-def search_mask(delta: torch.Tensor, object_mask: torch.Tensor, coverage: float, blob: int = 3,
+def search_mask(score: torch.Tensor, object_mask: torch.Tensor, coverage: float, blob: int = 3,
                 face: torch.Tensor | None = None) -> torch.Tensor:
-    """RP2's mask search: keep where an L1-regularised perturbation ``delta`` (``3 x h x w``) is strongest.
+    """RP2's mask search: keep where a per-texel ``score`` (``h x w``, e.g. the magnitude of an L1-regularised
+    perturbation) is largest.
 
-    The per-texel magnitude is smoothed (so stickers come out as printable blobs, not speckle) and the
-    ``coverage`` fraction of the object (of ``face`` when given: a shrinking search keeps a share of the whole face
-    from inside the current ``object_mask``) with the largest values inside ``object_mask`` is kept.
+    The score is smoothed (so stickers come out as printable blobs, not speckle) and the ``coverage`` fraction of the
+    object (of ``face`` when given: a shrinking search keeps a share of the whole face from inside the current
+    ``object_mask``) with the largest values inside ``object_mask`` is kept.
     """
     if not 0 < coverage <= 1:
         raise PhysadvError(f"mask coverage must be in (0, 1], got {coverage}")
-    mag = delta.detach().abs().sum(0, keepdim=True)[None]
-    k = 2 * max(1, round(blob * mag.shape[-1] / 64)) + 1
-    mag = torch.nn.functional.avg_pool2d(mag, k, stride=1, padding=k // 2)[0, 0] * object_mask
+    k = 2 * max(1, round(blob * score.shape[-1] / 64)) + 1
+    smooth = torch.nn.functional.avg_pool2d(score.detach()[None, None].float(), k, stride=1, padding=k // 2)[0, 0]
+    smooth = smooth * object_mask
     n_keep = min(int(coverage * float((object_mask if face is None else face).sum())), int(object_mask.sum()))
     if n_keep < 1:
         raise PhysadvError("mask search: the object mask is empty")
-    thresh = mag.flatten().topk(n_keep).values[-1]
-    return ((mag >= thresh) & (object_mask > 0.5)).float()
+    thresh = smooth.flatten().topk(n_keep).values[-1]
+    return ((smooth >= thresh) & (object_mask > 0.5)).float()
 
 
 def check_mask(mask: torch.Tensor, alpha: torch.Tensor, max_coverage: float | None = None, name: str = "mask") -> float:

@@ -20,6 +20,7 @@ from typing import Literal
 
 import torch
 
+from physadv.core.config import added_later
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint
 from physadv.physical import masks as M
@@ -43,6 +44,9 @@ class MaskConfig:
     search_rounds: int = 1  # 1: RP2's one pass over the face; more: the mask shrinks in rounds (geometrically from the
     # whole face to `coverage`), each round optimising inside the current mask and keeping its strongest part
     warm_start: bool = False  # start the sticker optimisation from the search's colours (RP2: a fresh start)
+    score: Literal["magnitude", "taylor"] = added_later("magnitude")  # what a cut keeps: where the perturbation is
+    # largest (RP2), or where taking it away would raise the loss most, to first order over `score_views` views
+    score_views: int = added_later(128)
 
     def validate(self) -> None:
         if self.kind == "file" and not self.path:
@@ -52,6 +56,8 @@ class MaskConfig:
         if self.search_lam < 0 or self.search_rounds < 1:
             raise ValueError(f"mask.search_lam must be >= 0 and mask.search_rounds >= 1, got {self.search_lam}, "
                              f"{self.search_rounds}")
+        if self.score_views < 1:
+            raise ValueError(f"mask.score_views must be at least 1, got {self.score_views}")
 
 
 @dataclass
@@ -160,13 +166,31 @@ class RP2(PhysicalAttack):
         w = self.start()
         for r in range(first, m.search_rounds + 1):
             w, _, stats = self.optimise(w, steps, val, checkpoint, f"mask-search-{r}", progress_bar)
-            self.mask = M.search_mask(self.design(w) - self.clean, self.mask, m.coverage ** (r / m.search_rounds),
+            self.mask = M.search_mask(self.texel_score(w), self.mask, m.coverage ** (r / m.search_rounds),
                                       face=face).to(self.device)
             history.update(stats["history"])
         self.lam, self.norm = self.cfg.lam, self.cfg.norm
         if m.warm_start:
             self.warm = w
         return history
+
+    def texel_score(self, w: torch.Tensor) -> torch.Tensor:
+        """What each texel of the current design is worth to the attack (``h x w``), by ``mask.score``:
+        ``magnitude``, the L1-regularised perturbation's size ``|delta|`` (RP2, sec. 4); ``taylor``, the first-order
+        rise of the adversarial loss J if the texel went back to the clean face, ``max(0, -grad_x E[J] . delta)``
+        (the Taylor criterion of Molchanov et al., ICLR 2017, applied to texels), the gradient averaged over
+        ``mask.score_views`` fresh views. A strong but useless texel (the victim ignores it) scores 0 there."""
+        x = self.design(w.detach())
+        delta = x - self.clean
+        if self.cfg.mask.score == "magnitude":
+            return delta.abs().sum(0)
+        x.requires_grad_(True)
+        grad, left = torch.zeros_like(x), self.cfg.mask.score_views
+        while left > 0:
+            n, left = min(left, self.cfg.batch), left - self.cfg.batch
+            loss = self.adversarial_loss(self.views(x, self.scene.sample(n))) * n
+            grad += torch.autograd.grad(loss, x)[0]
+        return (-(grad * delta).sum(0)).clamp_min(0)
 
     def _saved(self, checkpoint) -> tuple[str, torch.Tensor | None]:
         """The phase a checkpoint of this run holds and the mask it used ("" when there is none, or when the checkpoint

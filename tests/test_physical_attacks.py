@@ -427,6 +427,49 @@ def test_a_shrinking_mask_search_keeps_each_round_inside_the_last(victim, monkey
     assert torch.equal(r.mask, masks[-1][1]) and r.coverage == pytest.approx(0.1, abs=0.02)
 
 
+class _TopThirdReader(torch.nn.Module):
+    """A classifier that sees only the top third of a view: the target's logit is ten times its mean green there."""
+
+    def __init__(self, target: int, classes: int):
+        super().__init__()
+        self.target, self.classes = target, classes
+
+    def forward(self, x):
+        out = torch.zeros(len(x), self.classes)
+        out[:, self.target] = 10 * x[:, 1, : x.shape[2] // 3].mean((1, 2))
+        return out
+
+
+def test_the_taylor_mask_score_keeps_what_the_victim_reads_not_what_is_largest():
+    """A perturbation twice as strong on the bottom third of the face as on the top third, against a victim that
+    reads only the top third of each view: RP2's magnitude keeps the bottom (useless) texels; the Taylor score
+    (first-order loss rise of taking a texel away) gives the bottom nothing and keeps the top."""
+    from physadv.core.models import Classifier
+    from physadv.physical import masks as M
+    from physadv.physical.attack import atanh_of
+    from physadv.physical.rp2 import RP2
+
+    classes = sign_classes()
+    reader = Classifier(_TopThirdReader(classes.index("speed_limit_80"), len(classes)), classes, (3, 32, 32),
+                        [0, 0, 0], [1, 1, 1], arch="top-third")
+    scene = small_scene()
+    face = (scene.obj.alpha[0] > 0.5).float()
+    rows = torch.arange(64)[:, None].expand(64, 64)
+    top, bottom = (rows < 18).float() * face, (rows >= 46).float() * face
+    x = scene.obj.texture.clone()
+    x[1] = (x[1] + 0.3 * top + 0.6 * bottom).clamp(0, 1)
+    scores = {}
+    for kind in ("magnitude", "taylor"):
+        att = RP2(ClassifierVictim(reader, "top-third"), scene,
+                  small_rp2(mask={"kind": "search", "score": kind, "score_views": 16, "coverage": 0.15}))
+        score = att.texel_score(atanh_of(x))
+        mask = M.search_mask(score, face, 0.15)
+        scores[kind] = (float((score * bottom).sum() / score.sum()), float((mask * top).sum() / mask.sum()),
+                        float((mask * bottom).sum() / mask.sum()))
+    assert scores["magnitude"][2] > 0.9  # the largest perturbation: the bottom
+    assert scores["taylor"][0] < 0.01 and scores["taylor"][1] > 0.9
+
+
 def test_restarts_keep_the_best_run_on_shared_validation_views(victim, tmp_path):
     from physadv.physical.rp2 import RP2
 
