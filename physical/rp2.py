@@ -44,9 +44,10 @@ class MaskConfig:
     search_rounds: int = 1  # 1: RP2's one pass over the face; more: the mask shrinks in rounds (geometrically from the
     # whole face to `coverage`), each round optimising inside the current mask and keeping its strongest part
     warm_start: bool = False  # start the sticker optimisation from the search's colours (RP2: a fresh start)
-    score: Literal["magnitude", "taylor"] = added_later("magnitude")  # what a cut keeps: where the perturbation is
-    # largest (RP2), or where taking it away would raise the loss most, to first order over `score_views` views
+    score: Literal["magnitude", "gradient"] = added_later("magnitude")  # what a cut keeps: where the perturbation is
+    # largest (RP2), or where it lowers the adversarial loss most, by integrated gradients over `score_views` views
     score_views: int = added_later(128)
+    score_steps: int = added_later(1)  # gradient: points on the path from the clean face (1: Taylor at the design)
 
     def validate(self) -> None:
         if self.kind == "file" and not self.path:
@@ -56,8 +57,9 @@ class MaskConfig:
         if self.search_lam < 0 or self.search_rounds < 1:
             raise ValueError(f"mask.search_lam must be >= 0 and mask.search_rounds >= 1, got {self.search_lam}, "
                              f"{self.search_rounds}")
-        if self.score_views < 1:
-            raise ValueError(f"mask.score_views must be at least 1, got {self.score_views}")
+        if min(self.score_views, self.score_steps) < 1:
+            raise ValueError(f"mask.score_views and mask.score_steps must be at least 1, got {self.score_views}, "
+                             f"{self.score_steps}")
 
 
 @dataclass
@@ -176,21 +178,30 @@ class RP2(PhysicalAttack):
 
     def texel_score(self, w: torch.Tensor) -> torch.Tensor:
         """What each texel of the current design is worth to the attack (``h x w``), by ``mask.score``:
-        ``magnitude``, the L1-regularised perturbation's size ``|delta|`` (RP2, sec. 4); ``taylor``, the first-order
-        rise of the adversarial loss J if the texel went back to the clean face, ``max(0, -grad_x E[J] . delta)``
-        (the Taylor criterion of Molchanov et al., ICLR 2017, applied to texels), the gradient averaged over
-        ``mask.score_views`` fresh views. A strong but useless texel (the victim ignores it) scores 0 there."""
+        ``magnitude``, the L1-regularised perturbation's size ``|delta|`` (RP2, sec. 4); ``gradient``, its share of
+        the adversarial loss's fall from the clean face (``attribution``), where positive. A strong texel the victim
+        ignores scores 0."""
         x = self.design(w.detach())
-        delta = x - self.clean
         if self.cfg.mask.score == "magnitude":
-            return delta.abs().sum(0)
-        x.requires_grad_(True)
-        grad, left = torch.zeros_like(x), self.cfg.mask.score_views
+            return (x - self.clean).abs().sum(0)
+        return self.attribution(x).clamp_min(0)
+
+    def attribution(self, x: torch.Tensor) -> torch.Tensor:
+        """Integrated gradients (Sundararajan et al., ICML 2017, eq. 3) of the mean adversarial loss J over
+        ``mask.score_views`` fresh views, from the clean face to the design ``x``, per texel: ``-delta . (1/n)
+        sum_k grad J(clean + k/n delta)``, a right Riemann sum over ``n = mask.score_steps`` points of the path (one
+        point: the first-order Taylor estimate at the design, Molchanov et al., ICLR 2017). The texels sum to about
+        ``J(clean) - J(x)`` on those views (the completeness axiom)."""
+        m, delta = self.cfg.mask, x - self.clean
+        grad, left = torch.zeros_like(x), m.score_views
         while left > 0:
             n, left = min(left, self.cfg.batch), left - self.cfg.batch
-            loss = self.adversarial_loss(self.views(x, self.scene.sample(n))) * n
-            grad += torch.autograd.grad(loss, x)[0]
-        return (-(grad * delta).sum(0)).clamp_min(0)
+            draw = self.scene.sample(n)  # one draw for every point of the path: the sum telescopes
+            for k in range(1, m.score_steps + 1):
+                point = (self.clean + k / m.score_steps * delta).requires_grad_(True)
+                loss = self.adversarial_loss(self.views(point, draw)) * n
+                grad += torch.autograd.grad(loss, point)[0]
+        return -(grad * delta).sum(0) / (m.score_views * m.score_steps)
 
     def _saved(self, checkpoint) -> tuple[str, torch.Tensor | None]:
         """The phase a checkpoint of this run holds and the mask it used ("" when there is none, or when the checkpoint

@@ -428,7 +428,8 @@ def test_a_shrinking_mask_search_keeps_each_round_inside_the_last(victim, monkey
 
 
 class _TopThirdReader(torch.nn.Module):
-    """A classifier that sees only the top third of a view: the target's logit is ten times its mean green there."""
+    """A classifier that sees only the top third of a view: the target's logit rises ten times as fast as the mean
+    green there (from 0 at a green of 0.6)."""
 
     def __init__(self, target: int, classes: int):
         super().__init__()
@@ -436,14 +437,15 @@ class _TopThirdReader(torch.nn.Module):
 
     def forward(self, x):
         out = torch.zeros(len(x), self.classes)
-        out[:, self.target] = 10 * x[:, 1, : x.shape[2] // 3].mean((1, 2))
+        out[:, self.target] = 10 * (x[:, 1, : x.shape[2] // 3].mean((1, 2)) - 0.6)
         return out
 
 
 def test_the_taylor_mask_score_keeps_what_the_victim_reads_not_what_is_largest():
     """A perturbation twice as strong on the bottom third of the face as on the top third, against a victim that
-    reads only the top third of each view: RP2's magnitude keeps the bottom (useless) texels; the Taylor score
-    (first-order loss rise of taking a texel away) gives the bottom nothing and keeps the top."""
+    reads only the top third of each view: RP2's magnitude keeps the bottom (useless) texels; the gradient score
+    (first-order Taylor at the design, or integrated gradients from the clean face) gives the bottom nothing and
+    keeps the top."""
     from physadv.core.models import Classifier
     from physadv.physical import masks as M
     from physadv.physical.attack import atanh_of
@@ -459,15 +461,45 @@ def test_the_taylor_mask_score_keeps_what_the_victim_reads_not_what_is_largest()
     x = scene.obj.texture.clone()
     x[1] = (x[1] + 0.3 * top + 0.6 * bottom).clamp(0, 1)
     scores = {}
-    for kind in ("magnitude", "taylor"):
+    for kind, steps in (("magnitude", 1), ("taylor", 1), ("integrated", 3)):
         att = RP2(ClassifierVictim(reader, "top-third"), scene,
-                  small_rp2(mask={"kind": "search", "score": kind, "score_views": 16, "coverage": 0.15}))
+                  small_rp2(mask={"kind": "search", "score": "magnitude" if kind == "magnitude" else "gradient",
+                                  "score_steps": steps, "score_views": 16, "coverage": 0.15}))
         score = att.texel_score(atanh_of(x))
         mask = M.search_mask(score, face, 0.15)
         scores[kind] = (float((score * bottom).sum() / score.sum()), float((mask * top).sum() / mask.sum()),
                         float((mask * bottom).sum() / mask.sum()))
     assert scores["magnitude"][2] > 0.9  # the largest perturbation: the bottom
-    assert scores["taylor"][0] < 0.01 and scores["taylor"][1] > 0.9
+    for kind in ("taylor", "integrated"):
+        assert scores[kind][0] < 0.01 and scores[kind][1] > 0.9
+
+
+def test_integrated_gradients_sum_to_the_loss_fall_from_the_clean_face():
+    """Completeness (Sundararajan et al. 2017): the texels' attributions add up to J(clean) - J(design) on the same
+    views, the loss evaluated directly at both ends; one Taylor point at the design does not."""
+    from physadv.core.models import Classifier
+    from physadv.physical.rp2 import RP2
+
+    classes = sign_classes()
+    reader = Classifier(_TopThirdReader(classes.index("speed_limit_80"), len(classes)), classes, (3, 32, 32),
+                        [0, 0, 0], [1, 1, 1], arch="top-third")
+    scene = small_scene()
+    x = scene.obj.texture.clone()
+    x[1] = (x[1] + 0.5 * (scene.obj.alpha[0] > 0.5)).clamp(0, 1)  # much greener: the loss falls by a lot
+    sums = {}
+    for steps in (1, 32):
+        att = RP2(ClassifierVictim(reader, "top-third"), scene,
+                  small_rp2(mask={"kind": "search", "score": "gradient", "score_steps": steps, "score_views": 8}))
+        state = scene.state()
+        sums[steps] = float(att.attribution(x).sum())
+        scene.restore(state)
+        with torch.no_grad():
+            draw = scene.sample(4), scene.sample(4)  # the same views, in the batches of small_rp2 (4)
+            fall = sum(float(att.adversarial_loss(att.views(scene.obj.texture, d)) - att.adversarial_loss(att.views(x, d)))
+                       for d in draw) / 2
+    assert fall > 0.5
+    assert sums[32] == pytest.approx(fall, rel=0.03)
+    assert abs(sums[1] - fall) > 0.05 * fall  # 13% off here: the loss is curved along the path
 
 
 def test_restarts_keep_the_best_run_on_shared_validation_views(victim, tmp_path):
