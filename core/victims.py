@@ -42,7 +42,10 @@ seeing the same view through its own input size) whose fusion is a named option:
 - ``mean_probability`` (the paper's setting, Liu et al. 2017, eq. 2 of section 4: the loss on
   ``log sum_i w_i softmax(f_i(x))``);
 - ``sum_losses``: ``sum_i w_i loss(f_i(x))``, each member's own loss (pushes every member, including those the
-  average already ignores).
+  average already ignores);
+- ``mean_logits``: the loss on ``log softmax(sum_i w_i z_i(x))``, the members' averaged logits (Dong et al. 2018,
+  eq. 8, whose logit ensemble transferred better than averaged probabilities or losses); the ensemble's verdict is
+  the argmax of those logits.
 """
 from __future__ import annotations
 
@@ -59,7 +62,7 @@ from physadv.core.models import Classifier
 
 ObjectiveKind = Literal["targeted", "untargeted", "disappearance", "creation"]
 LossKind = Literal["ce", "margin", "logit"]
-Fusion = Literal["mean_probability", "sum_losses"]
+Fusion = Literal["mean_probability", "sum_losses", "mean_logits"]
 
 
 @dataclass(frozen=True)
@@ -280,8 +283,8 @@ class EnsembleVictim(Victim):
         super().__init__()
         if not members:
             raise PhysadvError("an ensemble victim needs at least one member")
-        if fusion not in ("mean_probability", "sum_losses"):
-            raise PhysadvError(f"ensemble fusion '{fusion}' is not 'mean_probability' (Liu et al.) or 'sum_losses'")
+        if fusion not in get_args(Fusion):
+            raise PhysadvError(f"ensemble fusion '{fusion}' is not one of {', '.join(get_args(Fusion))}")
         if not 0 <= subset <= len(members) or balance < 0:
             raise PhysadvError(f"ensemble subset must be 0..{len(members)} and balance >= 0, got {subset} and {balance}")
         self.members = nn.ModuleList(members)
@@ -336,18 +339,24 @@ class EnsembleVictim(Victim):
         if per_member:
             own = torch.stack([loss_from_logits(z.to(dev), objective, s, t) for z in zs])  # members x views
             return (w[:, None] * own).sum(0)
+        if self.fusion == "mean_logits":
+            return loss_from_logits(sum(wi * z.to(dev) for wi, z in zip(w, zs)), objective, s, t)
         return log_prob_loss(self.fused_log_probs([F.log_softmax(z, dim=1) for z in zs], w), objective, s, t)
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
         s, t = self.classes_of(objective)
-        logps = [F.log_softmax(z, dim=1) for z in self.member_logits(views)]
+        zs = self.member_logits(views)
+        logps = [F.log_softmax(z, dim=1) for z in zs]
         members = {}
         for name, lp in zip(self.names, logps):
             p = lp.exp()
             score, pred = p.max(dim=1)
             members[name] = Verdict(pred, score, success_of(pred, objective, s, t), p)
-        p = self.fused_log_probs(logps).exp()
+        if self.fusion == "mean_logits":
+            p = torch.softmax(sum(w * z.to(zs[0].device) for w, z in zip(self.weights, zs)), dim=1)
+        else:
+            p = self.fused_log_probs(logps).exp()
         score, pred = p.max(dim=1)
         return Verdict(pred, score, success_of(pred, objective, s, t), p, members)
 
@@ -364,7 +373,7 @@ def register_model(name: str, loader) -> None:
 @dataclass
 class VictimConfig:
     models: list[str] = field(default_factory=lambda: ["sign"])
-    fusion: Literal["mean_probability", "sum_losses"] = "mean_probability"  # Liu et al.'s, or each member's loss
+    fusion: Fusion = "mean_probability"  # Liu et al.'s, each member's loss, or Dong et al.'s averaged logits
     weights: Optional[list[float]] = None  # ensemble weights (default equal)
     margin: float = 0.1  # views with an object box are cropped with this margin per side (GTSRB)
     subset: int = 0  # ensembles: a random subset of this many members per step (0: all)

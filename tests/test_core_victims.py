@@ -62,7 +62,7 @@ def test_logit_loss_is_zhao_et_al_and_an_ensemble_averages_logits_whatever_the_f
     got_u = v.loss(views, Objective("untargeted", source="stop", loss="logit")).double().numpy()
     np.testing.assert_allclose(got_u, z[0][:, 0], rtol=1e-5, atol=1e-6)
     avg = 0.25 * z[0] + 0.75 * z[1]  # Dong et al.'s ensemble in logits
-    for fusion in ("mean_probability", "sum_losses"):
+    for fusion in ("mean_probability", "sum_losses", "mean_logits"):
         ens = EnsembleVictim([ClassifierVictim(m) for m in members], weights=[1, 3], fusion=fusion)
         got_e = ens.loss(views, Objective("targeted", target="no_entry", loss="logit")).detach().double().numpy()
         np.testing.assert_allclose(got_e, -avg[:, 3], rtol=1e-5, atol=1e-6)
@@ -88,6 +88,23 @@ def test_ensemble_sum_of_losses(views):
     ens = EnsembleVictim([ClassifierVictim(m) for m in members], weights=[1, 3], fusion="sum_losses")
     got = ens.loss(views, Objective("targeted", target="no_entry")).detach().double().numpy()
     np.testing.assert_allclose(got, 0.25 * ce[0] + 0.75 * ce[1], rtol=1e-5)
+
+
+def test_ensemble_mean_logits_is_dong_et_al(views):
+    """Dong et al. 2018, eq. 8: cross-entropy (and the margin) on the softmax of the weighted sum of logits; the
+    ensemble's verdict is that softmax's argmax, which can differ from the averaged probabilities'."""
+    members = [linear_classifier(s) for s in (2, 3, 4)]
+    z = sum(wi * logits_np(m, views.images) for wi, m in zip((0.5, 0.3, 0.2), members))
+    ens = EnsembleVictim([ClassifierVictim(m) for m in members], weights=[5, 3, 2], fusion="mean_logits")
+    got = ens.loss(views, Objective("targeted", target="speed_limit_80")).double().numpy()
+    np.testing.assert_allclose(got, -np.log(softmax(z)[:, 2]), rtol=1e-5)
+    got_m = ens.loss(views, Objective("targeted", target="yield", loss="margin")).double().numpy()
+    np.testing.assert_allclose(got_m, np.maximum(np.delete(z, 1, axis=1).max(1) - z[:, 1], 0), rtol=1e-4, atol=1e-5)
+    verdict = ens.judge(views, Objective("targeted", target="speed_limit_80"))
+    np.testing.assert_allclose(verdict.probs.double().numpy(), softmax(z), rtol=1e-5, atol=1e-7)
+    assert verdict.pred.tolist() == z.argmax(1).tolist()
+    with pytest.raises(PhysadvError, match="mean_logits"):
+        EnsembleVictim([ClassifierVictim(m) for m in members], fusion="median")
 
 
 def test_members_see_the_view_through_their_own_input_size():
