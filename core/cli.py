@@ -19,7 +19,10 @@ T = TypeVar("T")
 
 
 def add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    p.add_argument("--config", default=default_config, help="YAML config file" + (f" (default {default_config})" if default_config else ""))
+    # a path is looked up as given, then among the configs shipped in the package (core.resources.resolve_file), so
+    # the repository-style defaults below work from any directory once installed (tests/test_packaging.py)
+    p.add_argument("--config", default=default_config, help="YAML config file, looked up as given, then among the shipped "
+                   "configs" + (f" (default {default_config})" if default_config else ""))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set epochs=3 --set data.name=digits (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default runs/<job>/<timestamp>/)")

@@ -31,6 +31,44 @@ def test_shipped_configs_load_from_any_directory(tmp_path):
     assert kind == "search" and int(out.stdout.split("\n")[1]) > 10
 
 
+
+WALK_DEFAULTS = """
+import argparse, json
+from pathlib import Path
+from physadv.core.resources import resolve_file
+from physadv.physical.cli import build_parser
+
+def walk(p, name):
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub, sp in a.choices.items():
+                yield from walk(sp, f"{name} {sub}")
+        elif "--config" in a.option_strings and a.default:
+            yield name, a.default, resolve_file(a.default)
+
+print(json.dumps([[n, d, str(r), r.is_file()] for n, d, r in walk(build_parser(), "physadv")]))
+"""
+
+
+def test_every_command_default_config_is_found_outside_the_repository(tmp_path):
+    """Each subcommand's ``--config`` default names a file under ``configs/``; run from a folder without one, every
+    default must come from the installed package (not the working directory), and its folder must be package data,
+    or a non-editable install would miss it."""
+    import json
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    out = run(WALK_DEFAULTS, tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) >= 20 and {"physadv capture eval", "physadv capture video", "physadv capture calibrate-camera"} <= {
+        r[0] for r in rows}
+    shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for command, default, resolved, found in rows:
+        assert default.startswith("configs/") and found, f"{command}: --config {default} not found from {tmp_path}"
+        assert not Path(resolved).is_relative_to(tmp_path), command
+        folder = ".".join(["physadv", *Path(default).parent.parts])
+        assert "*.yaml" in shipped.get(folder, []), f"{command}: {folder} is not package data"
+
 @pytest.mark.slow
 def test_a_plain_install_runs_the_quick_demo_from_tmp(tmp_path):
     """A non-editable ``pip install .`` into a fresh virtual environment, then ``physadv demo --quick`` from a folder
