@@ -44,6 +44,7 @@ class DemoPlan:
     # left unfooled while the fused verdict succeeds (measured: lisa-cnn at 0% of grid views, the fused ensemble at 100%)
     rp2_steps: int = 400
     mask_search_steps: int = 100
+    mask_search_rounds: int = 3  # the demo's short search in 3 rounds (the zoo recipe's 5 want its 750 steps)
     distances_ft: list[float] = field(default_factory=lambda: list(RP2_DISTANCES_FT))
     angles: list[float] = field(default_factory=lambda: list(RP2_ANGLES))
     lights: list[str] = field(default_factory=lambda: ["normal", "dim"])  # dim: 2 stops under
@@ -169,7 +170,8 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     job = load_config(RP2Job, plan.rp2_config)
     cfg = RP2Config(**{f: getattr(job, f) for f in RP2Config.__dataclass_fields__})
-    mask = replace(cfg.mask, coverage=plan.coverage, max_coverage=max(plan.coverage, cfg.mask.max_coverage))
+    mask = replace(cfg.mask, coverage=plan.coverage, max_coverage=max(plan.coverage, cfg.mask.max_coverage),
+                   search_rounds=plan.mask_search_rounds)
     cfg = replace(cfg, mask=mask, steps=plan.rp2_steps, search_steps=plan.mask_search_steps, val_every=max(5, plan.rp2_steps // 8),
                   val_views=96 if plan.rp2_steps >= 100 else 32, restarts=1)  # one run: the demo's time budget
     vc = replace(job.victim, balance=plan.balance)
