@@ -89,14 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     c = jobs.add_parser("calibrate-camera", help="camera intrinsics from checkerboard photos (cv2.calibrateCamera)")
-    add_config_args(c, "configs/capture/calibrate_camera.yaml")
+    add_config_args(c, "capture/calibrate_camera.yaml")
     c.add_argument("--images", default=None, help="folder or glob of checkerboard photos")
     c.add_argument("--board", default=None, help="inner corners, e.g. 9x6")
     c.add_argument("--square-mm", dest="square_mm", type=float, default=None)
     c.set_defaults(func=_calibrate_camera)
 
     e = jobs.add_parser("eval", help="judge a photo set (and its clean counterpart): CSV, JSON, Markdown, HTML")
-    add_config_args(e, "configs/capture/eval.yaml")
+    add_config_args(e, "capture/eval.yaml")
     helps = {"photos": "folder of the adversarial photos (default: the manifest's folder)",
              "manifest": "CSV: file, distance, distance_unit, angle, light, notes [, x0,y0..x3,y3]",
              "clean_photos": "folder of the clean photos", "clean_manifest": "manifest of the clean photos",
@@ -113,7 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_eval)
 
     v = jobs.add_parser("video", help="judge a video file or camera frame by frame")
-    add_config_args(v, "configs/capture/video.yaml")
+    add_config_args(v, "capture/video.yaml")
     for name in ("source", "layout", "camera", "weights", "model"):
         v.add_argument("--" + name, dest=name, default=None)
     v.add_argument("--detector", default=None, help=DETECTOR_HELP)
@@ -123,7 +123,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.set_defaults(func=_video)
 
     s = jobs.add_parser("simulate", help="simulated photos of an exported print on a distance x angle grid")
-    add_config_args(s, "configs/capture/simulate.yaml")
+    add_config_args(s, "capture/simulate.yaml")
     s.add_argument("--print", dest="print_file", default=None, help="exported PNG or PDF (layout.json beside it)")
     s.set_defaults(func=_simulate)
 

@@ -14,15 +14,17 @@ from typing import Any, TypeVar
 from physadv.core.config import dump_config, load_config, save_config
 from physadv.core.errors import PhysadvError
 from physadv.core.io import make_run_dir, write_json
+from physadv.core.resources import PACKAGED_PREFIX, packaged
 
 T = TypeVar("T")
 
 
-def add_config_args(p: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    # a path is looked up as given, then among the configs shipped in the package (core.resources.resolve_file), so
-    # the repository-style defaults below work from any directory once installed (tests/test_packaging.py)
-    p.add_argument("--config", default=default_config, help="YAML config file, looked up as given, then among the shipped "
-                   "configs" + (f" (default {default_config})" if default_config else ""))
+def add_config_args(p: argparse.ArgumentParser, shipped: str | None = None) -> None:
+    """``--config`` (default: the shipped config ``shipped``, e.g. ``capture/eval.yaml``, read from the installed
+    package, so a command runs from any directory), ``--set`` and ``--out``."""
+    default = str(packaged(shipped)) if shipped else None
+    p.add_argument("--config", default=default, help="YAML config file, looked up as given, then among the shipped "
+                   "configs" + (f" (default: the shipped {shipped.removeprefix(PACKAGED_PREFIX)})" if shipped else ""))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set epochs=3 --set data.name=digits (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default runs/<job>/<timestamp>/)")
@@ -57,12 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classifier", help="train or evaluate a victim classifier")
     jobs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = jobs.add_parser("train", help="train (or reuse the cached) classifier from a config")
-    add_config_args(t, "configs/core/lenet_mnist.yaml")
+    add_config_args(t, "core/lenet_mnist.yaml")
     t.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     t.add_argument("--retrain", action="store_true", help="ignore the cache and train again")
     t.set_defaults(func=_train)
     e = jobs.add_parser("eval", help="evaluate a classifier on a dataset split")
-    add_config_args(e, "configs/core/lenet_mnist.yaml")
+    add_config_args(e, "core/lenet_mnist.yaml")
     e.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     e.add_argument("--weights", default=None, help="a classifier file (.safetensors from physadv, or torchvision weights with --model)")
     e.add_argument("--model", default=None, help="architecture for --weights that carry no physadv metadata (e.g. resnet50)")

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     t = jobs.add_parser("train", help="train a GAN from a config (one per game in configs/gans/)")
-    add_config_args(t, "configs/gans/dcgan.yaml")
+    add_config_args(t, "gans/dcgan.yaml")
     t.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     t.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a checkpoint.safetensors")
     t.set_defaults(func=_train)
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_eval)
 
     c = jobs.add_parser("sparse-coding", help="the deconvolutional data model: layered thresholding vs layered basis pursuit")
-    add_config_args(c, "configs/gans/sparse_coding.yaml")
+    add_config_args(c, "gans/sparse_coding.yaml")
     c.set_defaults(func=_sparse)
 
 

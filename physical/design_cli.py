@@ -64,10 +64,10 @@ class GridJob(RunSections):
 
 
 KINDS = {  # name: (job, attack class path, default config, help)
-    "rp2": (RP2Job, "rp2:RP2", "configs/physical/rp2_stop_to_80.yaml", "RP2 masked stickers or a poster on an object"),
-    "eot": (EOTJob, "eot:EOT", "configs/physical/eot_image.yaml", "Expectation over Transformation (2D, or any scene)"),
-    "eot3d": (EOTJob, "eot:EOT", "configs/physical/eot3d_stop.yaml", "Expectation over Transformation for a mesh's texture"),
-    "patch": (PatchJob, "patch:Patch", "configs/physical/patch.yaml", "a universal adversarial patch"),
+    "rp2": (RP2Job, "rp2:RP2", "physical/rp2_stop_to_80.yaml", "RP2 masked stickers or a poster on an object"),
+    "eot": (EOTJob, "eot:EOT", "physical/eot_image.yaml", "Expectation over Transformation (2D, or any scene)"),
+    "eot3d": (EOTJob, "eot:EOT", "physical/eot3d_stop.yaml", "Expectation over Transformation for a mesh's texture"),
+    "patch": (PatchJob, "patch:Patch", "physical/patch.yaml", "a universal adversarial patch"),
 }
 
 
@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("evaluate", help="judge a design on the simulated distance x angle grid")
     ejobs = e.add_subparsers(dest="kind", metavar="KIND", required=True)
     g = ejobs.add_parser("grid", help="RP2's grid of distances x angles, clean vs the design, by one or more victims")
-    _common_args(g, "configs/physical/grid.yaml")
+    _common_args(g, "physical/grid.yaml")
     g.add_argument("--texture", required=True, action="append",
                    help="a design: design.safetensors, texture.safetensors or a PNG (repeatable: one row each)")
     g.add_argument("--judge", action="append", default=[], help="another model that judges the grid (repeatable)")

@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     jobs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     e = jobs.add_parser("export", help="a texture or sticker sheet as PNG/TIFF/PDF at its physical size")
-    add_config_args(e, "configs/printing/export.yaml")
+    add_config_args(e, "printing/export.yaml")
     e.add_argument("--texture", required=True, help="image file (PNG with alpha: transparent = white paper), or a .safetensors "
                    "holding a 3|4 x H x W 'texture' tensor in [0, 1]")
     e.add_argument("--mask", default=None, help="sticker mask image (white = sticker); implies cut lines")
@@ -53,11 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=_export)
 
     c = jobs.add_parser("chart", help="a colour calibration chart with fiducials")
-    add_config_args(c, "configs/printing/chart.yaml")
+    add_config_args(c, "printing/chart.yaml")
     c.set_defaults(func=_chart)
 
     k = jobs.add_parser("calibrate", help="fit the print-and-capture colour transform from a photo of a printed chart")
-    add_config_args(k, "configs/printing/calibrate.yaml")
+    add_config_args(k, "printing/calibrate.yaml")
     k.add_argument("--photo", required=True, help="photo of the printed chart")
     k.add_argument("--layout", required=True, help="the chart's layout.json (from `physadv print chart`)")
     k.set_defaults(func=_calibrate)
@@ -67,11 +67,6 @@ def _flag_overrides(args: argparse.Namespace, names: list[str]) -> None:
     """Turn explicit command-line flags into config overrides (``--set`` still wins)."""
     flags = [f"{n}={getattr(args, n)}" for n in names if getattr(args, n, None) is not None]
     args.overrides = flags + list(args.overrides)
-
-
-def _config_path(args: argparse.Namespace) -> None:
-    if args.config and not Path(args.config).is_file():
-        args.config = None  # the default config is optional when run outside the repository
 
 
 def _design_width(path: Path) -> str | None:
@@ -90,7 +85,6 @@ def _export(args: argparse.Namespace) -> int:
     from physadv.core.io import read_image_array
     from physadv.printing.export import ExportConfig, export_print
 
-    _config_path(args)
     if args.width is None and str(args.texture).endswith(".safetensors"):  # a design knows its object's real width
         args.width = _design_width(Path(args.texture))
     _flag_overrides(args, ["width", "height", "dpi", "fiducials", "tile", "label"])
@@ -131,7 +125,6 @@ def _export(args: argparse.Namespace) -> int:
 def _chart(args: argparse.Namespace) -> int:
     from physadv.printing.chart import ChartConfig, write_chart
 
-    _config_path(args)
     cfg = resolve_config(ChartConfig, args)
     run = start_run("print-chart", cfg, args)
     layout = write_chart(run, cfg)
@@ -150,7 +143,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     from physadv.printing.layout import PrintLayout
     from physadv.printing.printability import palette_from_colours, save_palette
 
-    _config_path(args)
     cfg = resolve_config(CalibrateConfig, args)
     layout = PrintLayout.from_json(args.layout)
     photo = read_image_array(args.photo, "RGB")

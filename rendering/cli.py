@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from physadv.core.cli import add_config_args
 
     p = sub.add_parser("render", help="contact sheet of sampled views of a mesh or sign plate (EOT renderer)")
-    add_config_args(p, "configs/rendering/stop_sign.yaml")
+    add_config_args(p, "rendering/stop_sign.yaml")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=run)
 

@@ -46,14 +46,17 @@ def walk(p, name):
         elif "--config" in a.option_strings and a.default:
             yield name, a.default, resolve_file(a.default)
 
-print(json.dumps([[n, d, str(r), r.is_file()] for n, d, r in walk(build_parser(), "physadv")]))
+from physadv.core.resources import packaged
+root = packaged("")
+print(json.dumps([[n, d, str(r), r.is_file(), Path(d).is_relative_to(root) and Path(d).relative_to(root).as_posix()]
+                  for n, d, r in walk(build_parser(), "physadv")]))
 """
 
 
 def test_every_command_default_config_is_found_outside_the_repository(tmp_path):
-    """Each subcommand's ``--config`` default names a file under ``configs/``; run from a folder without one, every
-    default must come from the installed package (not the working directory), and its folder must be package data,
-    or a non-editable install would miss it."""
+    """Each subcommand's ``--config`` default names a shipped config (``physadv.configs``); run from a folder
+    without ``configs/``, every default must exist in the installed package (not the working directory), and its
+    folder must be package data, or a non-editable install would miss it."""
     import json
 
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
@@ -63,10 +66,10 @@ def test_every_command_default_config_is_found_outside_the_repository(tmp_path):
     assert len(rows) >= 20 and {"physadv capture eval", "physadv capture video", "physadv capture calibrate-camera"} <= {
         r[0] for r in rows}
     shipped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    for command, default, resolved, found in rows:
-        assert default.startswith("configs/") and found, f"{command}: --config {default} not found from {tmp_path}"
+    for command, default, resolved, found, shipped_name in rows:
+        assert shipped_name and found, f"{command}: --config {default} not found from {tmp_path}"
         assert not Path(resolved).is_relative_to(tmp_path), command
-        folder = ".".join(["physadv", *Path(default).parent.parts])
+        folder = ".".join(["physadv", "configs", *Path(shipped_name).parent.parts])
         assert "*.yaml" in shipped.get(folder, []), f"{command}: {folder} is not package data"
 
 @pytest.mark.slow
