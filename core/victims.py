@@ -32,7 +32,7 @@ On a classifier's logits ``z`` (before the softmax):
   i.e. the loss on their averaged logits (their ensemble; Dong et al. 2018, eq. 8), whatever the fusion.
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
-world: the built-in sign classifier), a zoo member (``core.zoo``), a ``core.models`` registry name, a physadv
+world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed), a ``core.models`` registry name, a physadv
 classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights,
 ``core.imagenet``); several names make an ensemble.
 
@@ -405,9 +405,9 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
         spec = "sign"
     if spec in _MODEL_SOURCES:
         return _MODEL_SOURCES[spec]().to(device).eval()
-    from physadv.core.zoo import zoo_names
+    from physadv.core.zoo import is_zoo_spec, zoo_names
 
-    if spec in zoo_names():
+    if is_zoo_spec(spec):
         from physadv.core.zoo import get_zoo_classifier
 
         return get_zoo_classifier(spec).to(device).eval()
@@ -416,7 +416,7 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
     if Path(spec).is_file():
         return load_classifier(spec, device)
     raise PhysadvError(f"model '{spec}' is neither {', '.join(_MODEL_SOURCES) or 'sign'}, a zoo member "
-                       f"({', '.join(zoo_names())}), a model name, a physadv classifier file, nor ARCH=WEIGHTS for a "
+                       f"({', '.join(zoo_names())}; NAME@SEED: another seed), a model name, a physadv classifier file, nor ARCH=WEIGHTS for a "
                        "torchvision/timm ImageNet architecture")
 
 

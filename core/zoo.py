@@ -5,6 +5,7 @@
     names = zoo_names(hardened=False)         # the plain victims (the demo's ensemble picks from these)
     train_zoo(names)                          # the uncached members, two at a time on two cores (progress bar)
     models = [get_zoo_classifier(n) for n in names]   # then from the cache
+    other = get_zoo_classifier("resnet-8@101")  # the same recipe from another seed (trained once, cached)
 
 Every member is a ``core.train.TrainConfig`` (architecture, input size, seed, epochs, lr, ...) trained by
 ``core.train`` and cached by its config hash in ``$PHYSADV_CACHE/classifiers``. Hardened members
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import torch
@@ -71,10 +72,22 @@ def zoo_names(hardened: bool | None = None, path: str | None = None) -> list[str
 
 
 def zoo_member(name: str, path: str | None = None) -> ZooMember:
+    """Member ``name``; ``NAME@SEED`` is the same recipe trained from another seed (a second instance of the
+    architecture, for asking whether a result holds for the architecture or only for one set of weights)."""
+    base, at, seed = name.partition("@")
     members = zoo_config(path).members
-    if name not in members:
-        raise PhysadvError(f"unknown zoo member '{name}'; known: {', '.join(members)}")
-    return members[name]
+    if base not in members:
+        raise PhysadvError(f"unknown zoo member '{base}'; known: {', '.join(members)}")
+    if not at:
+        return members[base]
+    if not seed.isdigit():
+        raise PhysadvError(f"zoo member '{name}': after '@' comes a training seed (a non-negative integer), got '{seed}'")
+    return replace(members[base], train=replace(members[base].train, seed=int(seed)))
+
+
+def is_zoo_spec(spec: str, path: str | None = None) -> bool:
+    """Whether ``spec`` names a zoo member, ``NAME`` or ``NAME@SEED``."""
+    return spec.partition("@")[0] in zoo_config(path).members
 
 
 def _check_data_registered(cfg: TrainConfig) -> None:

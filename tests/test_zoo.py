@@ -276,3 +276,24 @@ def test_train_zoo_in_parallel_gives_the_weights_of_training_one_at_a_time(tmp_p
         assert parallel.keys() == serial.keys()
         assert all(torch.equal(parallel[k], serial[k]) for k in serial)
     assert not all(torch.equal(weights[1][0][k], weights[1][1][k]) for k in weights[1][0])  # the seeds differ
+
+
+def test_name_at_seed_is_the_members_recipe_trained_from_that_seed(tmp_path, monkeypatch):
+    """``m1@2`` against the zoo's own seed-2 entry ``m2`` (same recipe, written out): the same weights, not m1's."""
+    from physadv.core.victims import load_model
+    from physadv.core.zoo import train_zoo
+
+    zoo = tmp_path / "zoo.yaml"
+    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, epochs: 1, batch_size: 32, seed: {}}}"
+    zoo.write_text("members:\n" + "".join(f"  m{s}: {{family: LeNet, train: {recipe.format(s)}}}\n" for s in (1, 2)))
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
+    assert train_zoo(["m1", "m2"], workers=1, progress=False, path=str(zoo)) == ["m1", "m2"]
+    assert train_zoo(["m1@2"], workers=1, progress=False, path=str(zoo)) == []  # m2's cached weights: the same recipe
+    m1, m2, m1_at_2 = (load_model(n).state_dict() for n in ("m1", "m2", "m1@2"))
+    assert all(torch.equal(m1_at_2[k], m2[k]) for k in m2)
+    assert not all(torch.equal(m1_at_2[k], m1[k]) for k in m1)
+    with pytest.raises(PhysadvError, match="'m1@x': after '@' comes a training seed"):
+        load_model("m1@x")
+    with pytest.raises(PhysadvError, match="unknown zoo member 'm3'"):
+        zoo_member("m3@2", str(zoo))
