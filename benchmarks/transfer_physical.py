@@ -11,7 +11,8 @@ simulated grid (5-40 ft x 0-60 degrees, several lights), so the designs x models
 Designs are saved in ``--out`` and reused when the benchmark runs again with the same settings.
 
 Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "clean"}``), ``leave_one_out``
-(``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``), with ``targeted_ci95`` (95% Wilson
+(``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``; with ``--held-out-seeds``, also
+``held_out_seeds``: the held-out recipe trained from other seeds, judging the same design), with ``targeted_ci95`` (95% Wilson
 interval over the grid's views: a 90% bar on 70 views is 81-95%), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
 the views rendered once) and the paths of the plots and of the transfer matrix. ``transfer_options`` (not run by
@@ -139,6 +140,9 @@ def main() -> None:
                          "models join as members; repeatable; default: "
                          + "; ".join(TRANSFER_OPTIONS) + ")")
     ap.add_argument("--held-out", default="", help="transfer_options: the held-out models (default: every plain member)")
+    ap.add_argument("--held-out-seeds", default="", metavar="SEED,...",
+                    help="leave_one_out: also judge each design by the held-out model's recipe trained from these seeds "
+                         "(zoo NAME@SEED): does the transfer hold for the architecture, or for one set of weights?")
     ap.add_argument("--judge-lights", type=int, default=0, metavar="N",
                     help="judge each grid cell under N lights (default: the config's grid.lights_per_cell); the designs and "
                          "their cache keys stay the same, the intervals narrow (8 lights: 280 views)")
@@ -168,8 +172,13 @@ def main() -> None:
                              "+hardened" in opt.split())
         except PhysadvError as e:
             ap.error(f"--option {opt!r}: {e}")
-    zoo = {n: load_model(n).eval() for n in names}
-    judges = {n: ClassifierVictim(zoo[n], n) for n in names}
+    try:
+        seeds = [int(x) for x in args.held_out_seeds.split(",") if x]
+    except ValueError:
+        ap.error(f"--held-out-seeds {args.held_out_seeds}: comma-separated integer seeds")
+    reseeded = {m: [f"{m}@{s}" for s in seeds] for m in plain} if "leave_one_out" in only else {}
+    zoo = {n: load_model(n).eval() for n in names + [t for ts in reseeded.values() for t in ts]}
+    judges = {n: ClassifierVictim(zoo[n], n) for n in zoo}
     result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,
                     "cached_only": args.cached_only,
                     "threads": torch.get_num_threads(), "grid": to_dict(judged.grid)}
@@ -206,7 +215,9 @@ def main() -> None:
             loo_rows[m, opt] = None if v is None else {
                 "held_out": m, "targeted": v[m]["targeted"], "targeted_ci95": v[m]["targeted_ci95"], "untargeted": v[m]["untargeted"],
                 "members_targeted_min": min(v[n]["targeted"] for n in team),
-                "hardened_targeted": {n: v[n]["targeted"] for n in hardened}, "coverage": round(res.coverage, 4),
+                "hardened_targeted": {n: v[n]["targeted"] for n in hardened},
+                "held_out_seeds": [{"model": t, "targeted": v[t]["targeted"], "untargeted": v[t]["untargeted"]}
+                                   for t in reseeded.get(m, [])], "coverage": round(res.coverage, 4),
                 "seconds": res.timings.get("wall")}
         return loo_rows[m, opt]
 
