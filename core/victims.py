@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from physadv.core.config import added_later
 from physadv.core.errors import PhysadvError
 from physadv.core.models import Classifier
 
@@ -379,15 +380,34 @@ class VictimConfig:
     subset: int = 0  # ensembles: a random subset of this many members per step (0: all)
     balance: float = 0.0  # ensembles: temperature of the per-member loss balancing (0: off)
     diversity: float = 0.0  # input diversity (Xie et al. 2019): probability of a random resize-and-pad per step
+    # every zoo member named also joins trained from these seeds (NAME@SEED): an ensemble over weights as well as
+    # architectures, for designs that transfer to weights they never saw (Liu et al. 2017; cf. Gubri et al. 2022)
+    seeds: list[int] = added_later(factory=list)
 
     def validate(self) -> None:
         if not self.models or not all(str(m).strip() for m in self.models):
             raise ValueError("victim.models: name at least one model")
-        if self.weights is not None and len(self.weights) != len(self.specs()):
-            raise ValueError(f"victim.weights: {len(self.weights)} weights for {len(self.specs())} models")
+        if self.weights is not None and len(self.weights) != len(self.named()):
+            raise ValueError(f"victim.weights: {len(self.weights)} weights for {len(self.named())} models")
+        if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
+
+    def named(self) -> list[str]:
+        """The models as named, one per comma-separated name."""
+        return [s.strip() for m in self.models for s in str(m).split(",") if s.strip()]
 
     def specs(self) -> list[str]:
-        return [s.strip() for m in self.models for s in str(m).split(",") if s.strip()]
+        """The members: the named models, each zoo member followed by its copies from ``seeds``."""
+        from physadv.core.zoo import is_zoo_spec
+
+        return [x for s in self.named() for x in [s, *(f"{s}@{k}" for k in self.seeds if "@" not in s and is_zoo_spec(s))]]
+
+    def member_weights(self) -> Optional[list[float]]:
+        """``weights`` per member: a model's copies from other seeds share its weight."""
+        if self.weights is None:
+            return None
+        copies = [VictimConfig([s], seeds=self.seeds).specs() for s in self.named()]
+        return [w / len(c) for w, c in zip(self.weights, copies) for _ in c]
 
 
 def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
@@ -429,7 +449,7 @@ def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim
     members = [ClassifierVictim(load_model(s, device), _short(s), cfg.margin, cfg.diversity) for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
-    return EnsembleVictim(members, cfg.weights, cfg.fusion, subset=cfg.subset, balance=cfg.balance)
+    return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, subset=cfg.subset, balance=cfg.balance)
 
 
 def _short(spec: str) -> str:

@@ -238,3 +238,21 @@ def test_momentum_sign_is_mi_fgsm():
         buf = 0.5 * buf + g / g.abs().mean()
         ref = ref - 0.1 * buf.sign()
     torch.testing.assert_close(w.detach(), ref)
+
+
+def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its_weight():
+    from pathlib import Path
+
+    from physadv.core.config import load_config
+    from physadv.core.victims import VictimConfig, load_victim
+    from physadv.physical.design_cli import RP2Job
+
+    job = load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"),
+                      ["victim.models=[gtsrb-cnn,sign,vgg-bn@7]", "victim.seeds=[101,102]", "victim.weights=[3,1,1]"])
+    # zoo members join with their copies; the built-in classifier and an explicit NAME@SEED are not zoo recipes to reseed
+    assert job.victim.specs() == ["gtsrb-cnn", "gtsrb-cnn@101", "gtsrb-cnn@102", "sign", "vgg-bn@7"]
+    assert job.victim.member_weights() == [1.0, 1.0, 1.0, 1.0, 1.0]  # gtsrb-cnn's 3 shared by its three copies
+    assert VictimConfig(["gtsrb-cnn"]).specs() == ["gtsrb-cnn"]
+    for bad in ([-1], [5, 5]):
+        with pytest.raises(PhysadvError, match=r"victim.seeds: distinct non-negative integer seeds"):
+            load_victim(VictimConfig(["gtsrb-cnn"], seeds=bad))
