@@ -50,8 +50,8 @@ from physadv.rendering.scene import build_scene  # noqa: E402
 
 def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Path, name: str,
            cached_only: bool = False) -> PhysicalResult | None:
-    """RP2 on ``members`` (one: white-box) with the mask search at ``coverage``; cached in ``out/name`` (None when
-    it is not cached and ``--cached-only`` is on)."""
+    """RP2 on ``members`` (one: white-box; ``victim.seeds`` adds each zoo member's copies from those seeds) with the
+    mask search at ``coverage``; cached in ``out/name`` (None when it is not cached and ``--cached-only`` is on)."""
     from physadv.core.config import config_hash
 
     mask = replace(job.mask, coverage=coverage, max_coverage=max(coverage, job.mask.max_coverage))
@@ -62,7 +62,9 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
         return PhysicalResult.load(path)
     if cached_only:
         return None
-    victims = [ClassifierVictim(zoo[m], m, job.victim.margin, job.victim.diversity) for m in members]
+    specs = replace(job.victim, models=members, weights=None).specs()  # with victim.seeds: each member's copies too
+    victims = [ClassifierVictim(zoo[m] if m in zoo else load_model(m).eval(), m, job.victim.margin, job.victim.diversity)
+               for m in specs]
     victim = victims[0] if len(victims) == 1 else EnsembleVictim(victims, fusion=job.victim.fusion, subset=job.victim.subset,
                                                                   balance=job.victim.balance, name=name)
     scene = build_scene(job.scene, min_view_px=max(victim.input_size[1:]))
@@ -139,7 +141,7 @@ def main() -> None:
                     help="transfer_options: one variant of the leave-one-out design, config keys and '+hardened' (the hardened "
                          "models join as members; repeatable; default: "
                          + "; ".join(TRANSFER_OPTIONS) + ")")
-    ap.add_argument("--held-out", default="", help="transfer_options: the held-out models (default: every plain member)")
+    ap.add_argument("--held-out", default="", help="leave_one_out, transfer_options: the held-out models (default: every plain member)")
     ap.add_argument("--held-out-seeds", default="", metavar="SEED,...",
                     help="leave_one_out: also judge each design by the held-out model's recipe trained from these seeds "
                          "(zoo NAME@SEED): does the transfer hold for the architecture, or for one set of weights?")
@@ -160,6 +162,7 @@ def main() -> None:
     designs.mkdir(parents=True, exist_ok=True)
     job = load_config(RP2Job, args.config, args.overrides)
     judged = replace(job, grid=replace(job.grid, lights_per_cell=args.judge_lights or job.grid.lights_per_cell))
+    alone = replace(job, victim=replace(job.victim, seeds=[]))  # white-box: the model itself, not its other seeds
     names = [n for n in (args.models.split(",") if args.models else zoo_names()) if n]
     plain = [n for n in names if not _hardened(n)]
     held_out = [n for n in args.held_out.split(",") if n] or plain
@@ -193,7 +196,7 @@ def main() -> None:
     if "white_box" in only:
         result["white_box"] = []
         for m in names:
-            res = design(job, [m], zoo, args.white_box_coverage, designs, f"wb-{m}", args.cached_only)
+            res = design(alone, [m], zoo, args.white_box_coverage, designs, f"wb-{m}", args.cached_only)
             if res is None:
                 continue
             v = record(res, f"white-box {m}")
@@ -208,13 +211,17 @@ def main() -> None:
         if (m, opt) not in loo_rows:
             variant, with_hardened = variants[opt]
             team = [n for n in plain if n != m] + (hardened if with_hardened else [])
+            members = replace(variant.victim, models=team, weights=None).specs()
+            for n in [n for n in members if n not in judges]:  # victim.seeds: the members' copies are judged too
+                zoo[n] = load_model(n).eval()
+                judges[n] = ClassifierVictim(zoo[n], n)
             slug = "".join(c if c.isalnum() or c in ".-" else "_" for c in opt.replace("=", "-"))
             res = design(variant, team, zoo, args.loo_coverage, designs, f"loo-{m}" + (f"-{slug}" if opt else ""),
                          args.cached_only)
             v = None if res is None else record(res, f"all but {m}" + (f", {opt}" if opt else ""))
             loo_rows[m, opt] = None if v is None else {
                 "held_out": m, "targeted": v[m]["targeted"], "targeted_ci95": v[m]["targeted_ci95"], "untargeted": v[m]["untargeted"],
-                "members_targeted_min": min(v[n]["targeted"] for n in team),
+                "members_targeted_min": min(v[n]["targeted"] for n in members),
                 "hardened_targeted": {n: v[n]["targeted"] for n in hardened},
                 "held_out_seeds": [{"model": t, "targeted": v[t]["targeted"], "untargeted": v[t]["untargeted"]}
                                    for t in reseeded.get(m, [])], "coverage": round(res.coverage, 4),
@@ -222,7 +229,7 @@ def main() -> None:
         return loo_rows[m, opt]
 
     if "leave_one_out" in only and len(plain) > 2:
-        result["leave_one_out"] = [row for row in map(leave_one_out, plain) if row]
+        result["leave_one_out"] = [row for row in map(leave_one_out, held_out) if row]
     if "transfer_options" in only and len(plain) > 2:
         result["transfer_options"] = [{"options": opt, **row} for m in held_out
                                       for opt in variants if (row := leave_one_out(m, opt))]
@@ -231,7 +238,7 @@ def main() -> None:
         for m in names:
             points = []
             for c in (float(x) / 100 for x in args.coverages.split(",")):
-                res = design(job, [m], zoo, c, designs, f"wb-{m}", args.cached_only)
+                res = design(alone, [m], zoo, c, designs, f"wb-{m}", args.cached_only)
                 if res is None:
                     continue
                 v, _ = judge(judged, res, {m: judges[m]}, "design")
