@@ -100,3 +100,29 @@ def test_judging_under_more_lights_keeps_the_design_keys(monkeypatch, tmp_path, 
     job = load_config(RP2Job, str(ROOT / "configs/physical/rp2_zoo.yaml"))
     assert looked_up == [job.grid.lights_per_cell] != [8]  # the design is looked up under the config's own grid
     assert capsys.readouterr().out.count('"lights_per_cell": 8') == 1  # the JSON records the grid judged on
+
+
+def test_victim_seeds_widen_the_leave_one_out_ensembles_and_leave_white_box_alone(monkeypatch, tmp_path, capsys):
+    """White-box is the model itself, whatever ``victim.seeds`` says; a leave-one-out ensemble gets its members'
+    copies from those seeds (loaded to judge as members); the held-out model's seeds judge beside it."""
+    import pytest
+
+    bench = _benchmark()
+    monkeypatch.setattr(bench, "load_model", lambda name: pytest.fail(f"loaded {name} before checking the arguments"))
+    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--held-out-seeds", "1,x", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_:
+        bench.main()
+    assert exit_.value.code == 2 and "--held-out-seeds 1,x" in capsys.readouterr().err.strip().splitlines()[-1]
+
+    calls, loaded = [], []
+    monkeypatch.setattr(bench, "load_model", lambda name: loaded.append(name) or torch.nn.Identity())
+    monkeypatch.setattr(bench, "ClassifierVictim", lambda model, name, *a: name)
+    monkeypatch.setattr(bench, "design", lambda job, members, *a, **k: calls.append((a[3], job.victim.seeds)) or None)
+    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--cached-only", "--only", "white_box,leave_one_out",
+                                     "--models", "gtsrb-cnn,lisa-cnn,resnet-8", "--set", "victim.seeds=[101]",
+                                     "--held-out-seeds", "7", "--out", str(tmp_path)])
+    bench.main()
+    assert calls == [(f"wb-{m}", []) for m in ("gtsrb-cnn", "lisa-cnn", "resnet-8")] + \
+                    [(f"loo-{m}", [101]) for m in ("gtsrb-cnn", "lisa-cnn", "resnet-8")]
+    assert {"gtsrb-cnn@7", "lisa-cnn@7", "resnet-8@7"} <= set(loaded)  # the held-out models' other seed judges
+    assert {"gtsrb-cnn@101", "lisa-cnn@101", "resnet-8@101"} <= set(loaded)  # the members' copies, judged as members
