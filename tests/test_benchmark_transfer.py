@@ -19,6 +19,18 @@ def _benchmark():
     return module
 
 
+def _usage_error(bench, argv: list[str], capsys) -> str:
+    """Run the benchmark's main on ``argv``, expect exit code 2, and return the last line of stderr."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sys.argv", ["transfer_physical.py", *argv])
+        with pytest.raises(SystemExit) as exit_:
+            bench.main()
+    assert exit_.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_a_models_grid_numbers_do_not_depend_on_the_models_judging_beside_it():
     """A 32 px judge sees views rendered at 32 px whether or not a 64 px judge is in the set (rendering at 64 px and
     shrinking would average the camera noise away and move its verdicts); the 64 px judge sees 64 px views."""
@@ -62,12 +74,8 @@ def test_a_mistyped_option_is_a_one_line_usage_error_before_any_model_loads(monk
     monkeypatch.setattr(bench, "load_model", lambda name: pytest.fail(f"loaded {name} before checking the options"))
     for option, says in (("+hardend", "--option '+hardend': --set '+hardend': expected key=value"),
                          ("loss=hinge", "--option 'loss=hinge': config (configs/physical/rp2_zoo.yaml + --set): loss: 'hinge'")):
-        monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--only", "transfer_options", "--option", option,
-                                         "--config", "configs/physical/rp2_zoo.yaml", "--out", str(tmp_path)])
-        with pytest.raises(SystemExit) as exit_:
-            bench.main()
-        err = capsys.readouterr().err.strip().splitlines()
-        assert exit_.value.code == 2 and says in err[-1]
+        assert says in _usage_error(bench, ["--only", "transfer_options", "--option", option, "--config",
+                                            "configs/physical/rp2_zoo.yaml", "--out", str(tmp_path)], capsys)
 
 
 def test_judging_under_more_lights_keeps_the_design_keys(monkeypatch, tmp_path, capsys):
@@ -79,10 +87,7 @@ def test_judging_under_more_lights_keeps_the_design_keys(monkeypatch, tmp_path, 
 
     bench = _benchmark()
     monkeypatch.setattr(bench, "load_model", lambda name: pytest.fail(f"loaded {name} before checking the arguments"))
-    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--judge-lights", "-1", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit) as exit_:
-        bench.main()
-    assert exit_.value.code == 2 and "--judge-lights -1" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--judge-lights -1" in _usage_error(bench, ["--judge-lights", "-1", "--out", str(tmp_path)], capsys)
 
     looked_up = []
 
@@ -109,10 +114,7 @@ def test_victim_seeds_widen_the_leave_one_out_ensembles_and_leave_white_box_alon
 
     bench = _benchmark()
     monkeypatch.setattr(bench, "load_model", lambda name: pytest.fail(f"loaded {name} before checking the arguments"))
-    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--held-out-seeds", "1,x", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit) as exit_:
-        bench.main()
-    assert exit_.value.code == 2 and "--held-out-seeds 1,x" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--held-out-seeds 1,x" in _usage_error(bench, ["--held-out-seeds", "1,x", "--out", str(tmp_path)], capsys)
 
     calls, loaded = [], []
     monkeypatch.setattr(bench, "load_model", lambda name: loaded.append(name) or torch.nn.Identity())
