@@ -32,9 +32,9 @@ On a classifier's logits ``z`` (before the softmax):
   i.e. the loss on their averaged logits (their ensemble; Dong et al. 2018, eq. 8), whatever the fusion.
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
-world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed), a ``core.models`` registry name, a physadv
-classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights,
-``core.imagenet``); several names make an ensemble.
+world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed), a
+``core.models`` registry name, a physadv classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet
+architecture with local weights, ``core.imagenet``); several names make an ensemble.
 
 Implementations: ``ClassifierVictim`` (one ``core.models.Classifier``) and ``EnsembleVictim`` (several, each
 seeing the same view through its own input size) whose fusion is a named option:
@@ -400,7 +400,10 @@ class VictimConfig:
         """The members: the named models, each zoo member followed by its copies from ``seeds``."""
         from physadv.core.zoo import is_zoo_spec
 
-        return [x for s in self.named() for x in [s, *(f"{s}@{k}" for k in self.seeds if "@" not in s and is_zoo_spec(s))]]
+        def copies(s: str) -> list[str]:
+            return [f"{s}@{k}" for k in self.seeds] if "@" not in s and is_zoo_spec(s) else []
+
+        return [x for s in self.named() for x in [s, *copies(s)]]
 
     def member_weights(self) -> Optional[list[float]]:
         """``weights`` per member: a model's copies from other seeds share its weight."""
@@ -436,8 +439,8 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
     if Path(spec).is_file():
         return load_classifier(spec, device)
     raise PhysadvError(f"model '{spec}' is neither {', '.join(_MODEL_SOURCES) or 'sign'}, a zoo member "
-                       f"({', '.join(zoo_names())}; NAME@SEED: another seed), a model name, a physadv classifier file, nor ARCH=WEIGHTS for a "
-                       "torchvision/timm ImageNet architecture")
+                       f"({', '.join(zoo_names())}; NAME@SEED: another seed), a model name, a physadv classifier file, "
+                       "nor ARCH=WEIGHTS for a torchvision/timm ImageNet architecture")
 
 
 def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim:
