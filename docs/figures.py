@@ -185,6 +185,11 @@ FIGURES = [
            "--held-out-seeds 101,102 --out {out}", {"physical/leave_one_out_targeted.png": "transfer_targeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml without restarts) on all-but-one ensembles at 30% of the face, judged by every model"),
+    Figure("transfer_loo_seeds", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=1 "
+           "--set restart_until=1.0 --set victim.seeds=[101] --set victim.subset=5 --held-out-seeds 101,102 --out {out}",
+           {"physical/leave_one_out_seeds_targeted.png": "transfer_targeted.png"},
+           readme=transfer_tables, manual=True, metrics="result.json",
+           about="the leave-one-out designs on ensembles over weights too: each member also from seed 101, five members a step"),
     Figure("transfer_options", "{python} benchmarks/transfer_physical.py --only transfer_options --held-out gtsrb-cnn,resnet-8 "
            "--set restarts=1 --set restart_until=1.0 --out {out}", {"physical/transfer_options_targeted.png": "transfer_targeted.png"},
            readme=options_table, manual=True, metrics="result.json",
