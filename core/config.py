@@ -4,7 +4,7 @@ A config class is a plain ``@dataclass`` whose fields have defaults; nested data
 become nested YAML mappings. Loading is strict: an unknown or misspelt key is an error
 that names the key and the file, and a value of the wrong type names the field.
 
-    cfg = load_config(TrainConfig, "configs/core/lenet_mnist.yaml", ["epochs=3", "optim.lr=0.01"])
+    cfg = load_config(TrainConfig, packaged("core/lenet_mnist.yaml"), ["epochs=3", "optim.lr=0.01"])  # core.resources
     save_config(cfg, run_dir / "config.yaml")
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Train and evaluate victim classifiers: seeded, with progress bars, cached by name and config hash.
 
     clf = get_classifier("lenet-mnist")          # trains once, then loads from the cache
-    clf = get_classifier(load_config(TrainConfig, "configs/core/lenet_mnist.yaml"))
+    clf = get_classifier(load_config(TrainConfig, packaged("core/lenet_mnist.yaml")))  # the shipped config
     acc = evaluate(clf, load_dataset("mnist", "test"))["accuracy"]
 
 The cache lives in ``$PHYSADV_CACHE/classifiers`` (default ``~/.cache/physadv``); each entry is a

@@ -27,9 +27,10 @@ import torch
 from physadv.core.config import load_config
 from physadv.core.errors import PhysadvError
 from physadv.core.models import Classifier
+from physadv.core.resources import packaged
 from physadv.core.train import TrainConfig, cached_classifier_path, cached_metrics, get_classifier
 
-ZOO_FILE = "configs/signs/zoo.yaml"
+ZOO_FILE = str(packaged("signs/zoo.yaml"))  # the shipped recipes, found from any directory
 
 
 @dataclass
