@@ -50,8 +50,8 @@ from physadv.rendering.scene import build_scene  # noqa: E402
 
 def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Path, name: str,
            cached_only: bool = False) -> PhysicalResult | None:
-    """RP2 on ``members`` (one: white-box; ``victim.seeds`` adds each zoo member's copies from those seeds) with the
-    mask search at ``coverage``; cached in ``out/name`` (None when it is not cached and ``--cached-only`` is on)."""
+    """RP2 on ``members`` (one: white-box; ``victim.seeds`` adds each zoo member's copies from those seeds, which
+    ``zoo`` must hold) with the mask search at ``coverage``; cached in ``out/name`` (None when it is not cached and ``--cached-only`` is on)."""
     from physadv.core.config import config_hash
 
     mask = replace(job.mask, coverage=coverage, max_coverage=max(coverage, job.mask.max_coverage))
@@ -63,8 +63,7 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
     if cached_only:
         return None
     specs = replace(job.victim, models=members, weights=None).specs()  # with victim.seeds: each member's copies too
-    victims = [ClassifierVictim(zoo[m] if m in zoo else load_model(m).eval(), m, job.victim.margin, job.victim.diversity)
-               for m in specs]
+    victims = [ClassifierVictim(zoo[m], m, job.victim.margin, job.victim.diversity) for m in specs]
     victim = victims[0] if len(victims) == 1 else EnsembleVictim(victims, fusion=job.victim.fusion, subset=job.victim.subset,
                                                                   balance=job.victim.balance, name=name)
     scene = build_scene(job.scene, min_view_px=max(victim.input_size[1:]))

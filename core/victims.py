@@ -396,21 +396,22 @@ class VictimConfig:
         """The models as named, one per comma-separated name."""
         return [s.strip() for m in self.models for s in str(m).split(",") if s.strip()]
 
-    def specs(self) -> list[str]:
-        """The members: the named models, each zoo member followed by its copies from ``seeds``."""
+    def _with_copies(self, name: str) -> list[str]:
+        """``name``, then, for a zoo member, its copies from ``seeds``."""
         from physadv.core.zoo import is_zoo_spec
 
-        def copies(s: str) -> list[str]:
-            return [f"{s}@{k}" for k in self.seeds] if "@" not in s and is_zoo_spec(s) else []
+        return [name, *(f"{name}@{k}" for k in self.seeds)] if "@" not in name and is_zoo_spec(name) else [name]
 
-        return [x for s in self.named() for x in [s, *copies(s)]]
+    def specs(self) -> list[str]:
+        """The members: the named models, each zoo member followed by its copies from ``seeds``."""
+        return [x for s in self.named() for x in self._with_copies(s)]
 
     def member_weights(self) -> Optional[list[float]]:
         """``weights`` per member: a model's copies from other seeds share its weight."""
         if self.weights is None:
             return None
-        copies = [VictimConfig([s], seeds=self.seeds).specs() for s in self.named()]
-        return [w / len(c) for w, c in zip(self.weights, copies) for _ in c]
+        groups = [self._with_copies(s) for s in self.named()]
+        return [w / len(g) for w, g in zip(self.weights, groups) for _ in g]
 
 
 def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:

@@ -100,6 +100,11 @@ def _with_ci(row: dict) -> str:
     return f"{row['targeted']:.1%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
 
 
+def _seeds_cell(row: dict) -> str:
+    """A leave-one-out row's verdicts by the held-out recipe from other seeds: ``seed: targeted / untargeted, ...``."""
+    return ", ".join(f"{t['model'].split('@')[1]}: {t['targeted']:.0%} / {t['untargeted']:.0%}" for t in row.get("held_out_seeds", []))
+
+
 def transfer_tables(m: dict) -> str:
     """The README's white-box and leave-one-out tables from benchmarks/transfer_physical.py's result.json."""
     out = []
@@ -113,9 +118,7 @@ def transfer_tables(m: dict) -> str:
         out += ["", "| held-out model (design on all the others) | targeted | untargeted | every member targeted, at least | "
                     f"stickers |{extra}", "|---|---|---|---|---|" + ("---|" if seeds else "")]
         out += [f"| {r['held_out']} | {_with_ci(r)} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
-                f"{r['coverage']:.1%} |" + (" " + ", ".join(f"{t['model'].split('@')[1]}: {t['targeted']:.0%} / "
-                                                           f"{t['untargeted']:.0%}" for t in r.get("held_out_seeds", []))
-                                           + " |" if seeds else "") for r in m["leave_one_out"]]
+                f"{r['coverage']:.1%} |" + (f" {_seeds_cell(r)} |" if seeds else "") for r in m["leave_one_out"]]
         if seeds:
             out += ["", "Last column: the same design judged by the held-out model's recipe trained from other seeds "
                         "(`NAME@SEED`; seed: targeted / untargeted), models the design never saw either."]
