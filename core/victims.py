@@ -46,9 +46,16 @@ seeing the same view through its own input size) whose fusion is a named option:
 - ``mean_logits``: the loss on ``log softmax(sum_i w_i z_i(x))``, the members' averaged logits (Dong et al. 2018,
   eq. 8, whose logit ensemble transferred better than averaged probabilities or losses); the ensemble's verdict is
   the argmax of those logits.
+
+Activations (Inkawhich et al., CVPR 2019, "Feature space perturbations yield more transferable adversarial
+examples"): ``with victim.recording(depth) as acts:`` keeps, for every classifier that runs inside the block,
+the output of its convolution at relative depth ``depth`` (0: the first, 1: the last, in the order the network
+registers them), keyed by the member's name; the physical attacks' ``feature_weight`` pulls them towards the
+target's own activations under the same view.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional, Sequence, get_args
@@ -195,6 +202,23 @@ class Victim(nn.Module):
     def judge(self, views: Views, objective: Objective) -> Verdict:
         raise NotImplementedError
 
+    @contextmanager
+    def recording(self, depth: float):
+        """Inside the block, each classifier that runs keeps its activation at relative ``depth`` (module
+        docstring) in the yielded ``{name: N x C x h x w}``; a victim without them says so."""
+        raise PhysadvError(f"victim {self.name} has no activations to record (feature_weight needs classifiers)")
+        yield {}
+
+
+def activation_layer(model: nn.Module, depth: float) -> nn.Module:
+    """The convolution at relative ``depth`` in [0, 1] among ``model``'s, in registration order."""
+    if not 0 <= depth <= 1:
+        raise PhysadvError(f"feature depth must be in [0, 1], got {depth}")
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise PhysadvError(f"{type(model).__name__} has no convolution whose activations could be recorded")
+    return convs[round(depth * (len(convs) - 1))]
+
 
 def crop_boxes(images: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int], margin: float) -> torch.Tensor:
     """Each box plus ``margin`` of its size on every side, resampled to ``size`` (differentiable; bilinear with
@@ -264,6 +288,15 @@ class ClassifierVictim(Victim):
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
         return loss_from_logits(self.logits(views, diverse=True), objective, *self.classes_of(objective))
+
+    @contextmanager
+    def recording(self, depth: float, into: dict | None = None):
+        acts = {} if into is None else into
+        hook = activation_layer(self.model, depth).register_forward_hook(lambda mod, inp, out: acts.__setitem__(self.name, out))
+        try:
+            yield acts
+        finally:
+            hook.remove()
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:
@@ -343,6 +376,14 @@ class EnsembleVictim(Victim):
         if self.fusion == "mean_logits":
             return loss_from_logits(sum(wi * z.to(dev) for wi, z in zip(w, zs)), objective, s, t)
         return log_prob_loss(self.fused_log_probs([F.log_softmax(z, dim=1) for z in zs], w), objective, s, t)
+
+    @contextmanager
+    def recording(self, depth: float):
+        acts: dict = {}
+        with ExitStack() as stack:
+            for m in self.members:
+                stack.enter_context(m.recording(depth, acts))
+            yield acts
 
     @torch.no_grad()
     def judge(self, views: Views, objective: Objective) -> Verdict:

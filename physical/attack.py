@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import torch
+import torch.nn.functional as F
 
 from physadv.core.config import added_later, config_hash
 from physadv.core.errors import PhysadvError
@@ -52,6 +53,11 @@ class DesignConfig:
     restarts: int = 1  # independent runs (seeds seed, seed + 1, ...): the best on the validation views is kept
     restart_until: float = 1.0  # no further restart once the best run reaches this validation success
     seed: int = 0
+    # Activation attack (Inkawhich et al. 2019): the victims' activations pulled towards the target's own under the
+    # same view, with this weight (0: off); which activations; what the target looks like ("": the target's sign)
+    feature_weight: float = added_later(0.0)
+    feature_depth: float = added_later(0.5)  # the convolution at this relative depth of each classifier (0: first, 1: last)
+    reference: str = added_later("")  # a sign of the sign world or an image file, stretched over the design
 
     def validate(self) -> None:
         if min(self.steps, self.batch, self.val_views, self.val_every, self.checkpoint_every, self.restarts) < 1:
@@ -62,6 +68,11 @@ class DesignConfig:
             raise ValueError(f"grad_sigma is a Gaussian's width in texels (0: off), got {self.grad_sigma}")
         if not 0 <= self.restart_until <= 1:
             raise ValueError(f"restart_until is a success rate in [0, 1], got {self.restart_until}")
+        if self.feature_weight < 0 or not 0 <= self.feature_depth <= 1:
+            raise ValueError(f"feature_weight must be >= 0 and feature_depth in [0, 1], got {self.feature_weight} and "
+                             f"{self.feature_depth}")
+        if self.feature_weight > 0 and not self.target:
+            raise ValueError("feature_weight pulls towards the target's activations: it needs a target")
 
     def make_objective(self) -> Objective:
         kind = self.objective if self.objective != "auto" else ("targeted" if self.target else "untargeted")
@@ -118,6 +129,30 @@ def colours(w: torch.Tensor) -> torch.Tensor:
     return (torch.tanh(w) + 1) / 2
 
 
+def activation_distance(acts: dict, target: dict) -> torch.Tensor:
+    """Inkawhich et al.'s activation attack distance (CVPR 2019, section 3: ``||f_L(x) - f_L(x_t)||``), squared and
+    normalised per view by ``||f_L(x_t)||^2`` so that members of any width weigh alike; the mean over views and over
+    the classifiers recorded in both ``acts`` and ``target`` (name -> ``N x C x h x w``)."""
+    names = [n for n in acts if n in target]
+    if not names:
+        raise PhysadvError("no classifier activations were recorded for the feature term")
+    return torch.stack([((acts[n] - target[n]).pow(2).flatten(1).sum(1) / target[n].pow(2).flatten(1).sum(1).clamp_min(1e-12)).mean()
+                        for n in names]).mean()
+
+
+def reference_texture(name: str) -> torch.Tensor:
+    """What the target looks like, ``3 x h x w`` sRGB: a sign of the sign world by name, else an image file."""
+    from physadv.rendering.objects import image_object, sign_object
+    from physadv.rendering.signs.textures import sign_classes
+
+    if name in sign_classes():
+        return sign_object(name).texture
+    if Path(name).is_file():
+        return image_object(name, 1.0).texture
+    raise PhysadvError(f"reference '{name}': neither a sign of the sign world nor an image file (the target's appearance "
+                       "for feature_weight)")
+
+
 class PhysicalAttack:
     """Base class (see the module docstring). ``Config`` is the subclass's config dataclass."""
 
@@ -141,6 +176,10 @@ class PhysicalAttack:
         self.device = victim.device
         self.victim_seconds = 0.0
         self.val_seed = cfg.seed  # restarts keep the first run's validation views, so their scores compare
+        self.reference = reference_texture(cfg.reference or cfg.target) if cfg.feature_weight > 0 else None
+        if self.reference is not None:
+            with victim.recording(cfg.feature_depth):  # a victim without activations fails here, before any work
+                pass
 
     # ------------------------------------------------------------------ what subclasses define
     def start(self) -> torch.Tensor:
@@ -177,6 +216,24 @@ class PhysicalAttack:
         out = self.victim.loss(views, self.objective).mean()
         self.victim_seconds += time.perf_counter() - t0
         return out
+
+    def adversarial_terms(self, views: Views, design: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, dict]:
+        """The victim's mean loss on ``views`` of ``design`` (term ``adversarial``) plus, with ``feature_weight``,
+        ``feature_weight`` times the activation term (``feature``): each classifier's activations on the views against
+        its own on the reference stretched over the design, rendered with the same ``draw`` (poses, light, effects)
+        and judged with the same seed (input diversity, member subset), so only the design differs. Returns the
+        weighted total and the terms (floats)."""
+        if self.reference is None:
+            adv = self.adversarial_loss(views)
+            return adv, {"adversarial": float(adv.detach())}
+        with self.victim.recording(self.cfg.feature_depth) as acts:
+            adv = self.adversarial_loss(views)
+        ref = F.interpolate(self.reference[None].to(design), size=design.shape[-2:], mode="bilinear", antialias=True,
+                            align_corners=False)[0]
+        with torch.no_grad(), self.victim.recording(self.cfg.feature_depth) as target:
+            self.victim.loss(self.views(ref, draw), self.objective)
+        feature = activation_distance(acts, target)
+        return adv + self.cfg.feature_weight * feature, {"adversarial": float(adv.detach()), "feature": float(feature.detach())}
 
     @torch.no_grad()
     def success_rate(self, design: torch.Tensor, draw: Draw) -> float:

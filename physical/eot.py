@@ -66,14 +66,14 @@ class EOT(PhysicalAttack):
     def loss(self, w: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, dict]:
         x = self.design(w)
         views = self.scene.render(x, draw)
-        cls = self.adversarial_loss(views)
+        cls, first = self.adversarial_terms(views, x, draw)
         if self.cfg.lab == "views":
             with torch.no_grad():
                 ref = rgb_to_lab(self.scene.render(self.clean, draw).images, channel_dim=1)
             dist = ((rgb_to_lab(views.images, channel_dim=1) - ref).pow(2).flatten(1).sum(1) + 1e-8).sqrt().mean()
         else:
             dist = self.delta_e(x)
-        return cls + self.cfg.lam * dist, {"classification": float(cls.detach()), "lab": float(dist.detach())}
+        return cls + self.cfg.lam * dist, {"classification": first.pop("adversarial")} | first | {"lab": float(dist.detach())}
 
     def delta_e(self, x: torch.Tensor) -> torch.Tensor:
         """Mean CIELAB delta E (CIE76) between ``x`` and the clean face, over the face's texels."""

@@ -67,8 +67,8 @@ class Patch(PhysicalAttack):
         return self.scene.render(paste(carriers, design, self.shape, self.cfg.placement, g, self.where), draw)
 
     def loss(self, w: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, dict]:
-        adv = self.adversarial_loss(self.views(self.design(w), draw))
-        return adv, {"adversarial": float(adv.detach())}
+        design = self.design(w)
+        return self.adversarial_terms(self.views(design, draw), design, draw)
 
     def finish(self, w: torch.Tensor, best: torch.Tensor) -> PhysicalResult:
         return PhysicalResult("patch", best.cpu(), self.scene.obj.texture.cpu(), self.shape.cpu(), self.shape[0].cpu().clone(),

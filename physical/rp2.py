@@ -127,11 +127,11 @@ class RP2(PhysicalAttack):
 
     def loss(self, w: torch.Tensor, draw: Draw) -> tuple[torch.Tensor, dict]:
         x = self.clean * (1 - self.mask) + colours(w) * self.mask
-        adv = self.adversarial_loss(self.scene.render(self.printer(x[None])[0], draw))
+        adv, first = self.adversarial_terms(self.views(x, draw), x, draw)
         delta = (x - self.clean) * self.mask
         n = self.mask.sum().clamp_min(1)
         reg = delta.abs().sum() / n if self.norm == "l1" else delta.pow(2).sum().div(n).sqrt()
-        terms = {"adversarial": adv, "norm": reg}
+        terms = {"norm": reg}
         total = adv + self.lam * reg
         if self.palette is not None and self.cfg.nps_weight > 0:
             terms["nps"] = non_printability_score(x[None], self.palette, reduction="mean", mask=self.mask)[0]
@@ -139,7 +139,7 @@ class RP2(PhysicalAttack):
         if self.cfg.tv_weight > 0:
             terms["tv"] = total_variation((x * self.mask)[None], reduction="mean")[0]
             total = total + self.cfg.tv_weight * terms["tv"]
-        return total, {k: float(v.detach()) for k, v in terms.items()}
+        return total, first | {k: float(v.detach()) for k, v in terms.items()}
 
     def prepare(self, val: Draw, checkpoint, progress_bar: bool) -> dict:
         """RP2's mask search (rounds already in the checkpoint are not run again)."""
