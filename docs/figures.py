@@ -193,6 +193,11 @@ FIGURES = [
            {"physical/leave_one_out_seeds_targeted.png": "transfer_targeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="the leave-one-out designs on ensembles over weights too: each member also from seed 101, five members a step"),
+    Figure("transfer_loo_features", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=1 "
+           "--set restart_until=1.0 --set feature_weight=1.0 --held-out-seeds 101,102 --out {out}",
+           {"physical/leave_one_out_features_targeted.png": "transfer_targeted.png"},
+           readme=transfer_tables, manual=True, metrics="result.json",
+           about="the leave-one-out designs with the activation attack: members' activations pulled towards the target sign's"),
     Figure("transfer_options", "{python} benchmarks/transfer_physical.py --only transfer_options --held-out gtsrb-cnn,resnet-8 "
            "--set restarts=1 --set restart_until=1.0 --out {out}", {"physical/transfer_options_targeted.png": "transfer_targeted.png"},
            readme=options_table, manual=True, metrics="result.json",
