@@ -228,10 +228,11 @@ class PhysicalAttack:
             return adv, {"adversarial": float(adv.detach())}
         with self.victim.recording(self.cfg.feature_depth) as acts:
             adv = self.adversarial_loss(views)
-        ref = F.interpolate(self.reference[None].to(design), size=design.shape[-2:], mode="bilinear", antialias=True,
-                            align_corners=False)[0]
+        if self.reference.shape[-2:] != design.shape[-2:]:  # stretched over the design once, on the first step
+            self.reference = F.interpolate(self.reference[None].to(design), size=design.shape[-2:], mode="bilinear",
+                                           antialias=True, align_corners=False)[0]
         with torch.no_grad(), self.victim.recording(self.cfg.feature_depth) as target:
-            self.victim.loss(self.views(ref, draw), self.objective)
+            self.victim.loss(self.views(self.reference.to(design), draw), self.objective)
         feature = activation_distance(acts, target)
         return adv + self.cfg.feature_weight * feature, {"adversarial": float(adv.detach()), "feature": float(feature.detach())}
 
