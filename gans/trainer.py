@@ -1,6 +1,6 @@
 """Config-driven, seeded, resumable GAN training.
 
-    cfg = load_config(GanConfig, "configs/gans/dcgan.yaml")
+    cfg = load_config(GanConfig, packaged("gans/dcgan.yaml"))  # core.resources: the shipped config
     result = train_gan(cfg, "runs/gan/x")                     # writes checkpoint, samples, losses.png, metrics.json
     result = train_gan(cfg, "runs/gan/x", resume="runs/gan/x/checkpoint.safetensors")
 

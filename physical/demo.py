@@ -315,9 +315,10 @@ def digital_side(plan: DemoPlan, out: Path, device) -> dict:
                 "mean_iterations": float(res.iterations.float().mean()), "seconds": round(res.seconds, 2)}
 
     from physadv.core.config import load_config
+    from physadv.core.resources import packaged
     from physadv.gans.trainer import GanConfig, train_gan
 
-    cfg = load_config(GanConfig, "configs/gans/dcgan_cpu.yaml",
+    cfg = load_config(GanConfig, packaged("gans/dcgan_cpu.yaml"),  # the shipped config, whatever the working directory
                       [f"steps={plan.gan_steps}", f"sample_every={plan.gan_steps}", f"checkpoint_every={plan.gan_steps}",
                        f"device={device.type}"])
     gan = train_gan(cfg, out / "gan", show_progress=True)
