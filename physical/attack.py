@@ -58,7 +58,6 @@ class DesignConfig:
     feature_weight: float = added_later(0.0)
     feature_depth: float = added_later(0.5)  # the convolution at this relative depth of each classifier (0: first, 1: last)
     reference: str = added_later("")  # a sign of the sign world or an image file, stretched over the design
-    feature_until: float = added_later(1.0)  # the term acts on this first share of each phase's steps, then stops
 
     def validate(self) -> None:
         if min(self.steps, self.batch, self.val_views, self.val_every, self.checkpoint_every, self.restarts) < 1:
@@ -72,8 +71,6 @@ class DesignConfig:
         if self.feature_weight < 0 or not 0 <= self.feature_depth <= 1:
             raise ValueError(f"feature_weight must be >= 0 and feature_depth in [0, 1], got {self.feature_weight} and "
                              f"{self.feature_depth}")
-        if not 0 <= self.feature_until <= 1:
-            raise ValueError(f"feature_until is a share of each phase's steps in [0, 1], got {self.feature_until}")
         if self.feature_weight > 0 and not self.target:
             raise ValueError("feature_weight pulls towards the target's activations: it needs a target")
 
@@ -180,7 +177,6 @@ class PhysicalAttack:
         self.victim_seconds = 0.0
         self.val_seed = cfg.seed  # restarts keep the first run's validation views, so their scores compare
         self.reference = reference_texture(cfg.reference or cfg.target) if cfg.feature_weight > 0 else None
-        self.feature_on = True  # off for the last (1 - feature_until) of a phase's steps (set by optimise)
         if self.reference is not None:
             with victim.recording(cfg.feature_depth):  # a victim without activations fails here, before any work
                 pass
@@ -226,8 +222,8 @@ class PhysicalAttack:
         ``feature_weight`` times the activation term (``feature``): each classifier's activations on the views against
         its own on the reference stretched over the design, rendered with the same ``draw`` (poses, light, effects)
         and judged with the same seed (input diversity, member subset), so only the design differs. Returns the
-        weighted total and the terms (floats); past ``feature_until`` of the phase, the victim's loss alone."""
-        if self.reference is None or not self.feature_on:
+        weighted total and the terms (floats)."""
+        if self.reference is None:
             adv = self.adversarial_loss(views)
             return adv, {"adversarial": float(adv.detach())}
         with self.victim.recording(self.cfg.feature_depth) as acts:
@@ -318,7 +314,6 @@ class PhysicalAttack:
         for step in bar:
             if cfg.lr_schedule == "cosine":  # a function of the step alone: a resumed run follows the same schedule
                 opt.param_groups[0]["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            self.feature_on = step < cfg.feature_until * steps
             total, terms = self.loss(w, self.scene.sample(cfg.batch))
             if not torch.isfinite(total):
                 if checkpoint:
@@ -343,7 +338,6 @@ class PhysicalAttack:
                 bar.set_postfix(loss=f"{float(total.detach()):.3f}", val=f"{rate:.0%}")
             if checkpoint and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == steps):
                 self._checkpoint(checkpoint, phase, step + 1, w, opt, best, best_rate, best_step, history)
-        self.feature_on = True
         stats = {"history": history, "best_rate": best_rate, "best_step": best_step, "steps_run": max(0, steps - first),
                  "seconds": time.perf_counter() - t0}
         return w.detach(), best, stats

@@ -89,20 +89,6 @@ def test_the_feature_term_pulls_the_design_towards_the_target():
     assert after < 0.5 * before, (before, after)
 
 
-def test_feature_until_stops_the_term_after_that_share_of_each_phase():
-    """``feature_until: 0.5`` of an 8-step phase: the term on steps 0-3, the victim's loss alone on steps 4-7."""
-    from physadv.physical.rp2 import RP2
-
-    victim = ClassifierVictim(tiny(0), "tiny")
-    cfg = small_rp2(feature_weight=1.0, feature_until=0.5, steps=8, mask={"kind": "poster"})
-    result = RP2(victim, small_scene(), cfg).run(progress_bar=False)
-    phase = next(k.split("/")[0] for k in result.history if k.endswith("/feature"))
-    assert len(result.history[f"{phase}/adversarial"]) == 8
-    assert len(result.history[f"{phase}/feature"]) == 4
-    with pytest.raises(PhysadvError, match="feature_until is a share"):
-        RP2(victim, small_scene(), small_rp2(feature_weight=1.0, feature_until=1.5))
-
-
 def test_bad_feature_settings_are_one_line_errors():
     from physadv.physical.rp2 import RP2
 
