@@ -49,6 +49,8 @@ class DesignConfig:
     grad_sigma: float = added_later(0.0)  # TI (Dong et al. 2019): the texture gradient smoothed by a Gaussian, texels
     val_views: int = 96  # fixed held-out views on which the best design is chosen
     val_every: int = 25
+    # an ensemble's best design: by its fused verdict, or by its least-fooled member (every member fooled)
+    val_by: Literal["victim", "least_member"] = added_later("victim")
     checkpoint_every: int = 50
     restarts: int = 1  # independent runs (seeds seed, seed + 1, ...): the best on the validation views is kept
     restart_until: float = 1.0  # no further restart once the best run reaches this validation success
@@ -238,8 +240,13 @@ class PhysicalAttack:
 
     @torch.no_grad()
     def success_rate(self, design: torch.Tensor, draw: Draw) -> float:
-        rates = [self.victim.judge(self.views(design, d), self.objective).success.float() for d in draw.split(64)]
-        return float(torch.cat(rates).mean())
+        """The share of ``draw``'s views where the victim is fooled; with ``val_by: least_member``, an ensemble's
+        least-fooled member's share (every member fooled is what transfer from ensembles asks: Liu et al. 2017)."""
+        verdicts = [self.victim.judge(self.views(design, d), self.objective) for d in draw.split(64)]
+        members = verdicts[0].members if self.cfg.val_by == "least_member" else None
+        if not members:
+            return float(torch.cat([v.success.float() for v in verdicts]).mean())
+        return min(float(torch.cat([v.members[n].success.float() for v in verdicts]).mean()) for n in members)
 
     def validation_draw(self) -> Draw:
         """Fixed held-out views (their own random stream: the optimisation's draws do not move them)."""

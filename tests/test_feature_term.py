@@ -106,3 +106,28 @@ def test_bad_feature_settings_are_one_line_errors():
 
     with pytest.raises(PhysadvError, match="victim boxes has no activations"):
         RP2(Boxes(), scene, small_rp2(feature_weight=1.0))
+
+
+def test_val_by_least_member_is_the_least_fooled_member_judged_alone():
+    """An ensemble's validation success with ``val_by: least_member`` is the minimum over its members, each judged
+    as a victim of its own; by default it is the fused verdict's share."""
+    from physadv.core.victims import Objective
+    from physadv.physical.rp2 import RP2
+
+    scene = small_scene()
+    cfg = small_rp2(target="speed_limit_80")
+    draw = scene.sample(48)
+    chunk = draw.split(64)[0]  # as success_rate renders it (one chunk, its own replayable seed)
+    objective = Objective("targeted", "stop", "speed_limit_80")
+    for order in ((0, 1, 2), (1, 2, 0)):  # the least-fooled member neither always first nor always last
+        members = [ClassifierVictim(tiny(s), f"m{s}") for s in order]
+        shape = RP2(members[0], scene, cfg).clean.shape[-2:]
+        design = torch.rand(3, *shape, generator=torch.Generator().manual_seed(3))
+        alone = [float(m.judge(RP2(m, scene, cfg).views(design, chunk), objective).success.float().mean())
+                 for m in members]
+        assert max(alone) > min(alone)  # the members disagree, so the minimum is a choice
+        least = RP2(EnsembleVictim(members), scene, small_rp2(target="speed_limit_80", val_by="least_member"))
+        assert least.success_rate(design, draw) == pytest.approx(min(alone))
+        fused = RP2(EnsembleVictim(members), scene, cfg)
+        verdict = fused.victim.judge(fused.views(design, chunk), objective)
+        assert fused.success_rate(design, draw) == pytest.approx(float(verdict.success.float().mean()))
