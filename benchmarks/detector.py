@@ -36,9 +36,10 @@ def ap50(det, scenes: int) -> dict:
     from physadv.core.detection_train import evaluate_detector
     from physadv.rendering.signs.detector_cli import DEFAULT_CONFIG, SignDetectorJob
     from physadv.core.config import load_config
+    from physadv.core.resources import packaged
     from physadv.rendering.signs.scenes import load_scenes
 
-    job = load_config(SignDetectorJob, DEFAULT_CONFIG)
+    job = load_config(SignDetectorJob, packaged(DEFAULT_CONFIG))
     test = load_scenes("test", job.scenes, progress=False)
     test = test if scenes >= len(test) else test.subset(list(range(scenes)))
     return {"ap50": round(evaluate_detector(det, test, progress=False)["ap50"], 4), "ap_scenes": len(test)}

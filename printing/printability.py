@@ -7,7 +7,7 @@ Sharif, Bhagavatula, Bauer and Reiter, "Accessorize to a Crime" (CCS 2016), eq. 
 
 and their total variation TV(r) = sum_{i,j} sqrt((r_{i,j} - r_{i+1,j})^2 + (r_{i,j} - r_{i,j+1})^2).
 
-    palette = load_palette("configs/printing/palette.yaml")           # or palette_from_colours(reading.captured)
+    palette = load_palette(packaged("printing/palette.yaml"))        # or palette_from_colours(reading.captured)
     loss = non_printability_score(texture, palette, reduction="mean").sum() + 0.1 * total_variation(texture).sum()
     seen = PrintModel(colour=transform, gamut="hull", palette=palette, blur_sigma_px=0.7)(texture)
 """

@@ -169,9 +169,10 @@ def test_sign_detector_ap50_bar():
     """The issue's bar: AP50 >= 0.90 on the held-out scenes (trains the detector once if not cached: ~1 h on 2 cores)."""
     from physadv.core.config import load_config
     from physadv.core.detection_train import evaluate_detector
+    from physadv.core.resources import packaged
     from physadv.rendering.signs.detector_cli import DEFAULT_CONFIG, SignDetectorJob, sign_detector
 
-    job = load_config(SignDetectorJob, DEFAULT_CONFIG)
+    job = load_config(SignDetectorJob, packaged(DEFAULT_CONFIG))
     result = evaluate_detector(sign_detector(job, progress=False), load_scenes("test", job.scenes, progress=False), progress=False)
     assert result["ap50"] >= 0.90, result["per_class"]
 

@@ -11,8 +11,8 @@ import argparse
 
 from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
 
-DEFAULT_CONFIG = "configs/signs/train.yaml"
-ZOO_REPORT_CONFIG = "configs/signs/zoo_report.yaml"
+DEFAULT_CONFIG = "signs/train.yaml"  # shipped configs (core.resources.packaged)
+ZOO_REPORT_CONFIG = "signs/zoo_report.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

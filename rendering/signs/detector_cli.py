@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 
 from physadv.core.cli import add_config_args, finish_run, resolve_config, start_run
 from physadv.core.detection_train import DetectorTrainConfig
+from physadv.core.resources import packaged
 from physadv.rendering.signs.scenes import ScenesConfig
 
-DEFAULT_CONFIG = "configs/signs/detector.yaml"
+DEFAULT_CONFIG = "signs/detector.yaml"  # a shipped config (core.resources.packaged)
 
 
 @dataclass
@@ -53,7 +54,7 @@ def sign_detector(job: SignDetectorJob | None = None, retrain: bool = False, pro
     from physadv.core.detection_train import cached_detector_path, get_sign_detector
     from physadv.rendering.signs.scenes import load_scenes
 
-    job = job or load_config(SignDetectorJob, DEFAULT_CONFIG)
+    job = job or load_config(SignDetectorJob, packaged(DEFAULT_CONFIG))
     key = scenes_key(job.scenes)
     cached = cached_detector_path(job.detector, key).is_file() and not retrain
     train = None if cached else load_scenes("train", job.scenes, progress=progress)
