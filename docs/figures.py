@@ -198,6 +198,11 @@ FIGURES = [
            {"physical/leave_one_out_features_targeted.png": "transfer_targeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="the leave-one-out designs with the activation attack: members' activations pulled towards the target sign's"),
+    Figure("transfer_loo_half", "{python} benchmarks/transfer_physical.py --only leave_one_out --loo-coverage 0.5 --set restarts=1 "
+           "--set restart_until=1.0 --set feature_weight=1.0 --held-out-seeds 101,102 --out {out}",
+           {"physical/leave_one_out_half_targeted.png": "transfer_targeted.png"},
+           readme=transfer_tables, manual=True, metrics="result.json",
+           about="the activation attack's leave-one-out designs with stickers on half the face: the coverage the bar needs"),
     Figure("transfer_options", "{python} benchmarks/transfer_physical.py --only transfer_options --held-out gtsrb-cnn,resnet-8 "
            "--set restarts=1 --set restart_until=1.0 --out {out}", {"physical/transfer_options_targeted.png": "transfer_targeted.png"},
            readme=options_table, manual=True, metrics="result.json",
