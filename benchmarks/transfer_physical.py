@@ -2,7 +2,7 @@
 coverage/strength trade-off, and what an ensemble step costs (issue 13's bars), in one run.
 
     python benchmarks/transfer_physical.py [--models NAME,...] [--config configs/physical/rp2_zoo.yaml]
-        [--only white_box,leave_one_out,coverage_curve,step_cost,transfer_options] [--coverages 5,10,15,25,35,50]
+        [--only white_box,leave_one_out,coverage_curve,step_cost,transfer_options,reference] [--coverages 5,10,15,25,35,50]
         [--option "loss=logit" ...] [--held-out NAME,...] [--out DIR]
 
 For each zoo model i: RP2 white-box on i (stickers at most ``--white-box-coverage`` of the face), and RP2 on the
@@ -20,6 +20,8 @@ default) makes the leave-one-out design again with each ``--option`` (config key
 ``victim.diversity=0.5``; the word ``+hardened`` makes the hardened zoo models members too, as robust surrogates:
 Springer et al. 2021) for each ``--held-out`` model: ``{"held_out", "options", "targeted", "untargeted",
 "members_targeted_min", "hardened_targeted", "coverage"}``, the recipe's own design first (options "").
+``reference`` (not run by default): the control, the target sign itself as a sticker at each of ``--coverages``,
+judged by every model: ``{"coverage", "targeted": {model: ...}, "untargeted": {model: ...}}``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,6 +86,35 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
     s = summary(js)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],
                 "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
+
+
+def reference_sticker(job: RP2Job, coverage: float) -> PhysicalResult:
+    """The control a physical attack has to beat: the target sign itself, shrunk (area resampling) until its face
+    covers ``coverage`` of the source's face and stuck in the middle of it, as Brown et al. (2017, fig. 2) set a
+    picture of a toaster beside their adversarial patch. Nothing is optimised: it asks how much of each model's
+    verdict a design owes to its optimisation, and how much to painting the target on the object."""
+    import cv2
+
+    from physadv.rendering.signs.textures import sign_texture
+
+    obj = build_scene(job.scene).obj
+    clean, alpha = obj.texture, obj.alpha
+    h, w = clean.shape[-2:]
+    face = alpha[0] > 0.5
+    rgb, a = (t.permute(1, 2, 0).numpy() for t in sign_texture(job.target, max(h, w)))
+    n = max(1, round(max(h, w) * (coverage * float(face.sum()) / float((a > 0.5).sum())) ** 0.5))
+    if n > min(h, w):
+        raise PhysadvError(f"reference sticker: {job.target} cannot cover {coverage:.0%} of the {job.source} face")
+    small_rgb, small_a = (torch.from_numpy(cv2.resize(np.ascontiguousarray(t), (n, n), interpolation=cv2.INTER_AREA))
+                          for t in (rgb, a[..., 0]))
+    y, x = (h - n) // 2, (w - n) // 2
+    placed, mask = clean.clone(), torch.zeros(h, w)
+    placed[:, y:y + n, x:x + n] = small_rgb.permute(2, 0, 1)
+    mask[y:y + n, x:x + n] = (small_a > 0.5).float()
+    mask = mask * face
+    texture = clean * (1 - mask) + placed * mask
+    return PhysicalResult("reference", texture, clean, alpha, mask,
+                          metrics={"coverage": float(mask.sum() / face.sum()), "mask": "reference"})
 
 
 def step_cost(job: RP2Job, zoo: dict, names: list[str], steps: int) -> dict:
@@ -245,6 +277,13 @@ def main() -> None:
             result["coverage_curve"][m] = points
         curve_png(result["coverage_curve"], out / "coverage_curve.png")
         result["coverage_curve_png"] = str(out / "coverage_curve.png")
+    if "reference" in only:  # the target sign as a sticker, judged by every model: the control the designs beat
+        result["reference"] = []
+        for c in (float(x) / 100 for x in args.coverages.split(",")):
+            res = reference_sticker(job, c)
+            v = record(res, f"reference {round(100 * c)}%")
+            result["reference"].append({"coverage": round(res.coverage, 4), **{
+                k: {m: v[m][k] for m in names} for k in ("targeted", "untargeted")}})
     if "step_cost" in only and len(names) >= 5:
         result["step_cost"] = step_cost(job, zoo, names, args.step_steps)
     if js_all:

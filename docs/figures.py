@@ -159,6 +159,16 @@ def coverage_table(m: dict) -> str:
     return "\n".join(out)
 
 
+def reference_table(m: dict) -> str:
+    """The README's control table from benchmarks/transfer_physical.py's ``reference``: the target sign as a sticker."""
+    models = list(m["reference"][0]["targeted"])
+    out = ["| the 80 sign on | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for row in m["reference"]:
+        out.append(f"| {row['coverage']:.0%} of the face | " + " | ".join(
+            f"{row['targeted'][k]:.0%} / {row['untargeted'][k]:.0%}" for k in models) + " |")
+    return "\n".join(out + ["", "Cells: targeted / untargeted success over the grid; nothing optimised."])
+
+
 FIGURES = [
     Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
            {"attacks/deepfool.png": "grid.png"},
@@ -203,6 +213,9 @@ FIGURES = [
            {"physical/leave_one_out_half_targeted.png": "transfer_targeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="the activation attack's leave-one-out designs with stickers on half the face: the coverage the bar needs"),
+    Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
+           {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, readme=reference_table, metrics="result.json",
+           about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
     Figure("transfer_options", "{python} benchmarks/transfer_physical.py --only transfer_options --held-out gtsrb-cnn,resnet-8 "
            "--set restarts=1 --set restart_until=1.0 --out {out}", {"physical/transfer_options_targeted.png": "transfer_targeted.png"},
            readme=options_table, manual=True, metrics="result.json",

@@ -128,3 +128,28 @@ def test_victim_seeds_widen_the_leave_one_out_ensembles_and_leave_white_box_alon
                     [(f"loo-{m}", [101]) for m in ("gtsrb-cnn", "lisa-cnn", "resnet-8")]
     assert {"gtsrb-cnn@7", "lisa-cnn@7", "resnet-8@7"} <= set(loaded)  # the held-out models' other seed judges
     assert {"gtsrb-cnn@101", "lisa-cnn@101", "resnet-8@101"} <= set(loaded)  # the members' copies, judged as members
+
+
+def test_the_reference_sticker_is_the_target_sign_at_the_asked_share_of_the_face():
+    """The control (Brown et al. 2017's toaster): the target sign itself, shrunk to a share of the source's face.
+    Checked by counting texels, and by area resampling keeping the target face's mean colour."""
+    import pytest
+
+    from physadv.core.errors import PhysadvError
+    from physadv.physical.design_cli import RP2Job
+    from physadv.rendering.signs.textures import sign_texture
+
+    bench = _benchmark()
+    job = load_config(RP2Job, "configs/physical/rp2_zoo.yaml")
+    rgb, a = sign_texture(job.target, 512)
+    target_mean = rgb[:, a[0] > 0.5].mean(1)
+    for coverage in (0.15, 0.3, 0.5):
+        res = bench.reference_sticker(job, coverage)
+        face = res.alpha[0] > 0.5
+        on = res.mask > 0.5
+        assert abs(float(on.sum()) / float(face.sum()) - coverage) < 0.02
+        assert not (on & ~face).any()
+        assert torch.equal(res.texture[:, ~on], res.clean[:, ~on])  # nothing but the sticker changes
+        assert (res.texture[:, on].mean(1) - target_mean).abs().max() < 0.04, coverage
+    with pytest.raises(PhysadvError, match=job.target):
+        bench.reference_sticker(job, 1.0)  # the round sign cannot cover the whole octagon
