@@ -90,7 +90,7 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
 
 def reference_sticker(job: RP2Job, coverage: float) -> PhysicalResult:
     """The control a physical attack has to beat: the target sign itself, shrunk (area resampling) until its face
-    covers ``coverage`` of the source's face and stuck in the middle of it, as Brown et al. (2017, fig. 2) set a
+    covers ``coverage`` of the source's face and stuck in the middle of it, as Brown et al. (2017, "Adversarial Patch") set a
     picture of a toaster beside their adversarial patch. Nothing is optimised: it asks how much of each model's
     verdict a design owes to its optimisation, and how much to painting the target on the object."""
     import cv2
