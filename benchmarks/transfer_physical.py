@@ -32,7 +32,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -93,28 +92,24 @@ def reference_sticker(job: RP2Job, coverage: float) -> PhysicalResult:
     covers ``coverage`` of the source's face and stuck in the middle of it, as Brown et al. (2017, "Adversarial Patch") set a
     picture of a toaster beside their adversarial patch. Nothing is optimised: it asks how much of each model's
     verdict a design owes to its optimisation, and how much to painting the target on the object."""
-    import cv2
-
+    from physadv.physical.masks import check_mask, full_mask
     from physadv.rendering.signs.textures import sign_texture
 
     obj = build_scene(job.scene).obj
     clean, alpha = obj.texture, obj.alpha
     h, w = clean.shape[-2:]
-    face = alpha[0] > 0.5
-    rgb, a = (t.permute(1, 2, 0).numpy() for t in sign_texture(job.target, max(h, w)))
-    n = max(1, round(max(h, w) * (coverage * float(face.sum()) / float((a > 0.5).sum())) ** 0.5))
-    if n > min(h, w):
+    face = full_mask(alpha)
+    n = round(max(h, w) * (coverage * float(face.sum()) / float(full_mask(sign_texture(job.target, max(h, w))[1]).sum())) ** 0.5)
+    if not 8 <= n <= min(h, w):
         raise PhysadvError(f"reference sticker: {job.target} cannot cover {coverage:.0%} of the {job.source} face")
-    small_rgb, small_a = (torch.from_numpy(cv2.resize(np.ascontiguousarray(t), (n, n), interpolation=cv2.INTER_AREA))
-                          for t in (rgb, a[..., 0]))
+    rgb, a = sign_texture(job.target, n)  # the target's face, area-resampled to n x n
     y, x = (h - n) // 2, (w - n) // 2
     placed, mask = clean.clone(), torch.zeros(h, w)
-    placed[:, y:y + n, x:x + n] = small_rgb.permute(2, 0, 1)
-    mask[y:y + n, x:x + n] = (small_a > 0.5).float()
+    placed[:, y:y + n, x:x + n] = rgb
+    mask[y:y + n, x:x + n] = full_mask(a)
     mask = mask * face
-    texture = clean * (1 - mask) + placed * mask
-    return PhysicalResult("reference", texture, clean, alpha, mask,
-                          metrics={"coverage": float(mask.sum() / face.sum()), "mask": "reference"})
+    return PhysicalResult("reference", clean * (1 - mask) + placed * mask, clean, alpha, mask,
+                          metrics={"coverage": check_mask(mask, alpha), "mask": "reference"})
 
 
 def step_cost(job: RP2Job, zoo: dict, names: list[str], steps: int) -> dict:
