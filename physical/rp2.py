@@ -23,6 +23,7 @@ import torch
 from physadv.core.config import added_later
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint
+from physadv.core.resources import packaged
 from physadv.physical import masks as M
 from physadv.physical.attack import DesignConfig, PhysicalAttack, PhysicalResult, atanh_of, colours
 from physadv.printing.printability import PrintModelConfig, build_print_model, load_palette, non_printability_score, total_variation
@@ -69,7 +70,8 @@ class RP2Config(DesignConfig):
     lam: float = 0.05  # weight of ||M * delta||_p (the mean-normalised p-norm over the mask's texels)
     nps_weight: float = 0.05
     tv_weight: float = 0.0
-    palette: str = "configs/printing/palette.yaml"  # printable colours for NPS ("" for none)
+    palette: str = field(default_factory=lambda: str(packaged("printing/palette.yaml")))  # printable colours for NPS:
+    # the shipped palette by default (never a working directory's file of that name); "" for none
     print_model: PrintModelConfig = field(default_factory=PrintModelConfig)
     search_steps: int = 100
     init_noise: float = 0.5  # std of the random start of w around the clean face

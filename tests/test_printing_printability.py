@@ -99,3 +99,15 @@ def test_palette_files(tmp_path):
     with pytest.raises(PhysadvError, match="colours"):
         load_palette(tmp_path / "bad.yaml")
     assert load_palette("configs/printing/palette.yaml").shape[1] == 3
+
+
+def test_rp2s_default_palette_is_the_shipped_one_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    """A working directory's ``configs/printing/palette.yaml`` (here one colour) must not stand in for the shipped
+    30-colour palette that RP2 uses by default."""
+    from physadv.physical.rp2 import RP2Config
+
+    decoy = tmp_path / "configs" / "printing"
+    decoy.mkdir(parents=True)
+    (decoy / "palette.yaml").write_text("colours: [[0.5, 0.5, 0.5]]\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_palette(RP2Config().palette).shape == (30, 3)
