@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from physadv.core.errors import PhysadvError
+from physadv.core.resources import packaged
 
 RP2_DISTANCES_FT = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0]
 RP2_ANGLES = [0.0, 15.0, 30.0, 45.0, 60.0]
@@ -38,7 +39,8 @@ class DemoPlan:
     signs_quick: bool = False  # a small sign set and short training (its own cache entry)
     victims: list[str] = field(default_factory=lambda: list(DEMO_VICTIMS))  # zoo members the stickers are designed on
     held_out: list[str] = field(default_factory=lambda: list(DEMO_HELD_OUT))  # zoo members that never see the design
-    rp2_config: str = "configs/physical/rp2_zoo.yaml"  # the design recipe (steps below override its own)
+    # the design recipe, the shipped file whatever the working directory holds (steps below override its own)
+    rp2_config: str = field(default_factory=lambda: str(packaged("physical/rp2_zoo.yaml")))
     coverage: float = 0.30  # share of the face under stickers (the transfer benchmark's leave-one-out setting)
     balance: float = 1.0  # ensemble loss balancing (victim.balance): with averaged probabilities alone a member can be
     # left unfooled while the fused verdict succeeds (measured: lisa-cnn at 0% of grid views, the fused ensemble at 100%)
@@ -315,7 +317,6 @@ def digital_side(plan: DemoPlan, out: Path, device) -> dict:
                 "mean_iterations": float(res.iterations.float().mean()), "seconds": round(res.seconds, 2)}
 
     from physadv.core.config import load_config
-    from physadv.core.resources import packaged
     from physadv.gans.trainer import GanConfig, train_gan
 
     cfg = load_config(GanConfig, packaged("gans/dcgan_cpu.yaml"),  # the shipped config, whatever the working directory

@@ -84,3 +84,18 @@ def test_docs_demo_block_reads_the_runs_metrics(demo_run):
     del metrics["capture"]["models"]
     with pytest.raises(KeyError, match="capture.models"):
         figures.demo_numbers(metrics)
+
+
+def test_the_demos_design_recipe_is_the_shipped_one_whatever_the_working_directory_holds(tmp_path, monkeypatch):
+    """A working directory's ``configs/physical/rp2_zoo.yaml`` (here another target and 3 steps) must not stand in
+    for the shipped recipe the demo designs with."""
+    from physadv.core.config import load_config
+    from physadv.physical.demo import DemoPlan
+    from physadv.physical.design_cli import RP2Job
+
+    decoy = tmp_path / "configs" / "physical"
+    decoy.mkdir(parents=True)
+    (decoy / "rp2_zoo.yaml").write_text("source: stop\ntarget: yield\nsteps: 3\n")
+    monkeypatch.chdir(tmp_path)
+    job = load_config(RP2Job, DemoPlan().rp2_config)
+    assert (job.target, job.steps, job.search_steps) == ("speed_limit_80", 400, 750)
