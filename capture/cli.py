@@ -210,7 +210,7 @@ def _eval(args: argparse.Namespace) -> int:
         if s.get(k) is not None:
             print(f"  {k.replace('_', ' ')}: {s[k]:.1%}")
     for row in report.get("transfer", []):
-        print(f"  {row['design']}: " + ", ".join(f"{k} {v:.1%}" for k, v in row.items() if ":" in k and v is not None))
+        print(f"  {row['design']}: " + ", ".join(f"{k} {v if isinstance(v, str) else f'{v:.1%}'}" for k, v in row.items() if ":" in k and v is not None))
     print(f"report: {files['html']}")
     finish_run(run, s | ({"transfer": report["transfer"]} if report.get("transfer") else {}))
     return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import html
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -292,7 +292,8 @@ def write_report(folder: str | Path, judgements: list[Judgement], title: str,
 def transfer_table(judgements: list[Judgement], designs: dict[str, dict] | None = None) -> list[dict]:
     """A transfer matrix (Liu et al. 2017's layout for physical designs): one row per design (every set but
     ``clean``), per judging victim its targeted and untargeted success over the views, plus each design's extras
-    (``designs[set]``: e.g. the victim set it was made on, its mask coverage, its mean CIELAB distance)."""
+    (``designs[set]``: e.g. the victim set it was made on, its mask coverage, its mean CIELAB distance), and what
+    the victim reads instead (``read:victim``: its most frequent top-1 class and that class's share of the views)."""
     rows = []
     for set_name in dict.fromkeys(j.set for j in judgements if j.set != "clean"):
         row = {"design": set_name, **(designs or {}).get(set_name, {})}
@@ -300,6 +301,8 @@ def transfer_table(judgements: list[Judgement], designs: dict[str, dict] | None 
             js = [j for j in judgements if j.set == set_name and j.victim == victim]
             row[f"targeted:{victim}"] = _rate(j.targeted for j in js)
             row[f"untargeted:{victim}"] = _rate(j.untargeted for j in js)
+            read = Counter(j.top1 for j in js).most_common(1)
+            row[f"read:{victim}"] = f"{read[0][0]} ({read[0][1] / len(js):.0%})" if read else None
         rows.append(row)
     return rows
 

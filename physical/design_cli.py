@@ -354,7 +354,7 @@ def _grid(args: argparse.Namespace) -> int:
         detection_section(page, detection)
     page.write(run / "report.html")
     for row in report["transfer"]:
-        print(f"{row['design']}: " + ", ".join(f"{k} {_pct(v)}" for k, v in row.items() if ":" in k))
+        print(f"{row['design']}: " + ", ".join(f"{k} {v if isinstance(v, str) else _pct(v)}" for k, v in row.items() if ":" in k))
     _print_detection(detection.summary if detection else None)
     finish_run(run, {"textures": list(args.texture), "designs": extras, "grid": report["summary"],
                      "transfer": report["transfer"], **detection_metrics(detection)})

@@ -144,14 +144,16 @@ def test_transfer_matrix_rates_by_hand():
 
     js = [J("d1", 5, 0, victim="a", top1="t", true_class="s", target_class="t"),
           J("d1", 5, 0, victim="a", top1="s", true_class="s", target_class="t"),
+          J("d1", 5, 0, victim="a", top1="t", true_class="s", target_class="t"),
           J("d1", 5, 0, victim="b", top1="x", true_class="s", target_class="t"),
           J("d2", 5, 0, victim="a", top1="s", true_class="s", target_class="t"),
           J("clean", 5, 0, victim="a", top1="s", true_class="s", target_class="t")]
     rows = transfer_table(js, {"d1": {"coverage": 0.1}})
     assert [r["design"] for r in rows] == ["d1", "d2"]  # the clean object is no design
-    assert rows[0] == {"design": "d1", "coverage": 0.1, "targeted:a": 0.5, "untargeted:a": 0.5, "targeted:b": 0.0,
-                       "untargeted:b": 1.0}
-    assert rows[1]["targeted:b"] is None and rows[1]["untargeted:a"] == 0.0
+    assert rows[0] == {"design": "d1", "coverage": 0.1, "targeted:a": 2 / 3, "untargeted:a": 2 / 3, "read:a": "t (67%)",
+                       "targeted:b": 0.0, "untargeted:b": 1.0, "read:b": "x (100%)"}  # b read neither source nor target
+    assert rows[1]["targeted:b"] is None and rows[1]["read:b"] is None
+    assert rows[1]["untargeted:a"] == 0.0 and rows[1]["read:a"] == "s (100%)"
 
 
 def test_physical_result_round_trip_and_demo_design_key(tmp_path):
