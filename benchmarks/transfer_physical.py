@@ -11,7 +11,8 @@ simulated grid (5-40 ft x 0-60 degrees, several lights), so the designs x models
 Designs are saved in ``--out`` and reused when the benchmark runs again with the same settings.
 
 Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "clean"}``), ``leave_one_out``
-(``{"held_out", "targeted", "untargeted", "members_targeted_min", "coverage"}``; with ``--held-out-seeds``, also
+(``{"held_out", "targeted", "untargeted", "read", "members_targeted_min", "coverage"}``; ``read``: the class the held-out
+model reads most often, and its share; with ``--held-out-seeds``, also
 ``held_out_seeds``: the held-out recipe trained from other seeds, judging the same design), with ``targeted_ci95`` (95% Wilson
 interval over the grid's views: a 90% bar on 70 views is 81-95%), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
@@ -77,13 +78,13 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
 
 
 def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
-    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, clean}}, each model
-    seeing the grid at its own input size (``judge_grid_each_size``)."""
+    """Every zoo model's verdicts of ``result`` on the grid: {model: {targeted, untargeted, read, clean}} (read: its
+    most frequent top-1 class and share), each model seeing the grid at its own input size (``judge_grid_each_size``)."""
     objective = Objective("targeted", job.source, job.target)
     js, _ = judge_grid_each_size(lambda px: build_scene(job.scene, min_view_px=px), {name: result}, judges, objective,
                                  job.grid, progress_bar=False)
-    s = summary(js)
-    return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"],
+    s, row = summary(js), transfer_table([j for j in js if j.set == name])[0]
+    return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"], "read": row[f"read:{m}"],
                 "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
 
 
@@ -247,6 +248,7 @@ def main() -> None:
             v = None if res is None else record(res, f"all but {m}" + (f", {opt}" if opt else ""))
             loo_rows[m, opt] = None if v is None else {
                 "held_out": m, "targeted": v[m]["targeted"], "targeted_ci95": v[m]["targeted_ci95"], "untargeted": v[m]["untargeted"],
+                "read": v[m]["read"],
                 "members_targeted_min": min(v[n]["targeted"] for n in members),
                 "hardened_targeted": {n: v[n]["targeted"] for n in hardened},
                 "held_out_seeds": [{"model": t, "targeted": v[t]["targeted"], "untargeted": v[t]["untargeted"]}

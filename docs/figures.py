@@ -114,11 +114,13 @@ def transfer_tables(m: dict) -> str:
                 for r in m["white_box"]]
     if m.get("leave_one_out"):
         seeds = any(r.get("held_out_seeds") for r in m["leave_one_out"])
-        extra = " the held-out recipe from other seeds: targeted / untargeted |" if seeds else ""
+        read = all("read" in r for r in m["leave_one_out"])
+        extra = (" it reads most often |" if read else "") + (" the held-out recipe from other seeds: targeted / untargeted |" if seeds else "")
         out += ["", "| held-out model (design on all the others) | targeted | untargeted | every member targeted, at least | "
-                    f"stickers |{extra}", "|---|---|---|---|---|" + ("---|" if seeds else "")]
+                    f"stickers |{extra}", "|---|---|---|---|---|" + ("---|" if read else "") + ("---|" if seeds else "")]
         out += [f"| {r['held_out']} | {_with_ci(r)} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
-                f"{r['coverage']:.1%} |" + (f" {_seeds_cell(r)} |" if seeds else "") for r in m["leave_one_out"]]
+                f"{r['coverage']:.1%} |" + (f" {r['read']} |" if read else "") + (f" {_seeds_cell(r)} |" if seeds else "")
+                for r in m["leave_one_out"]]
         if seeds:
             out += ["", "Last column: the same design judged by the held-out model's recipe trained from other seeds "
                         "(`NAME@SEED`; seed: targeted / untargeted), models the design never saw either."]

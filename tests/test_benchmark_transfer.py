@@ -67,6 +67,44 @@ def test_a_models_grid_numbers_do_not_depend_on_the_models_judging_beside_it():
     assert not torch.allclose(conf64.float(), conf32.float(), atol=1e-4)
 
 
+def test_what_a_judge_reads_is_its_commonest_class_on_the_design_not_on_the_clean_sign():
+    """``read``: the class a judge gives the design's views most often, with its share (the clean sign's views,
+    judged in the same run, must not count)."""
+    from collections import Counter
+
+    from physadv.physical.attack import PhysicalResult
+    from physadv.physical.design_cli import RP2Job
+    from physadv.rendering.scene import build_scene
+
+    bench = _benchmark()
+    job = load_config(RP2Job, str(ROOT / "configs/physical/rp2_zoo.yaml"),
+                      ["grid.distances_ft=[5,20]", "grid.angles_deg=[0,45]", "grid.lights_per_cell=1", "scene.object.texture_px=64"])
+    classes = sign_classes()
+
+    class Redness(torch.nn.Module):  # reads a red view as "stop", any other as "yield"
+        input_size, arch = (3, 32, 32), "redness"
+
+        def __init__(self):
+            super().__init__()
+            self.classes = classes
+
+        def forward(self, x):
+            m = x.mean((2, 3))
+            logits = torch.zeros(len(x), len(classes))
+            logits[:, classes.index("stop")] = 10 * (m[:, 0] - m[:, 1])
+            logits[:, classes.index("yield")] = 10 * (m[:, 1] - m[:, 0]) + 1
+            return logits
+
+    judge = ClassifierVictim(Redness(), "j")
+    obj = build_scene(job.scene).obj
+    design = PhysicalResult("rp2", torch.zeros_like(obj.texture), obj.texture, obj.alpha, torch.ones(obj.alpha.shape[-2:]))
+    verdicts, js = bench.judge(job, design, {"j": judge}, "d")
+    on_design = Counter(j.top1 for j in js if j.set == "d")
+    assert Counter(j.top1 for j in js if j.set == "clean") != on_design  # a black face is read otherwise than the sign
+    top, n = on_design.most_common(1)[0]
+    assert verdicts["j"]["read"] == f"{top} ({n / sum(on_design.values()):.0%})"
+
+
 def test_a_mistyped_option_is_a_one_line_usage_error_before_any_model_loads(monkeypatch, tmp_path, capsys):
     import pytest
 
