@@ -183,6 +183,7 @@ def _calibrate_camera(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from physadv.capture.judge import evaluate_photos
     from physadv.capture.report import write_reports
+    from physadv.core.gridreport import transfer_line
 
     _prepare(args, ["photos", "manifest", "clean_photos", "clean_manifest", "layout", "camera", "weights", "model",
                     "device", "detector"])
@@ -210,7 +211,7 @@ def _eval(args: argparse.Namespace) -> int:
         if s.get(k) is not None:
             print(f"  {k.replace('_', ' ')}: {s[k]:.1%}")
     for row in report.get("transfer", []):
-        print(f"  {row['design']}: " + ", ".join(f"{k} {v if isinstance(v, str) else f'{v:.1%}'}" for k, v in row.items() if ":" in k and v is not None))
+        print(f"  {transfer_line(row)}")
     print(f"report: {files['html']}")
     finish_run(run, s | ({"transfer": report["transfer"]} if report.get("transfer") else {}))
     return 0

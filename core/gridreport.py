@@ -307,6 +307,12 @@ def transfer_table(judgements: list[Judgement], designs: dict[str, dict] | None 
     return rows
 
 
+def transfer_line(row: dict) -> str:
+    """A transfer-matrix row as one line for a terminal: the design, then each judge's rates and what it reads."""
+    cells = (f"{k} {v if isinstance(v, str) else f'{v:.1%}'}" for k, v in row.items() if ":" in k and v is not None)
+    return f"{row['design']}: " + ", ".join(cells)
+
+
 def transfer_png(rows: list[dict], key: str = "targeted") -> bytes | None:
     """The transfer matrix of ``key`` (targeted or untargeted success) as a heatmap: designs x judging victims."""
     from physadv.core.plots import figure_png, pyplot
@@ -345,5 +351,5 @@ def write_transfer(folder: str | Path, rows: list[dict]) -> dict:
     return pngs
 
 
-__all__ = ["rate_markdown", "transfer_table", "transfer_png", "write_transfer", "Judgement", "judge_probs", "cells", "summary", "markdown_table", "html_table", "heatmap_png", "write_csv",
+__all__ = ["rate_markdown", "transfer_table", "transfer_line", "transfer_png", "write_transfer", "Judgement", "judge_probs", "cells", "summary", "markdown_table", "html_table", "heatmap_png", "write_csv",
            "write_report"]

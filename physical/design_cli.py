@@ -325,7 +325,7 @@ def load_design(path: Path, scene) -> "PhysicalResult":  # noqa: F821
 
 def _grid(args: argparse.Namespace) -> int:
     from physadv.core.detection_report import detection_section
-    from physadv.core.gridreport import html_table, write_report
+    from physadv.core.gridreport import html_table, transfer_line, write_report
     from physadv.core.html import Page
     from physadv.physical.detect import add_detection_report, detection_metrics, grid_objective, judge_grid_each_size
     from physadv.physical.evaluate import design_extras
@@ -354,7 +354,7 @@ def _grid(args: argparse.Namespace) -> int:
         detection_section(page, detection)
     page.write(run / "report.html")
     for row in report["transfer"]:
-        print(f"{row['design']}: " + ", ".join(f"{k} {v if isinstance(v, str) else _pct(v)}" for k, v in row.items() if ":" in k))
+        print(transfer_line(row))
     _print_detection(detection.summary if detection else None)
     finish_run(run, {"textures": list(args.texture), "designs": extras, "grid": report["summary"],
                      "transfer": report["transfer"], **detection_metrics(detection)})

@@ -348,7 +348,7 @@ def test_video_every_kth_frame(printed, model, tmp_path):
 
 
 # --------------------------------------------------------------------------- command line
-def test_cli_simulate_then_eval(printed, model, tmp_path):
+def test_cli_simulate_then_eval(printed, model, tmp_path, capsys):
     from physadv.core.train import save_classifier
     from physadv.physical.cli import main
 
@@ -359,9 +359,14 @@ def test_cli_simulate_then_eval(printed, model, tmp_path):
                  "--set", "fov_deg=40"]) == 0
     assert main(["capture", "eval", "--manifest", str(tmp_path / "sim" / "manifest.csv"), "--layout",
                  str(out / "layout.json"), "--camera", str(tmp_path / "sim" / "camera.json"), "--weights",
-                 str(tmp_path / "clf.safetensors"), "--set", "judge.true_class=stop", "--out", str(tmp_path / "ev")]) == 0
+                 str(tmp_path / "clf.safetensors"), "--set", "judge.true_class=stop", "--judge", str(tmp_path / "clf.safetensors"),
+                 "--out", str(tmp_path / "ev")]) == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["by_status"] == {"ok": 2} and (tmp_path / "ev" / "config.yaml").is_file()
+    (row,) = metrics["transfer"]  # the same weights judging beside the model: the same verdicts, one line in the terminal
+    names = [k.split(":", 1)[1] for k in row if k.startswith("read:")]
+    assert len(names) == 2 and row[f"read:{names[0]}"] == row[f"read:{names[1]}"]
+    assert f"read:{names[1]} {row[f'read:{names[1]}']}" in capsys.readouterr().out
     assert main(["capture", "eval", "--manifest", str(tmp_path / "sim" / "manifest.csv"), "--weights",
                  str(tmp_path / "clf.safetensors"), "--set", "judge.crop=diagonal"]) == 2
     # a clean set alone: judged as "clean", its accuracy is the heatmap

@@ -140,7 +140,7 @@ def test_success_intervals_are_scipys_wilson_intervals():
 
 
 def test_transfer_matrix_rates_by_hand():
-    from physadv.core.gridreport import Judgement as J, transfer_table
+    from physadv.core.gridreport import Judgement as J, transfer_line, transfer_table
 
     js = [J("d1", 5, 0, victim="a", top1="t", true_class="s", target_class="t"),
           J("d1", 5, 0, victim="a", top1="s", true_class="s", target_class="t"),
@@ -154,6 +154,9 @@ def test_transfer_matrix_rates_by_hand():
                        "targeted:b": 0.0, "untargeted:b": 1.0, "read:b": "x (100%)"}  # b read neither source nor target
     assert rows[1]["targeted:b"] is None and rows[1]["read:b"] is None
     assert rows[1]["untargeted:a"] == 0.0 and rows[1]["read:a"] == "s (100%)"
+    assert transfer_line(rows[0]) == ("d1: targeted:a 66.7%, untargeted:a 66.7%, read:a t (67%), targeted:b 0.0%, "
+                                      "untargeted:b 100.0%, read:b x (100%)")
+    assert transfer_line(rows[1]) == "d2: targeted:a 0.0%, untargeted:a 0.0%, read:a s (100%)"  # b judged no view of d2
 
 
 def test_physical_result_round_trip_and_demo_design_key(tmp_path):
