@@ -321,7 +321,7 @@ def transfer_png(rows: list[dict], key: str = "targeted") -> bytes | None:
     if not rows or not cols:
         return None
     grid = np.array([[np.nan if r[f"{key}:{c}"] is None else r[f"{key}:{c}"] for c in cols] for r in rows], dtype=float)
-    fig, ax = pyplot().subplots(figsize=(max(1.1 * len(cols) + 3, 6.0), 0.55 * len(rows) + 1.6))
+    fig, ax = pyplot().subplots(figsize=(max(1.1 * len(cols) + 3, 6.0), max(0.55 * len(rows) + 1.6, 3.0)))  # room for the labels
     ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), [r["design"] for r in rows], fontsize=8)
