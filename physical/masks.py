@@ -82,11 +82,15 @@ def search_mask(score: torch.Tensor, object_mask: torch.Tensor, coverage: float,
     k = 2 * max(1, round(blob * score.shape[-1] / 64)) + 1
     smooth = torch.nn.functional.avg_pool2d(score.detach()[None, None].float(), k, stride=1, padding=k // 2)[0, 0]
     smooth = smooth * object_mask
-    n_keep = min(int(coverage * float((object_mask if face is None else face).sum())), int(object_mask.sum()))
+    inside = object_mask.flatten() > 0.5
+    n_keep = min(int(coverage * float((object_mask if face is None else face).sum())), int(inside.sum()))
     if n_keep < 1:
         raise PhysadvError("mask search: the object mask is empty")
-    thresh = smooth.flatten().topk(n_keep).values[-1]
-    return ((smooth >= thresh) & (object_mask > 0.5)).float()
+    # exactly n_keep texels: a threshold would also keep every texel tied with the last one, past the budget
+    ranked = smooth.flatten().masked_fill(~inside, float("-inf"))
+    keep = torch.zeros_like(ranked)
+    keep[torch.sort(ranked, descending=True, stable=True).indices[:n_keep]] = 1  # ties: first in texel order
+    return keep.view(smooth.shape)
 
 
 def check_mask(mask: torch.Tensor, alpha: torch.Tensor, max_coverage: float | None = None, name: str = "mask") -> float:

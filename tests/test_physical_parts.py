@@ -48,6 +48,17 @@ def test_mask_search_keeps_the_strongest_region():
     assert float(m[10:20, 30:50].sum()) / float(m.sum()) > 0.9
 
 
+def test_mask_search_keeps_the_budget_when_scores_tie():
+    """A flat score (every texel tied) or a plateau across the cut must still give exactly the asked share of the
+    face, which check_mask accepts at that budget (a threshold at the last kept value would take every tied texel)."""
+    face = torch.zeros(64, 64)
+    face[8:56, 8:56] = 1  # 2304 texels
+    for score in (torch.ones(64, 64), torch.cat([torch.full((32, 64), 2.0), torch.ones(32, 64)])):
+        m = M.search_mask(score, face, coverage=0.3)
+        assert float(m.sum()) == int(0.3 * 2304) and float((m * (1 - face)).sum()) == 0
+        assert M.check_mask(m, face, max_coverage=0.3) <= 0.3
+
+
 def test_identity_transform_is_identity_and_rotation_matches_opencv():
     from physadv.rendering.augment import FlatParams, flat_transform
 
