@@ -83,7 +83,7 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
     objective = Objective("targeted", job.source, job.target)
     js, _ = judge_grid_each_size(lambda px: build_scene(job.scene, min_view_px=px), {name: result}, judges, objective,
                                  job.grid, progress_bar=False)
-    s, row = summary(js), transfer_table([j for j in js if j.set == name])[0]
+    s, row = summary(js), transfer_table(js)[0]  # the one design's row (the clean sign is no design)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"], "read": row[f"read:{m}"],
                 "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
 
