@@ -221,6 +221,12 @@ FIGURES = [
            {"physical/leave_one_out_seeds_features_targeted.png": "transfer_targeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="the leave-one-out designs with both: ensembles over weights and the activation attack, at 30% of the face"),
+    Figure("transfer_loo_least_member", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=2 "
+           "--set restart_until=0.9 --set val_by=least_member --set feature_weight=1.0 --set victim.seeds=[101] "
+           "--set victim.subset=5 --held-out-seeds 101,102 --out {out}",
+           {"physical/leave_one_out_least_member_targeted.png": "transfer_targeted.png"},
+           readme=transfer_tables, manual=True, metrics="result.json",
+           about="both transfer options, the best design and a second restart chosen by the least-fooled member, at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, readme=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
