@@ -171,6 +171,14 @@ def reference_table(m: dict) -> str:
     return "\n".join(out + ["", "Cells: targeted / untargeted success over the grid; nothing optimised."])
 
 
+def leave_one_out(name: str, options: str, plot: str, about: str) -> Figure:
+    """A leave-one-out run of ``benchmarks/transfer_physical.py`` with ``options``: its tables, and its targeted
+    heatmap as ``docs/physical/<plot>_targeted.png``."""
+    return Figure(name, f"{{python}} benchmarks/transfer_physical.py --only leave_one_out {options} --held-out-seeds 101,102 "
+                  "--out {out}", {f"physical/{plot}_targeted.png": "transfer_targeted.png"},
+                  readme=transfer_tables, manual=True, metrics="result.json", about=about)
+
+
 FIGURES = [
     Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
            {"attacks/deepfool.png": "grid.png"},
@@ -196,37 +204,23 @@ FIGURES = [
            {"physical/transfer_targeted.png": "transfer_targeted.png", "physical/transfer_untargeted.png": "transfer_untargeted.png"},
            readme=transfer_tables, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml) white-box on every zoo model at 15% of the face: each design judged by every model"),
-    Figure("transfer_loo", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=1 --set restart_until=1.0 "
-           "--held-out-seeds 101,102 --out {out}", {"physical/leave_one_out_targeted.png": "transfer_targeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
-           about="RP2 (rp2_zoo.yaml without restarts) on all-but-one ensembles at 30% of the face, judged by every model"),
-    Figure("transfer_loo_seeds", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=1 "
-           "--set restart_until=1.0 --set victim.seeds=[101] --set victim.subset=5 --held-out-seeds 101,102 --out {out}",
-           {"physical/leave_one_out_seeds_targeted.png": "transfer_targeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
-           about="the leave-one-out designs on ensembles over weights too: each member also from seed 101, five members a step"),
-    Figure("transfer_loo_features", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=1 "
-           "--set restart_until=1.0 --set feature_weight=1.0 --held-out-seeds 101,102 --out {out}",
-           {"physical/leave_one_out_features_targeted.png": "transfer_targeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
-           about="the leave-one-out designs with the activation attack: members' activations pulled towards the target sign's"),
-    Figure("transfer_loo_half", "{python} benchmarks/transfer_physical.py --only leave_one_out --loo-coverage 0.5 --set restarts=1 "
-           "--set restart_until=1.0 --set feature_weight=1.0 --held-out-seeds 101,102 --out {out}",
-           {"physical/leave_one_out_half_targeted.png": "transfer_targeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
-           about="the activation attack's leave-one-out designs with stickers on half the face: the coverage the bar needs"),
-    Figure("transfer_loo_seeds_features", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=1 "
-           "--set restart_until=1.0 --set feature_weight=1.0 --set victim.seeds=[101] --set victim.subset=5 "
-           "--held-out-seeds 101,102 --out {out}",
-           {"physical/leave_one_out_seeds_features_targeted.png": "transfer_targeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
-           about="the leave-one-out designs with both: ensembles over weights and the activation attack, at 30% of the face"),
-    Figure("transfer_loo_least_member", "{python} benchmarks/transfer_physical.py --only leave_one_out --set restarts=2 "
-           "--set restart_until=0.9 --set val_by=least_member --set feature_weight=1.0 --set victim.seeds=[101] "
-           "--set victim.subset=5 --held-out-seeds 101,102 --out {out}",
-           {"physical/leave_one_out_least_member_targeted.png": "transfer_targeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
-           about="both transfer options, the best design and a second restart chosen by the least-fooled member, at 30% of the face"),
+    leave_one_out("transfer_loo", "--set restarts=1 --set restart_until=1.0", "leave_one_out",
+                  "RP2 (rp2_zoo.yaml without restarts) on all-but-one ensembles at 30% of the face, judged by every model"),
+    leave_one_out("transfer_loo_seeds", "--set restarts=1 --set restart_until=1.0 --set victim.seeds=[101] --set victim.subset=5",
+                  "leave_one_out_seeds",
+                  "the leave-one-out designs on ensembles over weights too: each member also from seed 101, five members a step"),
+    leave_one_out("transfer_loo_features", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0",
+                  "leave_one_out_features",
+                  "the leave-one-out designs with the activation attack: members' activations pulled towards the target sign's"),
+    leave_one_out("transfer_loo_half", "--loo-coverage 0.5 --set restarts=1 --set restart_until=1.0 --set feature_weight=1.0",
+                  "leave_one_out_half",
+                  "the activation attack's leave-one-out designs with stickers on half the face: the coverage the bar needs"),
+    leave_one_out("transfer_loo_seeds_features", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
+                  "--set victim.seeds=[101] --set victim.subset=5", "leave_one_out_seeds_features",
+                  "the leave-one-out designs with both: ensembles over weights and the activation attack, at 30% of the face"),
+    leave_one_out("transfer_loo_least_member", "--set restarts=2 --set restart_until=0.9 --set val_by=least_member "
+                  "--set feature_weight=1.0 --set victim.seeds=[101] --set victim.subset=5", "leave_one_out_least_member",
+                  "both transfer options, the best design and a second restart chosen by the least-fooled member, at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, readme=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
