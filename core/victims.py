@@ -245,6 +245,23 @@ def input_diversity(x: torch.Tensor, p: float, g: torch.Generator, low: float = 
     return F.pad(small, (left, w - side - left, top, h - side - top))
 
 
+@contextmanager
+def dropout_erosion(model: nn.Module, p: float, g: torch.Generator):
+    """Ghost networks by dropout erosion (Li et al., AAAI 2020, "Learning transferable adversarial examples via
+    ghost networks", sec. 3.1): every convolution's output is multiplied by a fresh Bernoulli(1 - p) / (1 - p) mask,
+    so each call sees another "ghost" of the model at no training cost; differentiable, and ``g`` replays it."""
+    def erode(mod, inp, out):
+        keep = torch.rand(out.shape, generator=g) >= p
+        return out * keep.to(out.device, out.dtype) / (1 - p)
+
+    hooks = [m.register_forward_hook(erode) for m in model.modules() if isinstance(m, nn.Conv2d)] if p > 0 else []
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def _stable_hash(text: str) -> int:
     """A seed offset per member that does not change between runs (Python's hash() does)."""
     import zlib
@@ -256,14 +273,18 @@ class ClassifierVictim(Victim):
     """One classifier. Preprocessing: views with boxes are cropped GTSRB-style (the box plus ``margin`` per side);
     every view is resized (anti-aliased) to the classifier's input size, and turned grey for 1-channel models."""
 
-    def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1, diversity: float = 0.0):
+    def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1, diversity: float = 0.0,
+                 ghost: float = 0.0):
         super().__init__()
+        if not 0 <= ghost < 1:
+            raise PhysadvError(f"victim.ghost (dropout erosion rate) must be in [0, 1), got {ghost}")
         self.model = model.eval().requires_grad_(False)
         self.name = name or model.arch or "classifier"
         self.classes = list(model.classes)
         self.input_size = tuple(model.input_size)
         self.margin = margin
         self.diversity = diversity  # input diversity (Xie et al. 2019): the share of views resized and padded at random
+        self.ghost = ghost  # dropout erosion (Li et al. 2020): a ghost of the model per optimisation step
 
     def prepare(self, views: Views) -> torch.Tensor:
         c, h, w = self.input_size
@@ -279,9 +300,13 @@ class ClassifierVictim(Victim):
     def logits(self, views: Views, diverse: bool = False) -> torch.Tensor:
         """Logits; ``diverse``: through input diversity, when it is on (optimisation, not judging)."""
         x = self.prepare(views)
-        if diverse and self.diversity > 0:
-            x = input_diversity(x, self.diversity, torch.Generator().manual_seed((views.seed or 0) + _stable_hash(self.name)))
-        return self.model(x)
+        if not diverse:
+            return self.model(x)
+        g = torch.Generator().manual_seed((views.seed or 0) + _stable_hash(self.name))
+        if self.diversity > 0:
+            x = input_diversity(x, self.diversity, g)
+        with dropout_erosion(self.model, self.ghost, g):
+            return self.model(x)
 
     def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
         return F.log_softmax(self.logits(views, diverse), dim=1)
@@ -421,6 +446,8 @@ class VictimConfig:
     subset: int = 0  # ensembles: a random subset of this many members per step (0: all)
     balance: float = 0.0  # ensembles: temperature of the per-member loss balancing (0: off)
     diversity: float = 0.0  # input diversity (Xie et al. 2019): probability of a random resize-and-pad per step
+    ghost: float = added_later(0.0)  # ghost networks (Li et al. 2020): dropout erosion rate of every convolution's
+    # output per step (0: off), a new virtual member each step
     # every zoo member named also joins trained from these seeds (NAME@SEED): an ensemble over weights as well as
     # architectures, for designs that transfer to weights they never saw (Liu et al. 2017; cf. Gubri et al. 2022)
     seeds: list[int] = added_later(factory=list)
@@ -491,7 +518,8 @@ def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim
         cfg.validate()
     except ValueError as exc:
         raise PhysadvError(str(exc)) from None
-    members = [ClassifierVictim(load_model(s, device), _short(s), cfg.margin, cfg.diversity) for s in cfg.specs()]
+    members = [ClassifierVictim(load_model(s, device), _short(s), cfg.margin, cfg.diversity, cfg.ghost)
+               for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
     return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, subset=cfg.subset, balance=cfg.balance)

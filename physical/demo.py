@@ -177,7 +177,7 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     cfg = replace(cfg, mask=mask, steps=plan.rp2_steps, search_steps=plan.mask_search_steps, val_every=max(5, plan.rp2_steps // 8),
                   val_views=96 if plan.rp2_steps >= 100 else 32, restarts=1)  # one run: the demo's time budget
     vc = replace(job.victim, balance=plan.balance)
-    members = [ClassifierVictim(models[n], n, vc.margin, vc.diversity) for n in plan.victims]
+    members = [ClassifierVictim(models[n], n, vc.margin, vc.diversity, vc.ghost) for n in plan.victims]
     victim = members[0] if len(members) == 1 else EnsembleVictim(members, fusion=vc.fusion, subset=vc.subset, balance=vc.balance)
     from physadv.rendering.scene import build_scene
 

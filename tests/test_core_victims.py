@@ -225,6 +225,43 @@ def test_input_diversity_resizes_and_pads_or_leaves_alone():
     assert out.shape == x.shape and rows == cols and 28 <= int(rows) <= 32  # a square of side in [0.9 S, S], zeros around
 
 
+def test_dropout_erosion_is_an_unbiased_ghost_replayed_by_seed_and_off_when_judging():
+    """Ghost networks (Li et al. 2020): each convolution's output is kept with probability 1 - p and scaled by
+    1 / (1 - p), so a one-conv model's ghosts average to the model itself; judging sees the model, not a ghost."""
+    from physadv.core.victims import dropout_erosion
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    net = nn.Sequential(conv, nn.Flatten(), nn.Linear(4 * 8 * 8, len(CLASSES)))
+    model = Classifier(net, CLASSES, (3, 8, 8), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), arch="ghosted")
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        clean = conv((x - 0.5) / 0.5)
+        g = torch.Generator().manual_seed(1)
+        ghosts = []
+        for _ in range(2000):
+            with dropout_erosion(conv, 0.2, g):
+                ghosts.append(conv((x - 0.5) / 0.5))
+        ghosts = torch.stack(ghosts)
+    zero = (ghosts == 0).float().mean()
+    assert abs(float(zero) - 0.2) < 0.01  # Bernoulli(0.8) keep mask
+    kept = ghosts[ghosts != 0] / clean.expand_as(ghosts)[ghosts != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1 / 0.8))  # kept outputs scaled by 1 / (1 - p)
+    assert float((ghosts.mean(0) - clean).abs().max()) < 0.05 * float(clean.abs().max())  # unbiased
+    assert not conv._forward_hooks  # the hooks leave with the context
+
+    victim = ClassifierVictim(model, "ghosted", ghost=0.5)
+    with torch.no_grad():
+        a, b = victim.logits(Views(x, seed=7), diverse=True), victim.logits(Views(x, seed=7), diverse=True)
+        c = victim.logits(Views(x, seed=8), diverse=True)
+        judged = victim.logits(Views(x, seed=7))
+    torch.testing.assert_close(a, b)  # the same seed replays the same ghost (exact resume)
+    assert not torch.allclose(a, c) and not torch.allclose(a, judged)
+    torch.testing.assert_close(judged, model(x))
+    with pytest.raises(PhysadvError, match="victim.ghost"):
+        ClassifierVictim(model, "bad", ghost=1.0)
+
+
 def test_momentum_sign_is_mi_fgsm():
     from physadv.physical.attack import MomentumSign
 
