@@ -41,7 +41,7 @@ import physadv.rendering.signs  # noqa: E402,F401  (registers the sign data and 
 from physadv.core.config import load_config, to_dict  # noqa: E402
 from physadv.core.errors import PhysadvError  # noqa: E402
 from physadv.core.gridreport import summary, transfer_table, write_transfer  # noqa: E402
-from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, load_model  # noqa: E402
+from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, load_model, victim_from  # noqa: E402
 from physadv.core.zoo import zoo_names  # noqa: E402
 from physadv.physical.attack import PhysicalResult  # noqa: E402
 from physadv.physical.design_cli import RP2Job  # noqa: E402
@@ -65,10 +65,7 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
         return PhysicalResult.load(path)
     if cached_only:
         return None
-    specs = replace(job.victim, models=members, weights=None).specs()  # with victim.seeds: each member's copies too
-    victims = [ClassifierVictim(zoo[m], m, job.victim.margin, job.victim.diversity) for m in specs]
-    victim = victims[0] if len(victims) == 1 else EnsembleVictim(victims, fusion=job.victim.fusion, subset=job.victim.subset,
-                                                                  balance=job.victim.balance, name=name)
+    victim = victim_from(replace(job.victim, models=members, weights=None), zoo, name)  # victim.seeds: copies too
     scene = build_scene(job.scene, min_view_px=max(victim.input_size[1:]))
     t = time.perf_counter()
     result = RP2(victim, scene, cfg).run(out / f"{name}-{key}.checkpoint.safetensors", progress_bar=False)  # resumable

@@ -58,7 +58,7 @@ from __future__ import annotations
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional, Sequence, get_args
+from typing import Literal, Mapping, Optional, Sequence, get_args
 
 import torch
 import torch.nn.functional as F
@@ -518,11 +518,16 @@ def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim
         cfg.validate()
     except ValueError as exc:
         raise PhysadvError(str(exc)) from None
-    members = [ClassifierVictim(load_model(s, device), _short(s), cfg.margin, cfg.diversity, cfg.ghost)
-               for s in cfg.specs()]
+    return victim_from(cfg, {s: load_model(s, device) for s in cfg.specs()})
+
+
+def victim_from(cfg: VictimConfig, models: Mapping[str, Classifier], name: str | None = None) -> Victim:
+    """The victim ``cfg`` describes over classifiers already loaded (``models``: spec -> classifier, holding every
+    one of ``cfg.specs()``): one classifier, or an ensemble with the config's fusion, weights and options."""
+    members = [ClassifierVictim(models[s], _short(s), cfg.margin, cfg.diversity, cfg.ghost) for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
-    return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, subset=cfg.subset, balance=cfg.balance)
+    return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, name, subset=cfg.subset, balance=cfg.balance)
 
 
 def _short(spec: str) -> str:
@@ -532,5 +537,5 @@ def _short(spec: str) -> str:
     return Path(spec).stem if spec.endswith((".safetensors", ".pt", ".pth")) else (spec or "sign")
 
 
-__all__ = ["VictimConfig", "load_model", "load_victim", "register_model", "Objective", "Views", "Verdict", "Victim",
+__all__ = ["VictimConfig", "load_model", "load_victim", "victim_from", "register_model", "Objective", "Views", "Verdict", "Victim",
            "ClassifierVictim", "EnsembleVictim", "crop_boxes", "log_prob_loss", "loss_from_logits"]

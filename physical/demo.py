@@ -163,7 +163,7 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
 
     from physadv.core.config import load_config
     from physadv.core.io import cache_dir, write_image
-    from physadv.core.victims import ClassifierVictim, EnsembleVictim
+    from physadv.core.victims import victim_from
     from physadv.physical.attack import PhysicalResult
     from physadv.physical.design_cli import RP2Job, save_texture
     from physadv.physical.report import loss_curve
@@ -177,8 +177,7 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     cfg = replace(cfg, mask=mask, steps=plan.rp2_steps, search_steps=plan.mask_search_steps, val_every=max(5, plan.rp2_steps // 8),
                   val_views=96 if plan.rp2_steps >= 100 else 32, restarts=1)  # one run: the demo's time budget
     vc = replace(job.victim, balance=plan.balance)
-    members = [ClassifierVictim(models[n], n, vc.margin, vc.diversity, vc.ghost) for n in plan.victims]
-    victim = members[0] if len(members) == 1 else EnsembleVictim(members, fusion=vc.fusion, subset=vc.subset, balance=vc.balance)
+    victim = victim_from(replace(vc, models=list(plan.victims), weights=None, seeds=[]), models)
     from physadv.rendering.scene import build_scene
 
     scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]))

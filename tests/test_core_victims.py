@@ -262,6 +262,28 @@ def test_dropout_erosion_is_an_unbiased_ghost_replayed_by_seed_and_off_when_judg
         ClassifierVictim(model, "bad", ghost=1.0)
 
 
+def test_victim_from_carries_every_option_to_the_members_it_builds():
+    """The one place a victim is built from a config over loaded classifiers (the benchmark and the demo use it):
+    a ghost rate set in the config makes the optimisation's logits differ from the judge's, and the ensemble keeps
+    the config's weights and fusion."""
+    from physadv.core.victims import VictimConfig, victim_from
+
+    def conv(k: int) -> Classifier:
+        torch.manual_seed(k)
+        return Classifier(nn.Sequential(nn.Conv2d(3, 3, 1), nn.Flatten(), nn.Linear(3 * 64, 4)), CLASSES, (3, 8, 8),
+                          (0.5,) * 3, (0.5,) * 3, arch=f"conv{k}")
+
+    models = {"c0": conv(0), "c1": conv(1)}
+    cfg = VictimConfig(models=["c0", "c1"], weights=[3.0, 1.0], fusion="mean_logits", ghost=0.5, balance=2.0)
+    v = victim_from(cfg, models)
+    x = Views(torch.rand(4, 3, 8, 8), seed=3)
+    assert isinstance(v, EnsembleVictim) and v.weights == [0.75, 0.25] and v.fusion == "mean_logits" and v.balance == 2.0
+    with torch.no_grad():
+        assert not torch.allclose(v.members[0].logits(x, diverse=True), v.members[0].logits(x))
+        single = victim_from(VictimConfig(models=["c0"]), models)
+        torch.testing.assert_close(single.logits(x, diverse=True), models["c0"](x.images))
+
+
 def test_momentum_sign_is_mi_fgsm():
     from physadv.physical.attack import MomentumSign
 
