@@ -457,6 +457,8 @@ class VictimConfig:
             raise ValueError("victim.models: name at least one model")
         if self.weights is not None and len(self.weights) != len(self.named()):
             raise ValueError(f"victim.weights: {len(self.weights)} weights for {len(self.named())} models")
+        if not 0 <= self.ghost < 1:
+            raise ValueError(f"victim.ghost (dropout erosion rate) must be in [0, 1), got {self.ghost}")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
 

@@ -315,3 +315,5 @@ def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its
     for bad in ([-1], [5, 5]):
         with pytest.raises(PhysadvError, match=r"victim.seeds: distinct non-negative integer seeds"):
             load_victim(VictimConfig(["gtsrb-cnn"], seeds=bad))
+    with pytest.raises(PhysadvError, match=r"victim.ghost .* must be in \[0, 1\), got 1.5"):
+        load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"), ["victim.ghost=1.5"])
