@@ -298,9 +298,9 @@ class ClassifierVictim(Victim):
         return x.clamp(0, 1)
 
     def logits(self, views: Views, diverse: bool = False) -> torch.Tensor:
-        """Logits; ``diverse``: through input diversity, when it is on (optimisation, not judging)."""
+        """Logits; ``diverse``: through input diversity and ghosts, when they are on (optimisation, not judging)."""
         x = self.prepare(views)
-        if not diverse:
+        if not diverse or (self.diversity <= 0 and self.ghost <= 0):
             return self.model(x)
         g = torch.Generator().manual_seed((views.seed or 0) + _stable_hash(self.name))
         if self.diversity > 0:
