@@ -151,8 +151,8 @@ def reference_texture(name: str) -> torch.Tensor:
         return sign_object(name).texture
     if Path(name).is_file():
         return image_object(name, 1.0).texture
-    raise PhysadvError(f"reference '{name}': neither a sign of the sign world nor an image file (feature_weight needs "
-                       "the target's appearance: set reference to an image of it)")
+    raise PhysadvError(f"reference '{name}': neither a sign of the sign world nor an image file (feature_weight and "
+                       "init: reference need the target's appearance: set reference to an image of it)")
 
 
 class PhysicalAttack:

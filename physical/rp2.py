@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from physadv.core.config import added_later
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint
 from physadv.core.resources import packaged
 from physadv.physical import masks as M
-from physadv.physical.attack import DesignConfig, PhysicalAttack, PhysicalResult, atanh_of, colours
+from physadv.physical.attack import DesignConfig, PhysicalAttack, PhysicalResult, atanh_of, colours, reference_texture
 from physadv.printing.printability import PrintModelConfig, build_print_model, load_palette, non_printability_score, total_variation
 from physadv.rendering.scene import Draw
 
@@ -75,6 +76,9 @@ class RP2Config(DesignConfig):
     print_model: PrintModelConfig = field(default_factory=PrintModelConfig)
     search_steps: int = 100
     init_noise: float = 0.5  # std of the random start of w around the clean face
+    # where the search and the stickers start inside the mask: the clean face (RP2), or the target's appearance
+    # (`reference`, default the target's sign), a prior every classifier of the task shares
+    init: Literal["clean", "reference"] = added_later("clean")
 
     def validate(self) -> None:
         super().validate()
@@ -82,6 +86,8 @@ class RP2Config(DesignConfig):
             raise ValueError("lam, nps_weight and tv_weight must be >= 0")
         if self.mask.kind == "search" and self.search_steps < 1:
             raise ValueError("the mask search needs search_steps >= 1")
+        if self.init == "reference" and not (self.reference or self.target):
+            raise ValueError("init: reference starts from the target's appearance: it needs a target or a reference")
 
 
 def build_mask(cfg: MaskConfig, alpha: torch.Tensor) -> torch.Tensor:
@@ -114,11 +120,15 @@ class RP2(PhysicalAttack):
         self.mask = build_mask(cfg.mask, self.alpha.cpu()).to(self.device)
         self.lam, self.norm = cfg.lam, cfg.norm
         self.warm: torch.Tensor | None = None
+        self.first = self.clean  # where w starts (inside the mask only: outside it the clean face is printed)
+        if cfg.init == "reference":
+            ref = reference_texture(cfg.reference or cfg.target)[None].to(self.clean)
+            self.first = F.interpolate(ref, size=self.clean.shape[-2:], mode="bilinear", align_corners=False)[0]
 
     def start(self) -> torch.Tensor:
         if self.warm is not None:  # the mask search's colours
             return self.warm
-        w = atanh_of(self.clean)
+        w = atanh_of(self.first)
         return w + self.cfg.init_noise * torch.randn_like(w)
 
     def design(self, w: torch.Tensor) -> torch.Tensor:

@@ -551,3 +551,28 @@ def test_raising_restart_until_reuses_the_finished_runs(victim, tmp_path, monkey
                                                                                          progress_bar=False)
     assert made == [6] and more.metrics["restarts"][0] == first.metrics["restarts"][0]
     assert len(more.metrics["restarts"]) == 2
+
+
+def test_init_reference_starts_the_stickers_from_the_target_sign_as_drawn():
+    """``init: reference``: inside the mask the design starts from the target's sign as the sign world draws it
+    (``sign_texture``, the independent drawing), outside it the clean face stays; a few small steps keep it there."""
+    from physadv.physical.rp2 import RP2
+    from physadv.rendering.signs.textures import sign_texture
+
+    torch.manual_seed(0)
+    net = build_classifier("gtsrb-cnn", sign_classes(), width=0.25, hidden=64).eval()
+    scene = small_scene()
+    centre = {"kind": "rectangles", "rects": [[0.3, 0.3, 0.7, 0.7]]}
+    attack = RP2(ClassifierVictim(net, "random"), scene, small_rp2(mask=centre, init="reference", init_noise=0.0))
+    start = attack.design(attack.start())
+    target = sign_texture("speed_limit_80", 64)[0]
+    inside, outside = attack.mask > 0, attack.mask == 0
+    assert (start[:, inside] - target[:, inside]).abs().mean() < 0.03
+    assert torch.equal(start[:, outside], attack.clean[:, outside])
+    r = attack.run(progress_bar=False)
+    to_target = (r.texture[:, inside] - target[:, inside]).abs().mean()
+    assert to_target < 0.5 * (r.texture[:, inside] - r.clean[:, inside]).abs().mean()
+    clean = RP2(ClassifierVictim(net, "random"), scene, small_rp2(mask=centre, init_noise=0.0))
+    assert torch.allclose(clean.design(clean.start()), clean.clean, atol=2e-3)  # RP2's own start: the clean face
+    with pytest.raises(PhysadvError, match="init: reference.*needs a target"):
+        small_rp2(init="reference", target=None, objective="untargeted")
