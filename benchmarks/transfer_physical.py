@@ -21,8 +21,9 @@ default) makes the leave-one-out design again with each ``--option`` (config key
 ``victim.diversity=0.5``; the word ``+hardened`` makes the hardened zoo models members too, as robust surrogates:
 Springer et al. 2021) for each ``--held-out`` model: ``{"held_out", "options", "targeted", "untargeted",
 "members_targeted_min", "hardened_targeted", "coverage"}``, the recipe's own design first (options "").
-``reference`` (not run by default): the control, the target sign itself as a sticker at each of ``--coverages``,
-judged by every model: ``{"coverage", "targeted": {model: ...}, "untargeted": {model: ...}}``.
+``reference`` (not run by default): the control, the target sign itself at each of ``--coverages``, shrunk into the
+middle of the face and in place (its own legend, full size, through a central disc), judged by every model:
+``{"placement", "coverage", "targeted": {model: ...}, "untargeted": {model: ...}}``.
 """
 from __future__ import annotations
 
@@ -85,11 +86,13 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
                 "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
 
 
-def reference_sticker(job: RP2Job, coverage: float) -> PhysicalResult:
-    """The control a physical attack has to beat: the target sign itself, shrunk (area resampling) until its face
-    covers ``coverage`` of the source's face and stuck in the middle of it, as Brown et al. (2017, "Adversarial Patch") set a
-    picture of a toaster beside their adversarial patch. Nothing is optimised: it asks how much of each model's
-    verdict a design owes to its optimisation, and how much to painting the target on the object."""
+def reference_sticker(job: RP2Job, coverage: float, placement: str = "shrunk") -> PhysicalResult:
+    """The control a physical attack has to beat: the target sign itself on ``coverage`` of the source's face, nothing
+    optimised. ``shrunk``: the whole target sign, shrunk (area resampling) until its face covers that share and stuck
+    in the middle, as Brown et al. (2017, "Adversarial Patch") set a picture of a toaster beside their patch. ``in
+    place``: the target's face at full size, shown through the ``coverage`` share of the face nearest its centre (a
+    sign's legend, e.g. the 80, sits in the middle), as a design's stickers paint it in place. It asks how much of each
+    model's verdict a design owes to its optimisation, and how much to painting the target on the object."""
     from physadv.physical.masks import check_mask, full_mask
     from physadv.rendering.signs.textures import sign_texture
 
@@ -97,17 +100,23 @@ def reference_sticker(job: RP2Job, coverage: float) -> PhysicalResult:
     clean, alpha = obj.texture, obj.alpha
     h, w = clean.shape[-2:]
     face = full_mask(alpha)
-    n = round(max(h, w) * (coverage * float(face.sum()) / float(full_mask(sign_texture(job.target, max(h, w))[1]).sum())) ** 0.5)
-    if not 8 <= n <= min(h, w):
-        raise PhysadvError(f"reference sticker: {job.target} cannot cover {coverage:.0%} of the {job.source} face")
-    rgb, a = sign_texture(job.target, n)  # the target's face, area-resampled to n x n
-    y, x = (h - n) // 2, (w - n) // 2
-    placed, mask = clean.clone(), torch.zeros(h, w)
-    placed[:, y:y + n, x:x + n] = rgb
-    mask[y:y + n, x:x + n] = full_mask(a)
-    mask = mask * face
+    if placement == "in place":
+        placed = sign_texture(job.target, max(h, w))[0][:, :h, :w]
+        yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
+        r = (yy ** 2 + xx ** 2).sqrt()[face > 0]  # the share of the face nearest the centre: a disc
+        mask = ((yy ** 2 + xx ** 2).sqrt() <= r.kthvalue(max(1, round(coverage * r.numel()))).values).float() * face
+    else:
+        n = round(max(h, w) * (coverage * float(face.sum()) / float(full_mask(sign_texture(job.target, max(h, w))[1]).sum())) ** 0.5)
+        if not 8 <= n <= min(h, w):
+            raise PhysadvError(f"reference sticker: {job.target} cannot cover {coverage:.0%} of the {job.source} face")
+        rgb, a = sign_texture(job.target, n)  # the target's face, area-resampled to n x n
+        y, x = (h - n) // 2, (w - n) // 2
+        placed, mask = clean.clone(), torch.zeros(h, w)
+        placed[:, y:y + n, x:x + n] = rgb
+        mask[y:y + n, x:x + n] = full_mask(a)
+        mask = mask * face
     return PhysicalResult("reference", clean * (1 - mask) + placed * mask, clean, alpha, mask,
-                          metrics={"coverage": check_mask(mask, alpha), "mask": "reference"})
+                          metrics={"coverage": check_mask(mask, alpha), "mask": f"reference ({placement})"})
 
 
 def step_cost(job: RP2Job, zoo: dict, names: list[str], steps: int) -> dict:
@@ -273,11 +282,12 @@ def main() -> None:
         result["coverage_curve_png"] = str(out / "coverage_curve.png")
     if "reference" in only:  # the target sign as a sticker, judged by every model: the control the designs beat
         result["reference"] = []
-        for c in (float(x) / 100 for x in args.coverages.split(",")):
-            res = reference_sticker(job, c)
-            v = record(res, f"reference {round(100 * c)}%")
-            result["reference"].append({"coverage": round(res.coverage, 4), **{
-                k: {m: v[m][k] for m in names} for k in ("targeted", "untargeted")}})
+        for placement in ("shrunk", "in place"):
+            for c in (float(x) / 100 for x in args.coverages.split(",")):
+                res = reference_sticker(job, c, placement)
+                v = record(res, f"reference {placement} {round(100 * c)}%")
+                result["reference"].append({"placement": placement, "coverage": round(res.coverage, 4), **{
+                    k: {m: v[m][k] for m in names} for k in ("targeted", "untargeted")}})
     if "step_cost" in only and len(names) >= 5:
         result["step_cost"] = step_cost(job, zoo, names, args.step_steps)
     if js_all:

@@ -164,9 +164,10 @@ def coverage_table(m: dict) -> str:
 def reference_table(m: dict) -> str:
     """The README's control table from benchmarks/transfer_physical.py's ``reference``: the target sign as a sticker."""
     models = list(m["reference"][0]["targeted"])
-    out = ["| the 80 sign on | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    out = ["| the 80 sign | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for row in m["reference"]:
-        out.append(f"| {row['coverage']:.0%} of the face | " + " | ".join(
+        how = "in place, through the middle" if row.get("placement") == "in place" else "shrunk, on"
+        out.append(f"| {how} {row['coverage']:.0%} of the face | " + " | ".join(
             f"{row['targeted'][k]:.0%} / {row['untargeted'][k]:.0%}" for k in models) + " |")
     return "\n".join(out + ["", "Cells: targeted / untargeted success over the grid; nothing optimised."])
 

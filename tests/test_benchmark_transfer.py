@@ -191,3 +191,23 @@ def test_the_reference_sticker_is_the_target_sign_at_the_asked_share_of_the_face
         assert (res.texture[:, on].mean(1) - target_mean).abs().max() < 0.04, coverage
     with pytest.raises(PhysadvError, match=job.target):
         bench.reference_sticker(job, 1.0)  # the round sign cannot cover the whole octagon
+
+
+def test_the_in_place_reference_shows_the_target_at_full_size_through_a_central_disc():
+    """The in-place control: the target's own face at the source's texture size, seen only through the share of the
+    face nearest the centre. Checked by counting texels, by distances to the centre, and against the drawing."""
+    from physadv.physical.design_cli import RP2Job
+    from physadv.rendering.signs.textures import sign_texture
+
+    bench = _benchmark()
+    job = load_config(RP2Job, "configs/physical/rp2_zoo.yaml")
+    for coverage in (0.15, 0.3, 0.5):
+        res = bench.reference_sticker(job, coverage, "in place")
+        h, w = res.mask.shape
+        face, on = res.alpha[0] > 0.5, res.mask > 0.5
+        assert abs(float(on.sum()) / float(face.sum()) - coverage) < 0.02
+        yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
+        r = (yy ** 2 + xx ** 2).sqrt()
+        assert r[on].max() <= r[face & ~on].min()  # a disc: every texel on is nearer the centre than any face texel off
+        assert torch.equal(res.texture[:, on], sign_texture(job.target, h)[0][:, on])
+        assert torch.equal(res.texture[:, ~on], res.clean[:, ~on])
