@@ -459,6 +459,11 @@ class VictimConfig:
             raise ValueError(f"victim.weights: {len(self.weights)} weights for {len(self.named())} models")
         if not 0 <= self.ghost < 1:
             raise ValueError(f"victim.ghost (dropout erosion rate) must be in [0, 1), got {self.ghost}")
+        if not 0 <= self.diversity <= 1:
+            raise ValueError(f"victim.diversity (a probability per step) must be in [0, 1], got {self.diversity}")
+        if self.subset < 0 or self.balance < 0 or self.margin < 0:
+            raise ValueError(f"victim.subset, victim.balance and victim.margin must be >= 0, got {self.subset}, "
+                             f"{self.balance} and {self.margin}")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
 
