@@ -10,7 +10,8 @@ model applied before the views are taken. ``x + delta`` is parameterised as ``(t
 printed colours stay in gamut. The mask M is the whole face ("subtle poster"), drawn rectangles ("camouflage
 abstract art"), sticker letters ("graffiti"), a file, or RP2's mask search: a first pass over the whole face
 with an L1 penalty of weight ``mask.search_lam`` (sparse perturbations concentrate where they matter), then the
-``mask.coverage`` share of the face where that perturbation is strongest.
+``mask.coverage`` share of the face where that perturbation is strongest. Both start from the clean face, as RP2
+does, or (``init: reference``, ours) from the target's own appearance inside the mask.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ class RP2Config(DesignConfig):
     # the shipped palette by default (never a working directory's file of that name); "" for none
     print_model: PrintModelConfig = field(default_factory=PrintModelConfig)
     search_steps: int = 100
-    init_noise: float = 0.5  # std of the random start of w around the clean face
+    init_noise: float = 0.5  # std of the random start of w around the start (`init`)
     # where the search and the stickers start inside the mask: the clean face (RP2), or the target's appearance
     # (`reference`, default the target's sign), a prior every classifier of the task shares
     init: Literal["clean", "reference"] = added_later("clean")
