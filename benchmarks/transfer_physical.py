@@ -212,7 +212,7 @@ def main() -> None:
         seeds = [int(x) for x in args.held_out_seeds.split(",") if x]
     except ValueError:
         ap.error(f"--held-out-seeds {args.held_out_seeds}: comma-separated integer seeds")
-    reseeded = {m: [f"{m}@{s}" for s in seeds] for m in plain} if "leave_one_out" in only else {}
+    reseeded = {m: [f"{m}@{s}" for s in seeds] for m in held_out} if "leave_one_out" in only else {}  # only theirs
     zoo = {n: load_model(n).eval() for n in names + [t for ts in reseeded.values() for t in ts]}
     judges = {n: ClassifierVictim(zoo[n], n) for n in zoo}
     result: dict = {"benchmark": "transfer_physical", "models": names, "config": args.config, "overrides": args.overrides,

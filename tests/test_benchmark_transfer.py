@@ -211,3 +211,18 @@ def test_the_in_place_reference_shows_the_target_at_full_size_through_a_central_
         assert r[on].max() <= r[face & ~on].min()  # a disc: every texel on is nearer the centre than any face texel off
         assert torch.equal(res.texture[:, on], sign_texture(job.target, h)[0][:, on])
         assert torch.equal(res.texture[:, ~on], res.clean[:, ~on])
+
+
+def test_held_out_seeds_load_only_the_held_out_models_copies(monkeypatch, tmp_path):
+    """``--held-out M --held-out-seeds S`` judges beside M its copies M@S, and loads (so trains, on a first run) no
+    other model's copies from those seeds."""
+    bench = _benchmark()
+    loaded = []
+    monkeypatch.setattr(bench, "load_model", lambda name: loaded.append(name) or torch.nn.Identity())
+    monkeypatch.setattr(bench, "ClassifierVictim", lambda model, name, *a: name)
+    monkeypatch.setattr(bench, "design", lambda *a, **k: None)
+    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--cached-only", "--only", "leave_one_out",
+                                     "--models", "gtsrb-cnn,lisa-cnn,resnet-8", "--held-out", "lisa-cnn",
+                                     "--held-out-seeds", "7,8", "--out", str(tmp_path)])
+    bench.main()
+    assert sorted(n for n in loaded if "@" in n) == ["lisa-cnn@7", "lisa-cnn@8"]
