@@ -103,8 +103,9 @@ def reference_sticker(job: RP2Job, coverage: float, placement: str = "shrunk") -
     if placement == "in place":
         placed = sign_texture(job.target, max(h, w))[0][:, :h, :w]
         yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2, indexing="ij")
-        r = (yy ** 2 + xx ** 2).sqrt()[face > 0]  # the share of the face nearest the centre: a disc
-        mask = ((yy ** 2 + xx ** 2).sqrt() <= r.kthvalue(max(1, round(coverage * r.numel()))).values).float() * face
+        r = (yy ** 2 + xx ** 2).sqrt()
+        on_face = r[face > 0]  # the share of the face nearest the centre: a disc
+        mask = (r <= on_face.kthvalue(max(1, round(coverage * on_face.numel()))).values).float() * face
     else:
         n = round(max(h, w) * (coverage * float(face.sum()) / float(full_mask(sign_texture(job.target, max(h, w))[1]).sum())) ** 0.5)
         if not 8 <= n <= min(h, w):

@@ -142,17 +142,22 @@ def activation_distance(acts: dict, target: dict) -> torch.Tensor:
                         for n in names]).mean()
 
 
-def reference_texture(name: str) -> torch.Tensor:
-    """What the target looks like, ``3 x h x w`` sRGB: a sign of the sign world by name, else an image file."""
+def reference_texture(name: str, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """What the target looks like, ``3 x h x w`` sRGB: a sign of the sign world by name, else an image file;
+    ``size``: stretched over a design of that size (bilinear, anti-aliased)."""
     from physadv.rendering.objects import image_object, sign_object
     from physadv.rendering.signs.textures import sign_classes
 
     if name in sign_classes():
-        return sign_object(name).texture
-    if Path(name).is_file():
-        return image_object(name, 1.0).texture
-    raise PhysadvError(f"reference '{name}': neither a sign of the sign world nor an image file (feature_weight and "
+        texture = sign_object(name).texture
+    elif Path(name).is_file():
+        texture = image_object(name, 1.0).texture
+    else:
+        raise PhysadvError(f"reference '{name}': neither a sign of the sign world nor an image file (feature_weight and "
                        "init: reference need the target's appearance: set reference to an image of it)")
+    if size is None or tuple(texture.shape[-2:]) == tuple(size):
+        return texture
+    return F.interpolate(texture[None], size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 class PhysicalAttack:
@@ -231,8 +236,7 @@ class PhysicalAttack:
         with self.victim.recording(self.cfg.feature_depth) as acts:
             adv = self.adversarial_loss(views)
         if self.reference.shape[-2:] != design.shape[-2:]:  # stretched over the design once, on the first step
-            self.reference = F.interpolate(self.reference[None].to(design), size=design.shape[-2:], mode="bilinear",
-                                           antialias=True, align_corners=False)[0]
+            self.reference = reference_texture(self.cfg.reference or self.cfg.target, design.shape[-2:]).to(design)
         with torch.no_grad(), self.victim.recording(self.cfg.feature_depth) as target:
             self.victim.loss(self.views(self.reference.to(design), draw), self.objective)
         feature = activation_distance(acts, target)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from physadv.core.config import added_later
 from physadv.core.errors import PhysadvError
@@ -123,8 +122,7 @@ class RP2(PhysicalAttack):
         self.warm: torch.Tensor | None = None
         self.first = self.clean  # where w starts (inside the mask only: outside it the clean face is printed)
         if cfg.init == "reference":
-            ref = reference_texture(cfg.reference or cfg.target)[None].to(self.clean)
-            self.first = F.interpolate(ref, size=self.clean.shape[-2:], mode="bilinear", align_corners=False)[0]
+            self.first = reference_texture(cfg.reference or cfg.target, self.clean.shape[-2:]).to(self.clean)
 
     def start(self) -> torch.Tensor:
         if self.warm is not None:  # the mask search's colours
