@@ -1,4 +1,4 @@
-"""Every picture in docs/ and every number block in the README, from one command: ``make docs``.
+"""Every picture in docs/ and every number block in the README and docs/*.md, from one command: ``make docs``.
 
     .venv/bin/python docs/figures.py                     # every entry but the manual ones (the demo)
     .venv/bin/python docs/figures.py --only deepfool,spatial_landscape
@@ -8,13 +8,14 @@
 
 ``FIGURES`` is the registry. An entry is a command (a ``physadv`` job or a benchmark script; ``{python}`` is this
 interpreter, ``{out}`` a fresh run folder under ``runs/docs/``), the files it copies from that folder into docs/
-(a source may be a glob; the last match in sorted order is taken) and, optionally, a README block it rewrites
-from the job's ``metrics.json``: the text between ``<!-- physadv:NAME -->`` and ``<!-- /physadv:NAME -->``.
+(a source may be a glob; the last match in sorted order is taken) and, optionally, a block it rewrites from the
+job's ``metrics.json``: the text between ``<!-- physadv:NAME -->`` and ``<!-- /physadv:NAME -->``, in the README or
+in the one page of docs/ that holds it.
 Nothing in docs/ or in those blocks is typed by hand.
 
 Provenance: each copied file gets a row in ``docs/figures.md`` (figure, command, commit, date; the machine-readable
 ``docs/figures.json`` beside it), PNG files carry the same as text chunks (``physadv:command``,
-``physadv:commit``, ``physadv:date``), and a rewritten README block ends with a comment naming them. The commit
+``physadv:commit``, ``physadv:date``), and a rewritten block ends with a comment naming them. The commit
 is ``git rev-parse --short HEAD``, with ``+dirty`` when tracked files had uncommitted changes.
 """
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Figure:
     name: str
     command: str  # shell words; {python} and {out} are filled in
     files: dict[str, str]  # docs-relative destination -> source inside the run folder (glob allowed)
-    readme: Callable[[dict], str] | None = None  # metrics.json -> the README block named after the entry
+    readme: Callable[[dict], str] | None = None  # metrics.json -> the block named after the entry (README or docs/*.md)
     manual: bool = False  # run only when named with --only
     about: str = ""
     metrics: str = "metrics.json"
@@ -286,14 +287,21 @@ def find(run: Path, pattern: str) -> Path:
     return Path(matches[-1])
 
 
-def rewrite_readme(readme: Path, name: str, text: str, provenance: str) -> None:
+def rewrite_block(pages: list[Path], name: str, text: str, provenance: str) -> Path:
+    """Rewrite the block ``name`` in the one page of ``pages`` (the README, docs/*.md) that holds it; returns that page."""
     start, end = f"<!-- physadv:{name} -->", f"<!-- /physadv:{name} -->"
-    src = readme.read_text()
-    if start not in src or end not in src or src.index(start) > src.index(end):
-        raise ValueError(f"{readme} has no block {start} ... {end} to rewrite")
+    holding = [p for p in pages if p.is_file() and start in p.read_text()]
+    if len(holding) != 1:
+        found = ", ".join(map(str, holding)) or ", ".join(map(str, pages))
+        raise ValueError(f"{found}: {'no' if not holding else 'more than one'} block {start} ... {end} to rewrite")
+    page = holding[0]
+    src = page.read_text()
+    if end not in src or src.index(start) > src.index(end):
+        raise ValueError(f"{page}: block {start} has no {end} after it")
     head, rest = src.split(start, 1)
     _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{text}\n<!-- {provenance} -->\n{end}{tail}")
+    page.write_text(f"{head}{start}\n{text}\n<!-- {provenance} -->\n{end}{tail}")
+    return page
 
 
 def render_index(docs: Path, records: dict) -> None:
@@ -323,7 +331,7 @@ def run_command(fig: Figure, runs: Path, root: Path) -> Path:
 
 
 def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT, collect: Path | None = None) -> dict:
-    """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its README block.
+    """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its block.
     ``collect``: a folder the same command already wrote (an hour-long benchmark, a demo run): its files are taken
     as they are, and the provenance says so (the commit is the one at collection)."""
     commit = git_commit(root)
@@ -347,7 +355,8 @@ def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = RO
     render_index(docs, records)
     if fig.readme is not None:
         metrics = json.loads(find(out, fig.metrics).read_text())
-        rewrite_readme(readme, fig.name, fig.readme(metrics), f"written by docs/figures.py: {info['command']} at {commit}, {info['date']}")
+        pages = [readme, *sorted(docs.glob("*.md"))]
+        rewrite_block(pages, fig.name, fig.readme(metrics), f"written by docs/figures.py: {info['command']} at {commit}, {info['date']}")
     return info
 
 

@@ -49,6 +49,13 @@ def test_an_entry_writes_its_figure_with_command_and_commit(figures, tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="no block <!-- physadv:tiny -->"):
         figures.main(argv, figures=[tiny])
+    page = docs / "page.md"                                           # a block may live in a page of docs/ instead
+    page.write_text("# page\n<!-- physadv:tiny -->\n<!-- /physadv:tiny -->\n")
+    assert figures.main(argv, figures=[tiny]) == 0
+    assert "\nrate **50%**\n" in page.read_text() and readme.read_text() == "no markers\n"
+    readme.write_text("<!-- physadv:tiny -->\n<!-- /physadv:tiny -->\n")      # but in one page only
+    with pytest.raises(ValueError, match="more than one block <!-- physadv:tiny -->"):
+        figures.main(argv, figures=[tiny])
 
 
 def test_the_registry_names_real_commands_and_the_demo_is_manual(figures):
