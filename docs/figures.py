@@ -40,7 +40,7 @@ class Figure:
     name: str
     command: str  # shell words; {python} and {out} are filled in
     files: dict[str, str]  # docs-relative destination -> source inside the run folder (glob allowed)
-    readme: Callable[[dict], str] | None = None  # metrics.json -> the block named after the entry (README or docs/*.md)
+    block: Callable[[dict], str] | None = None  # metrics.json -> the block named after the entry (README or docs/*.md)
     manual: bool = False  # run only when named with --only
     about: str = ""
     metrics: str = "metrics.json"
@@ -107,7 +107,7 @@ def _seeds_cell(row: dict) -> str:
 
 
 def transfer_tables(m: dict) -> str:
-    """The README's white-box and leave-one-out tables from benchmarks/transfer_physical.py's result.json."""
+    """The white-box and leave-one-out tables from benchmarks/transfer_physical.py's result.json."""
     out = []
     if m.get("white_box"):
         out += ["| white-box victim | targeted | untargeted | stickers (share of the face) | clean accuracy |", "|---|---|---|---|---|"]
@@ -136,7 +136,7 @@ def transfer_tables(m: dict) -> str:
 
 
 def options_table(m: dict) -> str:
-    """The README's transfer-options table from benchmarks/transfer_physical.py's ``transfer_options``."""
+    """The transfer-options table from benchmarks/transfer_physical.py's ``transfer_options``."""
     rows = m["transfer_options"]
     hard = sorted({n for r in rows for n in r["hardened_targeted"]})
     out = ["| held-out model | options on top of the recipe | targeted | untargeted | every member targeted, at least | "
@@ -163,7 +163,7 @@ def coverage_table(m: dict) -> str:
 
 
 def reference_table(m: dict) -> str:
-    """The README's control table from benchmarks/transfer_physical.py's ``reference``: the target sign as a sticker."""
+    """The control table from benchmarks/transfer_physical.py's ``reference``: the target sign as a sticker."""
     models = list(m["reference"][0]["targeted"])
     out = ["| the 80 sign | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for row in m["reference"]:
@@ -178,7 +178,7 @@ def leave_one_out(name: str, options: str, plot: str, about: str) -> Figure:
     heatmap as ``docs/physical/<plot>_targeted.png``."""
     return Figure(name, f"{{python}} benchmarks/transfer_physical.py --only leave_one_out {options} --held-out-seeds 101,102 "
                   "--out {out}", {f"physical/{plot}_targeted.png": "transfer_targeted.png"},
-                  readme=transfer_tables, manual=True, metrics="result.json", about=about)
+                  block=transfer_tables, manual=True, metrics="result.json", about=about)
 
 
 FIGURES = [
@@ -200,11 +200,11 @@ FIGURES = [
     Figure("progressive", "physadv gan train --config configs/gans/progressive.yaml --set device=cpu --set threads=1 --out {out}",
            {"gans/progressive_losses.png": "losses.png", "gans/progressive_samples_32px.png": "samples/step_*.png"},
            about="Progressive growing to 32x32: loss curves with stage changes, and the last sample grid"),
-    Figure("zoo", "physadv signs zoo --out {out}", {"signs/zoo.png": "zoo.png"}, readme=zoo_table,
+    Figure("zoo", "physadv signs zoo --out {out}", {"signs/zoo.png": "zoo.png"}, block=zoo_table,
            about="the sign-world model zoo: held-out and clean-grid accuracy, digital PGD robustness"),
     Figure("transfer", "{python} benchmarks/transfer_physical.py --only white_box,step_cost --out {out}",
            {"physical/transfer_targeted.png": "transfer_targeted.png", "physical/transfer_untargeted.png": "transfer_untargeted.png"},
-           readme=transfer_tables, manual=True, metrics="result.json",
+           block=transfer_tables, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml) white-box on every zoo model at 15% of the face: each design judged by every model"),
     leave_one_out("transfer_loo", "--set restarts=1 --set restart_until=1.0", "leave_one_out",
                   "RP2 (rp2_zoo.yaml without restarts) on all-but-one ensembles at 30% of the face, judged by every model"),
@@ -240,14 +240,14 @@ FIGURES = [
                   "--set victim.seeds=[101,103] --set victim.subset=5 --set victim.balance=1.0", "leave_one_out_seeds2",
                   "the balanced recipe with every member from two more seeds (101 and 103), at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
-           {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, readme=reference_table, metrics="result.json",
+           {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
     Figure("transfer_options", "{python} benchmarks/transfer_physical.py --only transfer_options --held-out gtsrb-cnn,resnet-8 "
            "--set restarts=1 --set restart_until=1.0 --out {out}", {"physical/transfer_options_targeted.png": "transfer_targeted.png"},
-           readme=options_table, manual=True, metrics="result.json",
+           block=options_table, manual=True, metrics="result.json",
            about="the leave-one-out designs of the two models transfer reaches least, remade with each of the literature's transfer options"),
     Figure("coverage_curve", "{python} benchmarks/transfer_physical.py --only coverage_curve --set restarts=1 --out {out}",
-           {"physical/coverage_curve.png": "coverage_curve.png"}, readme=coverage_table, manual=True, metrics="result.json",
+           {"physical/coverage_curve.png": "coverage_curve.png"}, block=coverage_table, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml, one run per point) white-box on every zoo model at 5-50% of the face"),
     Figure("demo", "physadv demo --out {out}",
            {"demo/texture.png": "design/texture.png", "demo/stickers.png": "design/stickers.png",
@@ -255,7 +255,7 @@ FIGURES = [
             "demo/targeted_by_distance_angle.png": "capture/report/heatmap.png",
             "demo/transfer_targeted.png": "capture/report/transfer_targeted.png",
             "demo/deepfool.png": "digital/deepfool.png", "demo/dcgan_samples.png": "digital/gan/samples/step_*.png"},
-           readme=demo_numbers, manual=True, about="the end-to-end demo: an ensemble design, printed, photographed in simulation, judged by white-box and held-out models"),
+           block=demo_numbers, manual=True, about="the end-to-end demo: an ensemble design, printed, photographed in simulation, judged by white-box and held-out models"),
 ]
 
 
@@ -356,10 +356,10 @@ def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = RO
         records[dest] = info
     index.write_text(json.dumps(records, indent=1, sort_keys=True) + "\n")
     render_index(docs, records)
-    if fig.readme is not None:
+    if fig.block is not None:
         metrics = json.loads(find(out, fig.metrics).read_text())
         pages = [readme, *sorted(docs.glob("*.md"))]
-        rewrite_block(pages, fig.name, fig.readme(metrics), f"written by docs/figures.py: {info['command']} at {commit}, {info['date']}")
+        rewrite_block(pages, fig.name, fig.block(metrics), f"written by docs/figures.py: {info['command']} at {commit}, {info['date']}")
     return info
 
 

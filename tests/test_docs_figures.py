@@ -27,7 +27,7 @@ def figures():
 def test_an_entry_writes_its_figure_with_command_and_commit(figures, tmp_path):
     docs, readme, runs = tmp_path / "docs", tmp_path / "README.md", tmp_path / "runs"
     readme.write_text("intro\n<!-- physadv:tiny -->\nold number 0.1\n<!-- /physadv:tiny -->\nend\n")
-    tiny = figures.Figure("tiny", JOB, {"sub/plot.png": "plot.png"}, readme=lambda m: f"rate **{m['rate']:.0%}**", about="a test")
+    tiny = figures.Figure("tiny", JOB, {"sub/plot.png": "plot.png"}, block=lambda m: f"rate **{m['rate']:.0%}**", about="a test")
     manual = figures.Figure("never", "{python} -c \"raise SystemExit(3)\"", {}, manual=True)
     argv = ["--docs", str(docs), "--readme", str(readme), "--runs", str(runs)]
     assert figures.main(argv, figures=[tiny, manual]) == 0           # the manual entry is not run unless named
@@ -61,7 +61,7 @@ def test_an_entry_writes_its_figure_with_command_and_commit(figures, tmp_path):
 def test_the_registry_names_real_commands_and_the_demo_is_manual(figures):
     names = {f.name: f for f in figures.FIGURES}
     assert {"deepfool", "spatial_landscape", "wgan_gp_figure3", "demo"} <= set(names)
-    assert names["demo"].manual and names["demo"].readme is not None
+    assert names["demo"].manual and names["demo"].block is not None
     for f in figures.FIGURES:
         words = f.command.split()
         assert words[0] in ("physadv", "{python}") and "{out}" in f.command
@@ -76,7 +76,7 @@ def test_collect_takes_a_finished_runs_files_without_running_the_command(figures
     Image.new("RGB", (5, 2)).save(made / "plot.png")
     (made / "metrics.json").write_text(json.dumps({"rate": 0.25}))
     slow = figures.Figure("slow", "{python} -c \"raise SystemExit(3)\" {out}", {"plot.png": "plot.png"},
-                          readme=lambda m: f"rate {m['rate']:.0%}", manual=True)
+                          block=lambda m: f"rate {m['rate']:.0%}", manual=True)
     argv = ["--docs", str(docs), "--readme", str(readme), "--only", "slow"]
     assert figures.main([*argv, "--collect", str(made)], figures=[slow]) == 0   # the failing command never ran
     with Image.open(docs / "plot.png") as im:
