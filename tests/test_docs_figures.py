@@ -86,3 +86,24 @@ def test_collect_takes_a_finished_runs_files_without_running_the_command(figures
     with pytest.raises(FileNotFoundError, match="no such folder"):
         figures.main([*argv, "--collect", str(tmp_path / "missing")], figures=[slow])
     assert figures.main(["--docs", str(docs), "--readme", str(readme), "--collect", str(made)], figures=[slow]) == 2
+
+
+def test_every_block_of_the_registry_lives_in_one_page_and_every_picture_link_resolves(figures):
+    """A block moved or deleted by hand would only fail when its hour-long command is run again; a picture link
+    broken by a move would show nothing. Checked here on the real README and docs/ pages."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts = {p: p.read_text() for p in pages}
+    for f in figures.FIGURES:
+        if f.block is None:
+            continue
+        start, end = f"<!-- physadv:{f.name} -->", f"<!-- /physadv:{f.name} -->"
+        holding = [p for p, t in texts.items() if start in t]
+        assert len(holding) == 1, (f.name, holding)
+        assert texts[holding[0]].index(start) < texts[holding[0]].index(end), f.name
+    for p, t in texts.items():
+        for target in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", t):
+            assert (p.parent / target).is_file(), f"{p.name}: picture {target} does not exist"
+        for target in re.findall(r"(?<!!)\[[^\]]*\]\(([^)\s#]+\.md)(?:#[^)]*)?\)", t):
+            assert (p.parent / target).is_file(), f"{p.name}: link {target} does not exist"
