@@ -1,5 +1,5 @@
 """docs/figures.py: a registry entry runs its job into a fresh folder, copies the files into docs/ with their
-provenance (docs/figures.md, PNG text chunks) and rewrites its README block from the job's metrics."""
+provenance (docs/figures.md, PNG text chunks) and rewrites its block (README or docs/*.md) from the job's metrics."""
 import importlib.util
 import json
 import subprocess
