@@ -155,7 +155,12 @@ def reference_texture(name: str, size: tuple[int, int] | None = None) -> torch.T
     else:
         raise PhysadvError(f"reference '{name}': neither a sign of the sign world nor an image file (feature_weight and "
                        "init: reference need the target's appearance: set reference to an image of it)")
-    if size is None or tuple(texture.shape[-2:]) == tuple(size):
+    return texture if size is None else stretched(texture, size)
+
+
+def stretched(texture: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``texture`` (``3 x h x w``) stretched over a design of ``size`` (bilinear, anti-aliased); as it is if it fits."""
+    if tuple(texture.shape[-2:]) == tuple(size):
         return texture
     return F.interpolate(texture[None], size=tuple(size), mode="bilinear", antialias=True, align_corners=False)[0]
 
@@ -235,10 +240,9 @@ class PhysicalAttack:
             return adv, {"adversarial": float(adv.detach())}
         with self.victim.recording(self.cfg.feature_depth) as acts:
             adv = self.adversarial_loss(views)
-        if self.reference.shape[-2:] != design.shape[-2:]:  # stretched over the design once, on the first step
-            self.reference = reference_texture(self.cfg.reference or self.cfg.target, design.shape[-2:]).to(design)
+        self.reference = stretched(self.reference.to(design), design.shape[-2:])  # resampled on the first step only
         with torch.no_grad(), self.victim.recording(self.cfg.feature_depth) as target:
-            self.victim.loss(self.views(self.reference.to(design), draw), self.objective)
+            self.victim.loss(self.views(self.reference, draw), self.objective)
         feature = activation_distance(acts, target)
         return adv + self.cfg.feature_weight * feature, {"adversarial": float(adv.detach()), "feature": float(feature.detach())}
 
