@@ -250,6 +250,12 @@ FIGURES = [
                   "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set loss=margin --set kappa=5 "
                   "--set victim.fusion=sum_losses", "leave_one_out_margin_capped",
                   "the balanced recipe with each member's margin capped at kappa 5 (sum_losses), at 30% of the face"),
+    leave_one_out("transfer_loo_balance_zoo2", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
+                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0", "leave_one_out_balance_zoo2",
+                  "the balanced recipe again, on the zoo retrained from the same configs on another machine (other weights)"),
+    leave_one_out("transfer_loo_balance_sharp", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
+                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=0.25", "leave_one_out_balance_sharp",
+                  "the balanced recipe with a sharper balancing temperature (0.25), on the retrained zoo, at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
