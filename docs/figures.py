@@ -181,6 +181,12 @@ def leave_one_out(name: str, options: str, plot: str, about: str) -> Figure:
                   block=transfer_tables, manual=True, metrics="result.json", about=about)
 
 
+# the leave-one-out recipes' shared options: one run per design, and the balanced recipe (ensembles over weights,
+# the activation term, per-member balancing) that most later variants add one option to
+ONE_RUN = "--set restarts=1 --set restart_until=1.0"
+BALANCED = f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0"
+
+
 FIGURES = [
     Figure("deepfool", "physadv attack deepfool --limit 200 --set params.box=true --set show=10 --out {out}",
            {"attacks/deepfool.png": "grid.png"},
@@ -223,38 +229,30 @@ FIGURES = [
     leave_one_out("transfer_loo_least_member", "--set restarts=2 --set restart_until=0.9 --set val_by=least_member "
                   "--set feature_weight=1.0 --set victim.seeds=[101] --set victim.subset=5", "leave_one_out_least_member",
                   "both transfer options, the best design and a second restart chosen by the least-fooled member, at 30% of the face"),
-    leave_one_out("transfer_loo_balance", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0", "leave_one_out_balance",
+    leave_one_out("transfer_loo_balance", BALANCED, "leave_one_out_balance",
                   "both transfer options with per-member loss balancing (temperature 1), at 30% of the face"),
-    leave_one_out("transfer_loo_ghost", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set victim.ghost=0.05",
-                  "leave_one_out_ghost", "the balanced recipe with ghost networks (dropout erosion 0.05), at 30% of the face"),
-    leave_one_out("transfer_loo_long", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set steps=1200",
-                  "leave_one_out_long", "the balanced recipe with three times the sticker steps (1,200), at 30% of the face"),
-    leave_one_out("transfer_loo_init", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set init=reference "
-                  "--set mask.warm_start=false", "leave_one_out_init",
+    leave_one_out("transfer_loo_ghost", f"{BALANCED} --set victim.ghost=0.05", "leave_one_out_ghost",
+                  "the balanced recipe with ghost networks (dropout erosion 0.05), at 30% of the face"),
+    leave_one_out("transfer_loo_long", f"{BALANCED} --set steps=1200", "leave_one_out_long",
+                  "the balanced recipe with three times the sticker steps (1,200), at 30% of the face"),
+    leave_one_out("transfer_loo_init", f"{BALANCED} --set init=reference --set mask.warm_start=false",
+                  "leave_one_out_init",
                   "the balanced recipe with the stickers started from the target sign (init: reference), at 30% of the face"),
-    leave_one_out("transfer_loo_seeds2", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101,103] --set victim.subset=5 --set victim.balance=1.0", "leave_one_out_seeds2",
+    leave_one_out("transfer_loo_seeds2", f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds=[101,103] "
+                  "--set victim.subset=5 --set victim.balance=1.0", "leave_one_out_seeds2",
                   "the balanced recipe with every member from two more seeds (101 and 103), at 30% of the face"),
-    leave_one_out("transfer_loo_margin", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set loss=margin --set kappa=30",
-                  "leave_one_out_margin", "the balanced recipe with the high-confidence margin loss (kappa 30), at 30% of the face"),
-    leave_one_out("transfer_loo_margin_members", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set loss=margin --set kappa=30 "
-                  "--set victim.fusion=sum_losses", "leave_one_out_margin_members",
+    leave_one_out("transfer_loo_margin", f"{BALANCED} --set loss=margin --set kappa=30", "leave_one_out_margin",
+                  "the balanced recipe with the high-confidence margin loss (kappa 30), at 30% of the face"),
+    leave_one_out("transfer_loo_margin_members", f"{BALANCED} --set loss=margin --set kappa=30 --set victim.fusion=sum_losses",
+                  "leave_one_out_margin_members",
                   "the balanced recipe with the margin loss taken per member (sum_losses), at 30% of the face"),
-    leave_one_out("transfer_loo_margin_capped", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0 --set loss=margin --set kappa=5 "
-                  "--set victim.fusion=sum_losses", "leave_one_out_margin_capped",
+    leave_one_out("transfer_loo_margin_capped", f"{BALANCED} --set loss=margin --set kappa=5 --set victim.fusion=sum_losses",
+                  "leave_one_out_margin_capped",
                   "the balanced recipe with each member's margin capped at kappa 5 (sum_losses), at 30% of the face"),
-    leave_one_out("transfer_loo_balance_zoo2", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0", "leave_one_out_balance_zoo2",
+    leave_one_out("transfer_loo_balance_zoo2", BALANCED, "leave_one_out_balance_zoo2",
                   "the balanced recipe again, on the zoo retrained from the same configs on another machine (other weights)"),
-    leave_one_out("transfer_loo_balance_sharp", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
-                  "--set victim.seeds=[101] --set victim.subset=5 --set victim.balance=0.25", "leave_one_out_balance_sharp",
+    leave_one_out("transfer_loo_balance_sharp", f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds=[101] "
+                  "--set victim.subset=5 --set victim.balance=0.25", "leave_one_out_balance_sharp",
                   "the balanced recipe with a sharper balancing temperature (0.25), on the retrained zoo, at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",

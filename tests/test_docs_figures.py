@@ -2,6 +2,7 @@
 provenance (docs/figures.md, PNG text chunks) and rewrites its block (README or docs/*.md) from the job's metrics."""
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,8 +92,6 @@ def test_collect_takes_a_finished_runs_files_without_running_the_command(figures
 def test_every_block_of_the_registry_lives_in_one_page_and_every_picture_link_resolves(figures):
     """A block moved or deleted by hand would only fail when its hour-long command is run again; a picture link
     broken by a move would show nothing. Checked here on the real README and docs/ pages."""
-    import re
-
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     texts = {p: p.read_text() for p in pages}
     for f in figures.FIGURES:
