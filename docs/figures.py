@@ -184,7 +184,15 @@ def leave_one_out(name: str, options: str, plot: str, about: str) -> Figure:
 # the leave-one-out recipes' shared options: one run per design, and the balanced recipe (ensembles over weights,
 # the activation term, per-member balancing) that most later variants add one option to
 ONE_RUN = "--set restarts=1 --set restart_until=1.0"
-BALANCED = f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds=[101] --set victim.subset=5 --set victim.balance=1.0"
+
+
+def balanced(seeds: str = "[101]", balance: str = "1.0") -> str:
+    """The balanced recipe's options, with the member seeds or the balancing temperature changed."""
+    return (f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds={seeds} --set victim.subset=5 "
+            f"--set victim.balance={balance}")
+
+
+BALANCED = balanced()
 
 
 FIGURES = [
@@ -212,18 +220,18 @@ FIGURES = [
            {"physical/transfer_targeted.png": "transfer_targeted.png", "physical/transfer_untargeted.png": "transfer_untargeted.png"},
            block=transfer_tables, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml) white-box on every zoo model at 15% of the face: each design judged by every model"),
-    leave_one_out("transfer_loo", "--set restarts=1 --set restart_until=1.0", "leave_one_out",
+    leave_one_out("transfer_loo", ONE_RUN, "leave_one_out",
                   "RP2 (rp2_zoo.yaml without restarts) on all-but-one ensembles at 30% of the face, judged by every model"),
-    leave_one_out("transfer_loo_seeds", "--set restarts=1 --set restart_until=1.0 --set victim.seeds=[101] --set victim.subset=5",
+    leave_one_out("transfer_loo_seeds", f"{ONE_RUN} --set victim.seeds=[101] --set victim.subset=5",
                   "leave_one_out_seeds",
                   "the leave-one-out designs on ensembles over weights too: each member also from seed 101, five members a step"),
-    leave_one_out("transfer_loo_features", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0",
+    leave_one_out("transfer_loo_features", f"{ONE_RUN} --set feature_weight=1.0",
                   "leave_one_out_features",
                   "the leave-one-out designs with the activation attack: members' activations pulled towards the target sign's"),
-    leave_one_out("transfer_loo_half", "--loo-coverage 0.5 --set restarts=1 --set restart_until=1.0 --set feature_weight=1.0",
+    leave_one_out("transfer_loo_half", f"--loo-coverage 0.5 {ONE_RUN} --set feature_weight=1.0",
                   "leave_one_out_half",
                   "the activation attack's leave-one-out designs with stickers on half the face: the coverage the bar needs"),
-    leave_one_out("transfer_loo_seeds_features", "--set restarts=1 --set restart_until=1.0 --set feature_weight=1.0 "
+    leave_one_out("transfer_loo_seeds_features", f"{ONE_RUN} --set feature_weight=1.0 "
                   "--set victim.seeds=[101] --set victim.subset=5", "leave_one_out_seeds_features",
                   "the leave-one-out designs with both: ensembles over weights and the activation attack, at 30% of the face"),
     leave_one_out("transfer_loo_least_member", "--set restarts=2 --set restart_until=0.9 --set val_by=least_member "
@@ -238,8 +246,7 @@ FIGURES = [
     leave_one_out("transfer_loo_init", f"{BALANCED} --set init=reference --set mask.warm_start=false",
                   "leave_one_out_init",
                   "the balanced recipe with the stickers started from the target sign (init: reference), at 30% of the face"),
-    leave_one_out("transfer_loo_seeds2", f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds=[101,103] "
-                  "--set victim.subset=5 --set victim.balance=1.0", "leave_one_out_seeds2",
+    leave_one_out("transfer_loo_seeds2", balanced(seeds="[101,103]"), "leave_one_out_seeds2",
                   "the balanced recipe with every member from two more seeds (101 and 103), at 30% of the face"),
     leave_one_out("transfer_loo_margin", f"{BALANCED} --set loss=margin --set kappa=30", "leave_one_out_margin",
                   "the balanced recipe with the high-confidence margin loss (kappa 30), at 30% of the face"),
@@ -251,8 +258,7 @@ FIGURES = [
                   "the balanced recipe with each member's margin capped at kappa 5 (sum_losses), at 30% of the face"),
     leave_one_out("transfer_loo_balance_zoo2", BALANCED, "leave_one_out_balance_zoo2",
                   "the balanced recipe again, on the zoo retrained from the same configs on another machine (other weights)"),
-    leave_one_out("transfer_loo_balance_sharp", f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds=[101] "
-                  "--set victim.subset=5 --set victim.balance=0.25", "leave_one_out_balance_sharp",
+    leave_one_out("transfer_loo_balance_sharp", balanced(balance="0.25"), "leave_one_out_balance_sharp",
                   "the balanced recipe with a sharper balancing temperature (0.25), on the retrained zoo, at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
