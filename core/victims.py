@@ -202,6 +202,12 @@ class Victim(nn.Module):
     def judge(self, views: Views, objective: Objective) -> Verdict:
         raise NotImplementedError
 
+    wants_clean = False  # remember_clean has work to do (clean feature mixup is on)
+
+    def remember_clean(self, views: Views) -> None:
+        """Record what the victim needs from clean views before an optimisation (clean feature mixup's features);
+        most victims need nothing."""
+
     @contextmanager
     def recording(self, depth: float):
         """Inside the block, each classifier that runs keeps its activation at relative ``depth`` (module
@@ -262,6 +268,51 @@ def dropout_erosion(model: nn.Module, p: float, g: torch.Generator):
             h.remove()
 
 
+def mixup_layers(model: nn.Module, input_size: Sequence[int]) -> list[nn.Module]:
+    """Where clean feature mixup acts (Byun et al.'s reference setting): every linear layer, and every convolution
+    whose output is at most a quarter of the input's width (``input_size``: C x H x W), the coarse end of the net."""
+    widths: dict = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out: widths.__setitem__(mod, out.shape[-1]))
+             for m in model.modules() if isinstance(m, nn.Conv2d)]
+    p = next(iter(model.parameters()))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [m for m in model.modules()
+            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and widths.get(m, 0) <= input_size[-1] // 4)]
+
+
+@contextmanager
+def clean_feature_mixup(layers: Sequence[nn.Module], bank: Sequence[torch.Tensor], upper: float, prob: float,
+                        g: torch.Generator):
+    """Clean feature mixup (Byun et al., CVPR 2023, "Introducing competition to boost the transferability of
+    targeted adversarial examples through clean feature mixup", sec. 3.2, eq. 4): each layer of ``layers``, with
+    probability ``prob`` per call, gives ``(1 - a) * f(x_adv) + a * f(x_clean)``, ``f(x_clean)`` a random row of
+    the clean features ``bank`` (one tensor per layer, recorded on clean views) for each view and ``a ~ U(0, upper)``
+    per channel: competing clean features the perturbation must outweigh. Differentiable; ``g`` replays it."""
+    def mix(bank_l):
+        def hook(mod, inp, out):
+            if float(torch.rand(1, generator=g)) >= prob:
+                return out
+            rows = torch.randint(len(bank_l), (len(out),), generator=g)
+            n, c = len(out), out.shape[-1 if isinstance(mod, nn.Linear) else 1]  # a linear layer's channels come last
+            a = torch.rand(n, c, generator=g) * upper
+            a = a.view(n, *[1] * (out.ndim - 2), c) if isinstance(mod, nn.Linear) else a.view(n, c, *[1] * (out.ndim - 2))
+            a = a.to(out.device, out.dtype)
+            return (1 - a) * out + a * bank_l[rows].to(out)
+        return hook
+
+    hooks = [m.register_forward_hook(mix(b)) for m, b in zip(layers, bank)] if upper > 0 else []
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def _stable_hash(text: str) -> int:
     """A seed offset per member that does not change between runs (Python's hash() does)."""
     import zlib
@@ -274,10 +325,12 @@ class ClassifierVictim(Victim):
     every view is resized (anti-aliased) to the classifier's input size, and turned grey for 1-channel models."""
 
     def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1, diversity: float = 0.0,
-                 ghost: float = 0.0):
+                 ghost: float = 0.0, mixup: float = 0.0, mixup_prob: float = 0.1):
         super().__init__()
         if not 0 <= ghost < 1:
             raise PhysadvError(f"victim.ghost (dropout erosion rate) must be in [0, 1), got {ghost}")
+        if not (0 <= mixup <= 1 and 0 <= mixup_prob <= 1):
+            raise PhysadvError(f"victim.mixup and victim.mixup_prob must be in [0, 1], got {mixup} and {mixup_prob}")
         self.model = model.eval().requires_grad_(False)
         self.name = name or model.arch or "classifier"
         self.classes = list(model.classes)
@@ -285,6 +338,9 @@ class ClassifierVictim(Victim):
         self.margin = margin
         self.diversity = diversity  # input diversity (Xie et al. 2019): the share of views resized and padded at random
         self.ghost = ghost  # dropout erosion (Li et al. 2020): a ghost of the model per optimisation step
+        self.mixup, self.mixup_prob = mixup, mixup_prob  # clean feature mixup (Byun et al. 2023): see remember_clean
+        self._mixup_layers: list[nn.Module] = []
+        self._clean_bank: list[torch.Tensor] = []
 
     def prepare(self, views: Views) -> torch.Tensor:
         c, h, w = self.input_size
@@ -300,13 +356,37 @@ class ClassifierVictim(Victim):
     def logits(self, views: Views, diverse: bool = False) -> torch.Tensor:
         """Logits; ``diverse``: through input diversity and ghosts, when they are on (optimisation, not judging)."""
         x = self.prepare(views)
-        if not diverse or (self.diversity <= 0 and self.ghost <= 0):
+        if not diverse or (self.diversity <= 0 and self.ghost <= 0 and self.mixup <= 0):
             return self.model(x)
+        if self.mixup > 0 and not self._clean_bank:
+            raise PhysadvError(f"victim {self.name}: clean feature mixup (victim.mixup) needs remember_clean(views) first")
         g = torch.Generator().manual_seed((views.seed or 0) + _stable_hash(self.name))
         if self.diversity > 0:
             x = input_diversity(x, self.diversity, g)
-        with dropout_erosion(self.model, self.ghost, g):
+        with dropout_erosion(self.model, self.ghost, g), \
+                clean_feature_mixup(self._mixup_layers, self._clean_bank, self.mixup, self.mixup_prob, g):
             return self.model(x)
+
+    @property
+    def wants_clean(self) -> bool:
+        return self.mixup > 0
+
+    @torch.no_grad()
+    def remember_clean(self, views: Views) -> None:
+        """With ``mixup`` on, record the clean features clean feature mixup mixes in: the outputs of its layers
+        (``mixup_layers``) on ``views`` of the unperturbed object, the bank each optimisation step draws from."""
+        if self.mixup <= 0:
+            return
+        self._mixup_layers = mixup_layers(self.model, self.input_size)
+        out: dict = {}
+        hooks = [m.register_forward_hook(lambda mod, inp, o: out.__setitem__(mod, o.detach()))
+                 for m in self._mixup_layers]
+        try:
+            self.model(self.prepare(views))
+        finally:
+            for h in hooks:
+                h.remove()
+        self._clean_bank = [out[m] for m in self._mixup_layers]
 
     def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
         return F.log_softmax(self.logits(views, diverse), dim=1)
@@ -402,6 +482,14 @@ class EnsembleVictim(Victim):
             return loss_from_logits(sum(wi * z.to(dev) for wi, z in zip(w, zs)), objective, s, t)
         return log_prob_loss(self.fused_log_probs([F.log_softmax(z, dim=1) for z in zs], w), objective, s, t)
 
+    @property
+    def wants_clean(self) -> bool:
+        return any(m.wants_clean for m in self.members)
+
+    def remember_clean(self, views: Views) -> None:
+        for m in self.members:
+            m.remember_clean(views)
+
     @contextmanager
     def recording(self, depth: float):
         acts: dict = {}
@@ -448,6 +536,9 @@ class VictimConfig:
     diversity: float = 0.0  # input diversity (Xie et al. 2019): probability of a random resize-and-pad per step
     ghost: float = added_later(0.0)  # ghost networks (Li et al. 2020): dropout erosion rate of every convolution's
     # output per step (0: off), a new virtual member each step
+    mixup: float = added_later(0.0)  # clean feature mixup (Byun et al. 2023): the largest share of a clean view's
+    # features mixed into a layer's output (their 0.75; 0: off), per channel, ...
+    mixup_prob: float = added_later(0.1)  # ...in each mixup layer with this probability per step (theirs: 0.1)
     # every zoo member named also joins trained from these seeds (NAME@SEED): an ensemble over weights as well as
     # architectures, for designs that transfer to weights they never saw (Liu et al. 2017; cf. Gubri et al. 2022)
     seeds: list[int] = added_later(factory=list)
@@ -459,6 +550,8 @@ class VictimConfig:
             raise ValueError(f"victim.weights: {len(self.weights)} weights for {len(self.named())} models")
         if not 0 <= self.ghost < 1:
             raise ValueError(f"victim.ghost (dropout erosion rate) must be in [0, 1), got {self.ghost}")
+        if not (0 <= self.mixup <= 1 and 0 <= self.mixup_prob <= 1):
+            raise ValueError(f"victim.mixup and victim.mixup_prob must be in [0, 1], got {self.mixup} and {self.mixup_prob}")
         if not 0 <= self.diversity <= 1:
             raise ValueError(f"victim.diversity (a probability per step) must be in [0, 1], got {self.diversity}")
         if self.subset < 0 or self.balance < 0 or self.margin < 0:
@@ -531,7 +624,7 @@ def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim
 def victim_from(cfg: VictimConfig, models: Mapping[str, Classifier], name: str | None = None) -> Victim:
     """The victim ``cfg`` describes over classifiers already loaded (``models``: spec -> classifier, holding every
     one of ``cfg.specs()``): one classifier, or an ensemble with the config's fusion, weights and options."""
-    members = [ClassifierVictim(models[s], _short(s), cfg.margin, cfg.diversity, cfg.ghost) for s in cfg.specs()]
+    members = [ClassifierVictim(models[s], _short(s), cfg.margin, cfg.diversity, cfg.ghost, cfg.mixup, cfg.mixup_prob) for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
     return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, name, subset=cfg.subset, balance=cfg.balance)

@@ -192,6 +192,8 @@ class PhysicalAttack:
         if self.reference is not None:
             with victim.recording(cfg.feature_depth):  # a victim without activations fails here, before any work
                 pass
+        if victim.wants_clean:  # clean feature mixup: the unperturbed object under the validation views
+            victim.remember_clean(scene.render(scene.obj.texture.to(self.device), self.validation_draw()))
 
     # ------------------------------------------------------------------ what subclasses define
     def start(self) -> torch.Tensor:

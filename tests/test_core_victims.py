@@ -262,6 +262,53 @@ def test_dropout_erosion_is_an_unbiased_ghost_replayed_by_seed_and_off_when_judg
         ClassifierVictim(model, "bad", ghost=1.0)
 
 
+def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_layers():
+    """Clean feature mixup (Byun et al. 2023, eq. 4): a mixed layer outputs (1 - a) f(x) + a f(x_clean) with a in
+    [0, upper] per channel and f(x_clean) one recorded clean view's features; it acts on linear layers and on
+    convolutions at a quarter of the input's width or less, never on a finer one, and never when judging."""
+    torch.manual_seed(0)
+    fine, coarse, head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, padding=1), nn.Linear(5 * 2 * 2, len(CLASSES))
+    net = nn.Sequential(fine, nn.ReLU(), nn.AvgPool2d(4), coarse, nn.Flatten(), head)  # 8 px -> fine at 8, coarse at 2
+    model = Classifier(net, CLASSES, (3, 8, 8), (0.5,) * 3, (0.5,) * 3, arch="mixed")
+    victim = ClassifierVictim(model, "mixed", mixup=0.75, mixup_prob=1.0)
+    clean, x = torch.rand(6, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    with pytest.raises(PhysadvError, match="remember_clean"):
+        victim.logits(Views(x, seed=1), diverse=True)
+    victim.remember_clean(Views(clean))
+    assert victim._mixup_layers == [coarse, head]  # not the 8 px convolution
+
+    seen: dict = {}
+    hook = head.register_forward_pre_hook(lambda m, i: seen.__setitem__("in", i[0]))  # the mixed coarse features
+    with torch.no_grad():
+        mixed = victim.logits(Views(x, seed=1), diverse=True)
+        hook.remove()
+        plain_coarse = nn.Sequential(*list(net)[:4])((x - 0.5) / 0.5)
+        clean_coarse = nn.Sequential(*list(net)[:4])((clean - 0.5) / 0.5)
+        clean_logits = model(clean)
+    # each view's coarse features: per channel between its own and one clean view's, within a share of 0.75
+    out = seen["in"].view_as(plain_coarse)
+    for i in range(len(x)):
+        fits = []
+        for j in range(len(clean)):
+            d = clean_coarse[j] - plain_coarse[i]
+            a = ((out[i] - plain_coarse[i]) * d).flatten(1).sum(1) / d.pow(2).flatten(1).sum(1)  # per channel
+            fits.append(bool(torch.allclose(out[i], plain_coarse[i] + a[:, None, None] * d, atol=1e-5)
+                             and (a >= -1e-5).all() and (a <= 0.75 + 1e-5).all()))
+        assert any(fits)
+    # the logits: the head's output on the mixed features, mixed again with one clean view's logits
+    with torch.no_grad():
+        own = head(out.flatten(1))
+    for i in range(len(x)):
+        a = (mixed[i] - own[i]) / (clean_logits - own[i])
+        assert bool(((a >= -1e-4) & (a <= 0.75 + 1e-4)).all(1).any())
+    with torch.no_grad():
+        torch.testing.assert_close(victim.logits(Views(x, seed=1)), model(x))  # judging sees the model
+        torch.testing.assert_close(victim.logits(Views(x, seed=1), diverse=True), mixed)  # the seed replays it
+    assert not coarse._forward_hooks and not head._forward_hooks
+    with pytest.raises(PhysadvError, match="victim.mixup"):
+        ClassifierVictim(model, "bad", mixup=1.5)
+
+
 def test_victim_from_carries_every_option_to_the_members_it_builds():
     """The one place a victim is built from a config over loaded classifiers (the benchmark and the demo use it):
     a ghost rate set in the config makes the optimisation's logits differ from the judge's, and the ensemble keeps
