@@ -260,6 +260,8 @@ FIGURES = [
                   "the balanced recipe again, on the zoo retrained from the same configs on another machine (other weights)"),
     leave_one_out("transfer_loo_balance_sharp", balanced(balance="0.25"), "leave_one_out_balance_sharp",
                   "the balanced recipe with a sharper balancing temperature (0.25), on the retrained zoo, at 30% of the face"),
+    leave_one_out("transfer_loo_cfm", f"{balanced(balance='0.25')} --set victim.mixup=0.75", "leave_one_out_cfm",
+                  "the temperature-0.25 recipe with clean feature mixup (Byun et al. 2023; upper share 0.75), at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
