@@ -270,10 +270,11 @@ def dropout_erosion(model: nn.Module, p: float, g: torch.Generator):
 
 def mixup_layers(model: nn.Module, input_size: Sequence[int]) -> list[nn.Module]:
     """Where clean feature mixup acts (Byun et al.'s reference setting): every linear layer, and every convolution
-    whose output is at most a quarter of the input's width (``input_size``: C x H x W), the coarse end of the net."""
+    whose output is at most a quarter of the input's width (``input_size``: C x H x W), the coarse end of the net;
+    only layers the forward pass runs."""
     widths: dict = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out: widths.__setitem__(mod, out.shape[-1]))
-             for m in model.modules() if isinstance(m, nn.Conv2d)]
+             for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     p = next(iter(model.parameters()))
     try:
         with torch.no_grad():
@@ -281,8 +282,7 @@ def mixup_layers(model: nn.Module, input_size: Sequence[int]) -> list[nn.Module]
     finally:
         for h in hooks:
             h.remove()
-    return [m for m in model.modules()
-            if isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and widths.get(m, 0) <= input_size[-1] // 4)]
+    return [m for m in model.modules() if m in widths and (isinstance(m, nn.Linear) or widths[m] <= input_size[-1] // 4)]
 
 
 @contextmanager
@@ -354,7 +354,8 @@ class ClassifierVictim(Victim):
         return x.clamp(0, 1)
 
     def logits(self, views: Views, diverse: bool = False) -> torch.Tensor:
-        """Logits; ``diverse``: through input diversity and ghosts, when they are on (optimisation, not judging)."""
+        """Logits; ``diverse``: through input diversity, ghosts and clean feature mixup, when they are on
+        (optimisation, not judging)."""
         x = self.prepare(views)
         if not diverse or (self.diversity <= 0 and self.ghost <= 0 and self.mixup <= 0):
             return self.model(x)

@@ -269,7 +269,16 @@ def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_l
     torch.manual_seed(0)
     fine, coarse, head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, padding=1), nn.Linear(5 * 2 * 2, len(CLASSES))
     net = nn.Sequential(fine, nn.ReLU(), nn.AvgPool2d(4), coarse, nn.Flatten(), head)  # 8 px -> fine at 8, coarse at 2
-    model = Classifier(net, CLASSES, (3, 8, 8), (0.5,) * 3, (0.5,) * 3, arch="mixed")
+
+    class WithSpare(nn.Module):  # a layer the forward pass never runs is no mixup layer
+        def __init__(self):
+            super().__init__()
+            self.net, self.spare = net, nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.net(x)
+
+    model = Classifier(WithSpare(), CLASSES, (3, 8, 8), (0.5,) * 3, (0.5,) * 3, arch="mixed")
     victim = ClassifierVictim(model, "mixed", mixup=0.75, mixup_prob=1.0)
     clean, x = torch.rand(6, 3, 8, 8), torch.rand(4, 3, 8, 8)
     with pytest.raises(PhysadvError, match="remember_clean"):
