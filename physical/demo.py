@@ -72,9 +72,22 @@ class DemoPlan:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: design, print, photograph (simulated) and judge an adversarial stop sign")
     p.add_argument("--quick", action="store_true", help="toy sizes, a couple of minutes (what the tests run)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the demo's plan (its config.yaml), e.g. --set balance=0.25 (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default runs/demo/<timestamp>/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=run)
+
+
+def demo_plan(quick: bool = False, overrides: list[str] | None = None) -> DemoPlan:
+    """The built-in plan (``quick``: toy sizes) with ``--set`` overrides; an unknown key or a bad value is a
+    one-line error naming it."""
+    from physadv.core.config import from_dict, parse_overrides, to_dict
+
+    plan = DemoPlan.quick() if quick else DemoPlan()
+    if not overrides:
+        return plan
+    return from_dict(DemoPlan, {**to_dict(plan), **parse_overrides(overrides)}, "the demo's plan + --set")
 
 
 def _stage(stages: dict, key: str, name: str, t0: float) -> None:
@@ -114,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.core.train import resolve_device
 
     t0 = time.perf_counter()
-    plan = DemoPlan.quick() if args.quick else DemoPlan()
+    plan = demo_plan(args.quick, getattr(args, "overrides", None))
     device = resolve_device(args.device)
     run_dir = make_run_dir("demo", out=args.out)
     save_config(plan, run_dir / "config.yaml")

@@ -32,6 +32,18 @@ def test_the_command_line_knows_every_packages_datasets():
     assert "'signs'" in out.stdout and "'mnist'" in out.stdout, out.stderr
 
 
+def test_demo_set_overrides_its_plan_and_refuses_an_unknown_key_before_any_work(tmp_path):
+    from physadv.physical.demo import DemoPlan, demo_plan
+
+    plan = demo_plan(quick=True, overrides=["balance=0.25", "lights=[normal, dim]"])
+    assert plan.balance == 0.25 and plan.lights == ["normal", "dim"]
+    assert plan.rp2_steps == DemoPlan.quick().rp2_steps != DemoPlan().rp2_steps  # the rest stays the quick plan
+    out = run_cli("demo", "--quick", "--set", "balanse=1", "--out", str(tmp_path / "run"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "balanse" in out.stderr and "did you mean 'balance'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written
+
+
 def test_unknown_config_key_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: lenet-mnist\nepochz: 3\n")
