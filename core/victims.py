@@ -268,30 +268,28 @@ def dropout_erosion(model: nn.Module, p: float, g: torch.Generator):
             h.remove()
 
 
-def mixup_layers(model: nn.Module, input_size: Sequence[int]) -> list[nn.Module]:
-    """Where clean feature mixup acts (Byun et al.'s reference setting): every linear layer, and every convolution
-    whose output is at most a quarter of the input's width (``input_size``: C x H x W), the coarse end of the net;
-    only layers the forward pass runs."""
-    widths: dict = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: widths.__setitem__(mod, out.shape[-1]))
+@torch.no_grad()
+def clean_features(model: nn.Module, x: torch.Tensor) -> dict:
+    """The features clean feature mixup mixes in, by layer: the outputs of ``model`` on the clean inputs ``x`` at
+    its linear layers and at its convolutions whose output is at most a quarter of the input's width (Byun et al.'s
+    reference setting: the coarse end of the net); layers the forward pass does not run have none."""
+    out: dict = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, o: out.__setitem__(mod, o.detach()))
              for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    p = next(iter(model.parameters()))
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, *input_size, device=p.device, dtype=p.dtype))
+        model(x)
     finally:
         for h in hooks:
             h.remove()
-    return [m for m in model.modules() if m in widths and (isinstance(m, nn.Linear) or widths[m] <= input_size[-1] // 4)]
+    return {m: f for m, f in out.items() if isinstance(m, nn.Linear) or f.shape[-1] <= x.shape[-1] // 4}
 
 
 @contextmanager
-def clean_feature_mixup(layers: Sequence[nn.Module], bank: Sequence[torch.Tensor], upper: float, prob: float,
-                        g: torch.Generator):
+def clean_feature_mixup(bank: Mapping[nn.Module, torch.Tensor], upper: float, prob: float, g: torch.Generator):
     """Clean feature mixup (Byun et al., CVPR 2023, "Introducing competition to boost the transferability of
     targeted adversarial examples through clean feature mixup", sec. 3.2, eq. 4): each layer of ``layers``, with
     probability ``prob`` per call, gives ``(1 - a) * f(x_adv) + a * f(x_clean)``, ``f(x_clean)`` a random row of
-    the clean features ``bank`` (one tensor per layer, recorded on clean views) for each view and ``a ~ U(0, upper)``
+    the clean features ``bank`` (layer -> its outputs on clean views, ``clean_features``) for each view and ``a ~ U(0, upper)``
     per channel: competing clean features the perturbation must outweigh. Differentiable; ``g`` replays it."""
     def mix(bank_l):
         def hook(mod, inp, out):
@@ -305,7 +303,7 @@ def clean_feature_mixup(layers: Sequence[nn.Module], bank: Sequence[torch.Tensor
             return (1 - a) * out + a * bank_l[rows].to(out)
         return hook
 
-    hooks = [m.register_forward_hook(mix(b)) for m, b in zip(layers, bank)] if upper > 0 else []
+    hooks = [m.register_forward_hook(mix(b)) for m, b in bank.items()] if upper > 0 else []
     try:
         yield
     finally:
@@ -339,8 +337,7 @@ class ClassifierVictim(Victim):
         self.diversity = diversity  # input diversity (Xie et al. 2019): the share of views resized and padded at random
         self.ghost = ghost  # dropout erosion (Li et al. 2020): a ghost of the model per optimisation step
         self.mixup, self.mixup_prob = mixup, mixup_prob  # clean feature mixup (Byun et al. 2023): see remember_clean
-        self._mixup_layers: list[nn.Module] = []
-        self._clean_bank: list[torch.Tensor] = []
+        self._clean_bank: dict = {}  # layer -> its features on clean views (remember_clean)
 
     def prepare(self, views: Views) -> torch.Tensor:
         c, h, w = self.input_size
@@ -365,29 +362,18 @@ class ClassifierVictim(Victim):
         if self.diversity > 0:
             x = input_diversity(x, self.diversity, g)
         with dropout_erosion(self.model, self.ghost, g), \
-                clean_feature_mixup(self._mixup_layers, self._clean_bank, self.mixup, self.mixup_prob, g):
+                clean_feature_mixup(self._clean_bank, self.mixup, self.mixup_prob, g):
             return self.model(x)
 
     @property
     def wants_clean(self) -> bool:
         return self.mixup > 0
 
-    @torch.no_grad()
     def remember_clean(self, views: Views) -> None:
-        """With ``mixup`` on, record the clean features clean feature mixup mixes in: the outputs of its layers
-        (``mixup_layers``) on ``views`` of the unperturbed object, the bank each optimisation step draws from."""
-        if self.mixup <= 0:
-            return
-        self._mixup_layers = mixup_layers(self.model, self.input_size)
-        out: dict = {}
-        hooks = [m.register_forward_hook(lambda mod, inp, o: out.__setitem__(mod, o.detach()))
-                 for m in self._mixup_layers]
-        try:
-            self.model(self.prepare(views))
-        finally:
-            for h in hooks:
-                h.remove()
-        self._clean_bank = [out[m] for m in self._mixup_layers]
+        """With ``mixup`` on, record the features clean feature mixup mixes in (``clean_features``) on ``views`` of
+        the unperturbed object: the bank each optimisation step draws from."""
+        if self.mixup > 0:
+            self._clean_bank = clean_features(self.model, self.prepare(views))
 
     def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
         return F.log_softmax(self.logits(views, diverse), dim=1)

@@ -192,8 +192,6 @@ class PhysicalAttack:
         if self.reference is not None:
             with victim.recording(cfg.feature_depth):  # a victim without activations fails here, before any work
                 pass
-        if victim.wants_clean:  # clean feature mixup: the unperturbed object under the validation views
-            victim.remember_clean(scene.render(scene.obj.texture.to(self.device), self.validation_draw()))
 
     # ------------------------------------------------------------------ what subclasses define
     def start(self) -> torch.Tensor:
@@ -271,6 +269,8 @@ class PhysicalAttack:
         ``restarts`` > 1, independent runs from seeds ``seed``, ``seed + 1``, ... (random restarts, as strong attacks
         evaluate robustness: Madry et al. 2018, Croce and Hein 2020) and the best on the shared validation views; as
         AutoAttack does, restarts stop once a run reaches ``restart_until``, so they cost only where they are needed."""
+        if self.victim.wants_clean:  # clean feature mixup: the unperturbed object under the shared validation views, once
+            self.victim.remember_clean(self.scene.render(self.scene.obj.texture.to(self.device), self.validation_draw()))
         if self.cfg.restarts == 1:
             return self._run_once(checkpoint, progress_bar)
         results = []

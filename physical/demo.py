@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     from physadv.core.train import resolve_device
 
     t0 = time.perf_counter()
-    plan = demo_plan(args.quick, getattr(args, "overrides", None))
+    plan = demo_plan(args.quick, args.overrides)
     device = resolve_device(args.device)
     run_dir = make_run_dir("demo", out=args.out)
     save_config(plan, run_dir / "config.yaml")

@@ -284,7 +284,7 @@ def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_l
     with pytest.raises(PhysadvError, match="remember_clean"):
         victim.logits(Views(x, seed=1), diverse=True)
     victim.remember_clean(Views(clean))
-    assert victim._mixup_layers == [coarse, head]  # not the 8 px convolution
+    assert list(victim._clean_bank) == [coarse, head]  # not the 8 px convolution, nor the spare layer
 
     seen: dict = {}
     hook = head.register_forward_pre_hook(lambda m, i: seen.__setitem__("in", i[0]))  # the mixed coarse features
