@@ -56,6 +56,7 @@ target's own activations under the same view.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence, get_args
@@ -65,6 +66,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from physadv.core.config import added_later
+from physadv.core.data import ImageSet, dataset_names, load_dataset
 from physadv.core.errors import PhysadvError
 from physadv.core.models import Classifier
 
@@ -204,9 +206,9 @@ class Victim(nn.Module):
 
     wants_clean = False  # remember_clean has work to do (clean feature mixup is on)
 
-    def remember_clean(self, views: Views) -> None:
-        """Record what the victim needs from clean views before an optimisation (clean feature mixup's features);
-        most victims need nothing."""
+    def remember_clean(self, views: Views, objective: Objective) -> None:
+        """Record what the victim needs from the clean ``views`` of the object ``objective`` attacks before an
+        optimisation (clean feature mixup's features); most victims need nothing."""
 
     @contextmanager
     def recording(self, depth: float):
@@ -284,6 +286,24 @@ def clean_features(model: nn.Module, x: torch.Tensor) -> dict:
     return {m: f for m, f in out.items() if isinstance(m, nn.Linear) or f.shape[-1] <= x.shape[-1] // 4}
 
 
+@lru_cache(maxsize=2)
+def _test_split(dataset: str) -> ImageSet:
+    return load_dataset(dataset, "test")
+
+
+def competing_views(dataset: str, objective: Objective, n: int, seed: int = 0) -> Views:
+    """Clean images that compete with the object's class for clean feature mixup: ``n`` test images of
+    ``dataset`` (class-balanced, drawn by ``seed``), none of the objective's source or target class. Byun et al.
+    mix in the batch's other clean images, which are of other classes; the object's own views compete only with
+    itself."""
+    data = _test_split(dataset)
+    keep = torch.tensor([c not in (objective.source, objective.target) for c in data.classes])[data.labels]
+    if not keep.any():
+        raise PhysadvError(f"victim.mixup_images: dataset '{dataset}' has no class but {objective.source} and {objective.target}")
+    images = ImageSet(data.images[keep], data.labels[keep], data.classes, dataset).subset(n, seed).images
+    return Views(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
+
+
 @contextmanager
 def clean_feature_mixup(bank: Mapping[nn.Module, torch.Tensor], upper: float, prob: float, g: torch.Generator):
     """Clean feature mixup (Byun et al., CVPR 2023, "Introducing competition to boost the transferability of
@@ -323,7 +343,7 @@ class ClassifierVictim(Victim):
     every view is resized (anti-aliased) to the classifier's input size, and turned grey for 1-channel models."""
 
     def __init__(self, model: Classifier, name: str | None = None, margin: float = 0.1, diversity: float = 0.0,
-                 ghost: float = 0.0, mixup: float = 0.0, mixup_prob: float = 0.1):
+                 ghost: float = 0.0, mixup: float = 0.0, mixup_prob: float = 0.1, mixup_images: str = ""):
         super().__init__()
         if not 0 <= ghost < 1:
             raise PhysadvError(f"victim.ghost (dropout erosion rate) must be in [0, 1), got {ghost}")
@@ -337,6 +357,9 @@ class ClassifierVictim(Victim):
         self.diversity = diversity  # input diversity (Xie et al. 2019): the share of views resized and padded at random
         self.ghost = ghost  # dropout erosion (Li et al. 2020): a ghost of the model per optimisation step
         self.mixup, self.mixup_prob = mixup, mixup_prob  # clean feature mixup (Byun et al. 2023): see remember_clean
+        self.mixup_images = mixup_images  # its clean images: a dataset's other classes, or ("") the object's own views
+        if mixup_images and mixup_images not in dataset_names():
+            raise PhysadvError(f"victim.mixup_images: unknown dataset '{mixup_images}'; known: {', '.join(dataset_names())}")
         self._clean_bank: dict = {}  # layer -> its features on clean views (remember_clean)
 
     def prepare(self, views: Views) -> torch.Tensor:
@@ -369,10 +392,14 @@ class ClassifierVictim(Victim):
     def wants_clean(self) -> bool:
         return self.mixup > 0
 
-    def remember_clean(self, views: Views) -> None:
-        """With ``mixup`` on, record the features clean feature mixup mixes in (``clean_features``) on ``views`` of
-        the unperturbed object: the bank each optimisation step draws from."""
+    def remember_clean(self, views: Views, objective: Objective) -> None:
+        """With ``mixup`` on, record the features clean feature mixup mixes in (``clean_features``): the bank each
+        optimisation step draws from, on as many clean images as ``views`` holds: with ``mixup_images``, that
+        dataset's images of other classes than the objective's (``competing_views``), else ``views`` themselves (the
+        unperturbed object)."""
         if self.mixup > 0:
+            if self.mixup_images:
+                views = competing_views(self.mixup_images, objective, len(views), views.seed or 0)
             self._clean_bank = clean_features(self.model, self.prepare(views))
 
     def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
@@ -473,9 +500,9 @@ class EnsembleVictim(Victim):
     def wants_clean(self) -> bool:
         return any(m.wants_clean for m in self.members)
 
-    def remember_clean(self, views: Views) -> None:
+    def remember_clean(self, views: Views, objective: Objective) -> None:
         for m in self.members:
-            m.remember_clean(views)
+            m.remember_clean(views, objective)
 
     @contextmanager
     def recording(self, depth: float):
@@ -526,6 +553,8 @@ class VictimConfig:
     mixup: float = added_later(0.0)  # clean feature mixup (Byun et al. 2023): the largest share of a clean view's
     # features mixed into a layer's output (their 0.75; 0: off), per channel, ...
     mixup_prob: float = added_later(0.1)  # ...in each mixup layer with this probability per step (theirs: 0.1)
+    mixup_images: str = added_later("")  # ...from this dataset's test images of other classes (e.g. signs), as the paper's
+    # batch of other images; "": the unperturbed object under the validation views
     # every zoo member named also joins trained from these seeds (NAME@SEED): an ensemble over weights as well as
     # architectures, for designs that transfer to weights they never saw (Liu et al. 2017; cf. Gubri et al. 2022)
     seeds: list[int] = added_later(factory=list)
@@ -611,7 +640,8 @@ def load_victim(cfg: VictimConfig, device: torch.device | str = "cpu") -> Victim
 def victim_from(cfg: VictimConfig, models: Mapping[str, Classifier], name: str | None = None) -> Victim:
     """The victim ``cfg`` describes over classifiers already loaded (``models``: spec -> classifier, holding every
     one of ``cfg.specs()``): one classifier, or an ensemble with the config's fusion, weights and options."""
-    members = [ClassifierVictim(models[s], _short(s), cfg.margin, cfg.diversity, cfg.ghost, cfg.mixup, cfg.mixup_prob) for s in cfg.specs()]
+    members = [ClassifierVictim(models[s], _short(s), cfg.margin, cfg.diversity, cfg.ghost, cfg.mixup, cfg.mixup_prob,
+                                cfg.mixup_images) for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
     return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, name, subset=cfg.subset, balance=cfg.balance)

@@ -270,7 +270,8 @@ class PhysicalAttack:
         evaluate robustness: Madry et al. 2018, Croce and Hein 2020) and the best on the shared validation views; as
         AutoAttack does, restarts stop once a run reaches ``restart_until``, so they cost only where they are needed."""
         if self.victim.wants_clean:  # clean feature mixup: the unperturbed object under the shared validation views, once
-            self.victim.remember_clean(self.scene.render(self.scene.obj.texture.to(self.device), self.validation_draw()))
+            clean = self.scene.render(self.scene.obj.texture.to(self.device), self.validation_draw())
+            self.victim.remember_clean(clean, self.objective)
         if self.cfg.restarts == 1:
             return self._run_once(checkpoint, progress_bar)
         results = []

@@ -283,7 +283,7 @@ def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_l
     clean, x = torch.rand(6, 3, 8, 8), torch.rand(4, 3, 8, 8)
     with pytest.raises(PhysadvError, match="remember_clean"):
         victim.logits(Views(x, seed=1), diverse=True)
-    victim.remember_clean(Views(clean))
+    victim.remember_clean(Views(clean), Objective("targeted", "stop", "speed_limit_80"))
     assert list(victim._clean_bank) == [coarse, head]  # not the 8 px convolution, nor the spare layer
 
     seen: dict = {}
@@ -318,6 +318,37 @@ def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_l
         ClassifierVictim(model, "bad", mixup=1.5)
 
 
+def test_mixup_images_are_a_datasets_other_classes_balanced():
+    """``victim.mixup_images``: the clean features come from the named dataset's test images, as many as the views,
+    class-balanced, none of the objective's source or target class (Byun et al. mix other clean images in). Each
+    class's images are one grey level, which the linear layer's recorded features give back."""
+    from physadv.core.data import ImageSet, register_dataset
+
+    classes = CLASSES + ["keep_right"]
+    labels = torch.arange(5).repeat_interleave(6)
+    grey = (labels.float() + 1) / 10
+    register_dataset("test-greys", lambda split, root=None, size=None: ImageSet(
+        grey.view(-1, 1, 1, 1).expand(-1, 3, 8, 8).clone(), labels, classes, "test-greys"))
+    model = linear_classifier(0)
+    victim = ClassifierVictim(model, "lin", mixup=0.5, mixup_images="test-greys")
+    victim.remember_clean(Views(torch.rand(7, 3, 8, 8)), Objective("targeted", "stop", "speed_limit_80"))
+    (layer, feats), = victim._clean_bank.items()
+    w, b = layer.weight.detach(), layer.bias.detach()
+    level = ((feats[:, 0] - b[0]) / w[0].sum()) * 0.5 + 0.5  # each row's grey level, from the affine layer
+    got = torch.round(level * 10).long() - 1
+    assert torch.allclose(level, (got.float() + 1) / 10, atol=1e-4)
+    counts = torch.bincount(got, minlength=5).tolist()
+    assert counts[0] == counts[2] == 0 and sum(counts) == 7  # no stop, no speed limit 80
+    assert max(counts) - min(counts[1], counts[3], counts[4]) <= 1  # balanced over yield, no_entry, keep_right
+    with pytest.raises(PhysadvError, match="unknown dataset 'nope'"):
+        ClassifierVictim(model, "lin", mixup=0.5, mixup_images="nope")
+    register_dataset("test-two", lambda split, root=None, size=None: ImageSet(
+        torch.rand(2, 3, 8, 8), torch.tensor([0, 2]), classes, "test-two"))
+    with pytest.raises(PhysadvError, match="victim.mixup_images: dataset 'test-two' has no class but"):
+        ClassifierVictim(model, "lin", mixup=0.5, mixup_images="test-two").remember_clean(
+            Views(torch.rand(3, 3, 8, 8)), Objective("targeted", "stop", "speed_limit_80"))
+
+
 def test_victim_from_carries_every_option_to_the_members_it_builds():
     """The one place a victim is built from a config over loaded classifiers (the benchmark and the demo use it):
     a ghost rate set in the config makes the optimisation's logits differ from the judge's, and the ensemble keeps
@@ -338,6 +369,8 @@ def test_victim_from_carries_every_option_to_the_members_it_builds():
         assert not torch.allclose(v.members[0].logits(x, diverse=True), v.members[0].logits(x))
         single = victim_from(VictimConfig(models=["c0"]), models)
         torch.testing.assert_close(single.logits(x, diverse=True), models["c0"](x.images))
+    with pytest.raises(PhysadvError, match="unknown dataset 'nowhere'"):  # the mixup's images reach every member
+        victim_from(VictimConfig(models=["c0", "c1"], mixup=0.5, mixup_images="nowhere"), models)
 
 
 def test_momentum_sign_is_mi_fgsm():
