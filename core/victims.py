@@ -56,8 +56,8 @@ target's own activations under the same view.
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from functools import lru_cache
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Mapping, Optional, Sequence, get_args
 
