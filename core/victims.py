@@ -205,10 +205,11 @@ class Victim(nn.Module):
         raise NotImplementedError
 
     wants_clean = False  # remember_clean has work to do (clean feature mixup is on)
+    mixup_images = ""  # where its clean views come from: a dataset's other classes (competing_views), or the object's
 
-    def remember_clean(self, views: Views, objective: Objective) -> None:
-        """Record what the victim needs from the clean ``views`` of the object ``objective`` attacks before an
-        optimisation (clean feature mixup's features); most victims need nothing."""
+    def remember_clean(self, views: Views) -> None:
+        """Record what the victim needs from clean views before an optimisation (clean feature mixup's features);
+        most victims need nothing."""
 
     @contextmanager
     def recording(self, depth: float):
@@ -392,14 +393,11 @@ class ClassifierVictim(Victim):
     def wants_clean(self) -> bool:
         return self.mixup > 0
 
-    def remember_clean(self, views: Views, objective: Objective) -> None:
-        """With ``mixup`` on, record the features clean feature mixup mixes in (``clean_features``): the bank each
-        optimisation step draws from, on as many clean images as ``views`` holds: with ``mixup_images``, that
-        dataset's images of other classes than the objective's (``competing_views``), else ``views`` themselves (the
-        unperturbed object)."""
+    def remember_clean(self, views: Views) -> None:
+        """With ``mixup`` on, record the features clean feature mixup mixes in (``clean_features``) on the clean
+        ``views`` (the unperturbed object's, or with ``mixup_images`` ``competing_views``): the bank each
+        optimisation step draws from."""
         if self.mixup > 0:
-            if self.mixup_images:
-                views = competing_views(self.mixup_images, objective, len(views), views.seed or 0)
             self._clean_bank = clean_features(self.model, self.prepare(views))
 
     def log_probs(self, views: Views, diverse: bool = False) -> torch.Tensor:
@@ -500,9 +498,13 @@ class EnsembleVictim(Victim):
     def wants_clean(self) -> bool:
         return any(m.wants_clean for m in self.members)
 
-    def remember_clean(self, views: Views, objective: Objective) -> None:
+    @property
+    def mixup_images(self) -> str:
+        return next((m.mixup_images for m in self.members if m.wants_clean and m.mixup_images), "")
+
+    def remember_clean(self, views: Views) -> None:
         for m in self.members:
-            m.remember_clean(views, objective)
+            m.remember_clean(views)
 
     @contextmanager
     def recording(self, depth: float):

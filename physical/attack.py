@@ -26,7 +26,7 @@ from physadv.core.config import added_later, config_hash
 from physadv.core.errors import PhysadvError
 from physadv.core.io import load_checkpoint, save_checkpoint
 from physadv.core.progress import progress
-from physadv.core.victims import LossKind, Objective, Victim, Views
+from physadv.core.victims import LossKind, Objective, Victim, Views, competing_views
 from physadv.rendering.augment import gaussian_blur
 from physadv.rendering.scene import Draw, Scene
 
@@ -269,9 +269,11 @@ class PhysicalAttack:
         ``restarts`` > 1, independent runs from seeds ``seed``, ``seed + 1``, ... (random restarts, as strong attacks
         evaluate robustness: Madry et al. 2018, Croce and Hein 2020) and the best on the shared validation views; as
         AutoAttack does, restarts stop once a run reaches ``restart_until``, so they cost only where they are needed."""
-        if self.victim.wants_clean:  # clean feature mixup: the unperturbed object under the shared validation views, once
-            clean = self.scene.render(self.scene.obj.texture.to(self.device), self.validation_draw())
-            self.victim.remember_clean(clean, self.objective)
+        if self.victim.wants_clean:  # clean feature mixup's clean views, once: other classes' images, or the object
+            draw = self.validation_draw()  # under the shared validation views
+            dataset = self.victim.mixup_images
+            self.victim.remember_clean(competing_views(dataset, self.objective, self.cfg.val_views, draw.seed) if dataset
+                                       else self.scene.render(self.scene.obj.texture.to(self.device), draw))
         if self.cfg.restarts == 1:
             return self._run_once(checkpoint, progress_bar)
         results = []

@@ -283,7 +283,7 @@ def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_l
     clean, x = torch.rand(6, 3, 8, 8), torch.rand(4, 3, 8, 8)
     with pytest.raises(PhysadvError, match="remember_clean"):
         victim.logits(Views(x, seed=1), diverse=True)
-    victim.remember_clean(Views(clean), Objective("targeted", "stop", "speed_limit_80"))
+    victim.remember_clean(Views(clean))
     assert list(victim._clean_bank) == [coarse, head]  # not the 8 px convolution, nor the spare layer
 
     seen: dict = {}
@@ -319,10 +319,11 @@ def test_clean_feature_mixup_is_a_convex_mix_with_clean_features_on_the_papers_l
 
 
 def test_mixup_images_are_a_datasets_other_classes_balanced():
-    """``victim.mixup_images``: the clean features come from the named dataset's test images, as many as the views,
-    class-balanced, none of the objective's source or target class (Byun et al. mix other clean images in). Each
-    class's images are one grey level, which the linear layer's recorded features give back."""
+    """``victim.mixup_images``: the clean features come from the named dataset's test images (``competing_views``),
+    as many as asked, class-balanced, none of the objective's source or target class (Byun et al. mix other clean
+    images in). Each class's images are one grey level, which the linear layer's recorded features give back."""
     from physadv.core.data import ImageSet, register_dataset
+    from physadv.core.victims import competing_views
 
     classes = CLASSES + ["keep_right"]
     labels = torch.arange(5).repeat_interleave(6)
@@ -331,7 +332,8 @@ def test_mixup_images_are_a_datasets_other_classes_balanced():
         grey.view(-1, 1, 1, 1).expand(-1, 3, 8, 8).clone(), labels, classes, "test-greys"))
     model = linear_classifier(0)
     victim = ClassifierVictim(model, "lin", mixup=0.5, mixup_images="test-greys")
-    victim.remember_clean(Views(torch.rand(7, 3, 8, 8)), Objective("targeted", "stop", "speed_limit_80"))
+    objective = Objective("targeted", "stop", "speed_limit_80")
+    victim.remember_clean(competing_views(victim.mixup_images, objective, 7))
     (layer, feats), = victim._clean_bank.items()
     w, b = layer.weight.detach(), layer.bias.detach()
     level = ((feats[:, 0] - b[0]) / w[0].sum()) * 0.5 + 0.5  # each row's grey level, from the affine layer
@@ -345,8 +347,7 @@ def test_mixup_images_are_a_datasets_other_classes_balanced():
     register_dataset("test-two", lambda split, root=None, size=None: ImageSet(
         torch.rand(2, 3, 8, 8), torch.tensor([0, 2]), classes, "test-two"))
     with pytest.raises(PhysadvError, match="victim.mixup_images: dataset 'test-two' has no class but"):
-        ClassifierVictim(model, "lin", mixup=0.5, mixup_images="test-two").remember_clean(
-            Views(torch.rand(3, 3, 8, 8)), Objective("targeted", "stop", "speed_limit_80"))
+        competing_views("test-two", objective, 3)
 
 
 def test_victim_from_carries_every_option_to_the_members_it_builds():
@@ -371,6 +372,8 @@ def test_victim_from_carries_every_option_to_the_members_it_builds():
         torch.testing.assert_close(single.logits(x, diverse=True), models["c0"](x.images))
     with pytest.raises(PhysadvError, match="unknown dataset 'nowhere'"):  # the mixup's images reach every member
         victim_from(VictimConfig(models=["c0", "c1"], mixup=0.5, mixup_images="nowhere"), models)
+    assert victim_from(VictimConfig(models=["c0", "c1"], mixup=0.5, mixup_images="digits"), models).mixup_images == "digits"
+    assert victim_from(VictimConfig(models=["c0", "c1"], mixup_images="digits"), models).mixup_images == ""  # mixup off
 
 
 def test_momentum_sign_is_mi_fgsm():
