@@ -378,7 +378,7 @@ class ClassifierVictim(Victim):
         """Logits; ``diverse``: through input diversity, ghosts and clean feature mixup, when they are on
         (optimisation, not judging)."""
         x = self.prepare(views)
-        if not diverse or (self.diversity <= 0 and self.ghost <= 0 and self.mixup <= 0):
+        if not diverse or not self.randomised:
             return self.model(x)
         if self.mixup > 0 and not self._clean_bank:
             raise PhysadvError(f"victim {self.name}: clean feature mixup (victim.mixup) needs remember_clean(views) first")
@@ -388,6 +388,11 @@ class ClassifierVictim(Victim):
         with dropout_erosion(self.model, self.ghost, g), \
                 clean_feature_mixup(self._clean_bank, self.mixup, self.mixup_prob, g):
             return self.model(x)
+
+    @property
+    def randomised(self) -> bool:
+        """Its optimisation forward differs from its judging forward (input diversity, ghosts, clean feature mixup)."""
+        return self.diversity > 0 or self.ghost > 0 or self.mixup > 0
 
     @property
     def wants_clean(self) -> bool:
@@ -430,7 +435,8 @@ class EnsembleVictim(Victim):
     """
 
     def __init__(self, members: Sequence[ClassifierVictim], weights: Sequence[float] | None = None,
-                 fusion: Fusion = "mean_probability", name: str | None = None, subset: int = 0, balance: float = 0.0):
+                 fusion: Fusion = "mean_probability", name: str | None = None, subset: int = 0, balance: float = 0.0,
+                 balance_plain: bool = False):
         super().__init__()
         if not members:
             raise PhysadvError("an ensemble victim needs at least one member")
@@ -448,7 +454,7 @@ class EnsembleVictim(Victim):
         if len(w) != len(members) or bool((w < 0).any()) or float(w.sum()) <= 0:
             raise PhysadvError(f"ensemble weights must be {len(members)} non-negative numbers, not all 0; got {w.tolist()}")
         self.weights = (w / w.sum()).tolist()
-        self.fusion, self.subset, self.balance = fusion, subset, balance
+        self.fusion, self.subset, self.balance, self.balance_plain = fusion, subset, balance, balance_plain
         self.name = name or "+".join(m.name for m in members)
         self.input_size = max((tuple(m.input_size) for m in members), key=lambda s: s[1] * s[2])
 
@@ -472,19 +478,25 @@ class EnsembleVictim(Victim):
         """The fused loss; with ``subset`` a random ``subset`` of members per call (seeded by ``views.seed``), with
         ``balance`` = T > 0 the members' weights times ``softmax(mean member cross-entropy / T)``, so members the
         design does not fool yet weigh more (no member is left behind); cross-entropy whatever the loss, because it
-        is on one scale for every member (logits are not)."""
+        is on one scale for every member (logits are not). With ``balance_plain`` that cross-entropy is each member's
+        on the plain views, as it will be judged (one more forward pass, without gradients): input diversity, ghosts
+        and clean feature mixup hurt members unequally, so their randomised losses can rank them wrongly."""
         s, t = self.classes_of(objective)
         idx = list(range(len(self.members)))
         if self.subset:
             g = torch.Generator().manual_seed((views.seed or 0) + 17)
             idx = sorted(torch.randperm(len(idx), generator=g)[: self.subset].tolist())
+        plain = None
+        if self.balance > 0 and self.balance_plain and torch.is_grad_enabled():  # only a gradient needs the weights
+            with torch.no_grad():  # before the randomised pass, so activations recorded for a feature loss are its
+                plain = self.member_logits(views, idx) if any(self.members[i].randomised for i in idx) else None
         zs = self.member_logits(views, idx, diverse=True)
         dev = zs[0].device
         w = torch.tensor([self.weights[i] for i in idx], device=dev)
         per_member = self.fusion == "sum_losses" or objective.loss == "logit"
         if self.balance > 0:
             ce = replace(objective, loss="ce")
-            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t).mean() for z in zs])
+            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t).mean() for z in (plain or zs)])
             w = w * torch.softmax(unfooled / self.balance, 0)
         w = w / w.sum()
         if per_member:
@@ -549,6 +561,8 @@ class VictimConfig:
     margin: float = 0.1  # views with an object box are cropped with this margin per side (GTSRB)
     subset: int = 0  # ensembles: a random subset of this many members per step (0: all)
     balance: float = 0.0  # ensembles: temperature of the per-member loss balancing (0: off)
+    balance_plain: bool = added_later(False)  # ...weighing members by their loss on the plain views, as judged (not
+    # through input diversity, ghosts or clean feature mixup, which hurt members unequally); one more forward pass
     diversity: float = 0.0  # input diversity (Xie et al. 2019): probability of a random resize-and-pad per step
     ghost: float = added_later(0.0)  # ghost networks (Li et al. 2020): dropout erosion rate of every convolution's
     # output per step (0: off), a new virtual member each step
@@ -646,7 +660,8 @@ def victim_from(cfg: VictimConfig, models: Mapping[str, Classifier], name: str |
                                 cfg.mixup_images) for s in cfg.specs()]
     if len(members) == 1:
         return members[0]
-    return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, name, subset=cfg.subset, balance=cfg.balance)
+    return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, name, subset=cfg.subset, balance=cfg.balance,
+                          balance_plain=cfg.balance_plain)
 
 
 def _short(spec: str) -> str:

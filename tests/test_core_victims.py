@@ -175,6 +175,36 @@ def test_balancing_weighs_members_by_the_softmax_of_their_cross_entropy(views):
     np.testing.assert_allclose(got, -(w[:, None] * z).sum(0), rtol=1e-5, atol=1e-6)
 
 
+def test_balancing_on_plain_views_weighs_members_as_they_will_be_judged():
+    """``balance_plain``: the weights are ``softmax(CE / T)`` of each member's cross-entropy on the plain views
+    (how it will be judged), the loss still its randomised one (here input diversity); the activations a feature
+    loss records are the randomised pass's, with their gradient."""
+    views = Views(torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    def conv_classifier(seed):
+        torch.manual_seed(seed)
+        net = nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.Flatten(), nn.Linear(4 * 8 * 8, len(CLASSES)))
+        return Classifier(net, CLASSES, (3, 32, 32), (0.5,) * 3, (0.5,) * 3, arch=f"conv{seed}")
+
+    members = [ClassifierVictim(conv_classifier(s), f"m{s}", diversity=1.0) for s in (13, 14, 15)]
+    objective = Objective("targeted", target="speed_limit_80")
+
+    def ce(z):
+        return -np.log(softmax(z)[:, 2])
+
+    plain = np.stack([ce(logits_np(m.model, views.images)) for m in members])
+    with torch.no_grad():
+        diverse = np.stack([ce(m.logits(views, diverse=True).double().numpy()) for m in members])
+    assert np.abs(plain - diverse).max() > 0.05  # the diversity moves the losses: the two weightings differ
+    for balance_plain, by in ((True, plain), (False, diverse)):
+        w = np.exp(by.mean(1) / 0.5)
+        w /= w.sum()
+        ens = EnsembleVictim(members, fusion="sum_losses", balance=0.5, balance_plain=balance_plain)
+        with ens.recording(1.0) as acts:
+            got = ens.loss(Views(views.images.clone().requires_grad_(True)), objective)
+        np.testing.assert_allclose(got.detach().double().numpy(), (w[:, None] * diverse).sum(0), rtol=1e-5)
+        assert all(a.requires_grad for a in acts.values()) and len(acts) == 3
+
+
 class _Fixed(nn.Module):
     """Logits ``b + a * s``, ``s`` the mean of the (normalised) image: a member as confident as ``b`` says."""
 
@@ -362,10 +392,12 @@ def test_victim_from_carries_every_option_to_the_members_it_builds():
                           (0.5,) * 3, (0.5,) * 3, arch=f"conv{k}")
 
     models = {"c0": conv(0), "c1": conv(1)}
-    cfg = VictimConfig(models=["c0", "c1"], weights=[3.0, 1.0], fusion="mean_logits", ghost=0.5, balance=2.0)
+    cfg = VictimConfig(models=["c0", "c1"], weights=[3.0, 1.0], fusion="mean_logits", ghost=0.5, balance=2.0,
+                       balance_plain=True)
     v = victim_from(cfg, models)
     x = Views(torch.rand(4, 3, 8, 8), seed=3)
     assert isinstance(v, EnsembleVictim) and v.weights == [0.75, 0.25] and v.fusion == "mean_logits" and v.balance == 2.0
+    assert v.balance_plain and not victim_from(VictimConfig(models=["c0", "c1"]), models).balance_plain
     with torch.no_grad():
         assert not torch.allclose(v.members[0].logits(x, diverse=True), v.members[0].logits(x))
         single = victim_from(VictimConfig(models=["c0"]), models)
