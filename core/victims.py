@@ -589,6 +589,8 @@ class VictimConfig:
         if self.subset < 0 or self.balance < 0 or self.margin < 0:
             raise ValueError(f"victim.subset, victim.balance and victim.margin must be >= 0, got {self.subset}, "
                              f"{self.balance} and {self.margin}")
+        if self.balance_plain and self.balance <= 0:
+            raise ValueError("victim.balance_plain weighs the per-member balancing: set victim.balance > 0 as well")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
 

@@ -442,6 +442,7 @@ def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its
     with pytest.raises(PhysadvError, match=r"victim.ghost .* must be in \[0, 1\), got 1.5"):
         load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"), ["victim.ghost=1.5"])
     for key, match in (("victim.diversity=1.5", r"victim.diversity .* in \[0, 1\], got 1.5"),
-                       ("victim.subset=-2", r"victim.subset, .* >= 0, got -2"), ("victim.balance=-1", r"got 0, -1.0")):
+                       ("victim.subset=-2", r"victim.subset, .* >= 0, got -2"), ("victim.balance=-1", r"got 0, -1.0"),
+                       ("victim.balance_plain=true", r"victim.balance_plain .* set victim.balance > 0")):
         with pytest.raises(PhysadvError, match=match):  # at load, before any model is trained or read
             load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"), [key])
