@@ -486,17 +486,19 @@ class EnsembleVictim(Victim):
         if self.subset:
             g = torch.Generator().manual_seed((views.seed or 0) + 17)
             idx = sorted(torch.randperm(len(idx), generator=g)[: self.subset].tolist())
-        plain = None
+        plain = {}  # member -> its plain logits, for the randomised members only (the others' are the same pass)
         if self.balance > 0 and self.balance_plain and torch.is_grad_enabled():  # only a gradient needs the weights
+            redo = [i for i in idx if self.members[i].randomised]
             with torch.no_grad():  # before the randomised pass, so activations recorded for a feature loss are its
-                plain = self.member_logits(views, idx) if any(self.members[i].randomised for i in idx) else None
+                plain = dict(zip(redo, self.member_logits(views, redo)))
         zs = self.member_logits(views, idx, diverse=True)
         dev = zs[0].device
         w = torch.tensor([self.weights[i] for i in idx], device=dev)
         per_member = self.fusion == "sum_losses" or objective.loss == "logit"
         if self.balance > 0:
             ce = replace(objective, loss="ce")
-            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t).mean() for z in (plain or zs)])
+            judged = [plain.get(i, z) for i, z in zip(idx, zs)]  # what the weights come from
+            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t).mean() for z in judged])
             w = w * torch.softmax(unfooled / self.balance, 0)
         w = w / w.sum()
         if per_member:

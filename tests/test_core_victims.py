@@ -180,6 +180,7 @@ def test_balancing_on_plain_views_weighs_members_as_they_will_be_judged():
     (how it will be judged), the loss still its randomised one (here input diversity); the activations a feature
     loss records are the randomised pass's, with their gradient."""
     views = Views(torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+
     def conv_classifier(seed):
         torch.manual_seed(seed)
         net = nn.Sequential(nn.Conv2d(3, 4, 4, stride=4), nn.Flatten(), nn.Linear(4 * 8 * 8, len(CLASSES)))
