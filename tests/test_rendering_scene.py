@@ -116,3 +116,26 @@ def test_stratified_views_put_one_view_in_every_distance_and_angle_stratum():
     d = sorted(int((p.distance - 2.0) / 10.0 * 12) for p in poses)
     a = sorted(int(abs(p.azimuth) / 60.0 * 12) for p in poses)
     assert d == list(range(12)) and a == list(range(12))
+
+
+def test_log_distance_scale_is_uniform_in_log_distance_and_stratified_there():
+    """``distance_scale: log`` against the closed-form CDF ln(d / lo) / ln(hi / lo): a Kolmogorov-Smirnov distance
+    under the 1% critical value 1.63 / sqrt(n), which the linear scale (the control) fails; stratified, one view in
+    each of n equal strata of log distance."""
+    from dataclasses import replace
+
+    from physadv.rendering.signs.world import PoseRanges, sample_poses
+
+    lo, hi, n = 1.2, 13.0, 4000
+    r = PoseRanges(distance_m=(lo, hi), distance_scale="log")
+    cdf = np.arange(1, n + 1) / n
+
+    def ks(ranges):
+        d = np.sort([p.distance for p in sample_poses(n, ranges, torch.Generator().manual_seed(5))])
+        return np.abs(np.log(d / lo) / np.log(hi / lo) - cdf).max()
+
+    assert ks(r) < 1.63 / n**0.5 < ks(replace(r, distance_scale="linear"))
+    poses = sample_poses(12, r, torch.Generator().manual_seed(4), stratified=True)
+    assert sorted(int(np.log(p.distance / lo) / np.log(hi / lo) * 12) for p in poses) == list(range(12))
+    with pytest.raises(ValueError, match="distance_scale"):
+        replace(r, distance_scale="cubic").validate()

@@ -27,13 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from physadv.core.colour import linear_to_srgb, srgb_to_linear
-from physadv.core.config import config_hash, load_config, to_dict
+from physadv.core.config import added_later, config_hash, load_config, to_dict
 from physadv.core.data import ImageSet
 from physadv.core.errors import PhysadvError
 from physadv.core.io import cache_dir, cached_tensors
@@ -72,6 +73,9 @@ class PoseRanges:
     (azimuth about the sign's vertical axis, either side, as in RP2's angle); distances in metres."""
 
     distance_m: Range = (1.2, 13.0)  # RP2's 5-40 ft (1.5-12.2 m) with a margin either side
+    # how distances spread over their range: uniform in metres, or in log distance (the sign's apparent size spreads
+    # evenly over its octaves: as many views from 1.5 to 3 m as from 6 to 12 m)
+    distance_scale: Literal["linear", "log"] = added_later("linear")
     angle_deg: Range = (0.0, 65.0)  # RP2's 0-60 degrees with a margin
     elevation_deg: Range = (-8.0, 8.0)
     roll_deg: Range = (-5.0, 5.0)
@@ -79,6 +83,8 @@ class PoseRanges:
 
     def validate(self) -> None:
         _check_range("distance_m", self.distance_m, lo=0.05)
+        if self.distance_scale not in ("linear", "log"):
+            raise ValueError(f"distance_scale must be linear or log, got {self.distance_scale!r}")
         _check_range("angle_deg", self.angle_deg, lo=0.0, hi=85.0)
         _check_range("elevation_deg", self.elevation_deg, lo=-85.0, hi=85.0)
         _check_range("roll_deg", self.roll_deg)
@@ -215,14 +221,13 @@ def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator, stratified: boo
     """``n`` camera poses: distance and angle uniform in their ranges, the side (left/right) at random.
 
     ``stratified``: distance and angle by Latin hypercube sampling (each of ``n`` equal strata of either range holds
-    exactly one view), so a small batch still spreads over every distance and angle (McKay et al. 1979)."""
+    exactly one view), so a small batch still spreads over every distance and angle (McKay et al. 1979). With
+    ``distance_scale: log`` the distance is uniform (and stratified) in log distance instead."""
     ranges.validate() if isinstance(ranges, PoseRanges) else None
-    if stratified:
-        d = _latin(ranges.distance_m, n, g)
-        a = _latin(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
-    else:
-        d = _uniform(ranges.distance_m, n, g)
-        a = _uniform(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+    draw = _latin if stratified else _uniform
+    log = getattr(ranges, "distance_scale", "linear") == "log"
+    d = draw(tuple(math.log(x) for x in ranges.distance_m), n, g).exp() if log else draw(ranges.distance_m, n, g)
+    a = draw(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     e = _uniform(ranges.elevation_deg, n, g)
     r = _uniform(ranges.roll_deg, n, g)
     j = (torch.rand(n, 2, generator=g, dtype=torch.float64) * 2 - 1) * ranges.look_at_jitter_m
@@ -458,7 +463,7 @@ GENERATOR_VERSION = 1  # bump when the generator's output changes, so caches are
 
 
 def world_hash(cfg: WorldConfig) -> str:
-    return config_hash({"world": to_dict(cfg), "generator": GENERATOR_VERSION})
+    return config_hash({"world": to_dict(cfg, for_hash=True), "generator": GENERATOR_VERSION})  # options added later: only when set
 
 
 def load_signs(split: str, cfg: WorldConfig | None = None, progress: bool = True) -> ImageSet:
