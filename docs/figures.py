@@ -278,6 +278,10 @@ FIGURES = [
     leave_one_out("transfer_loo_cfm_signs_plain_sharp", f"{balanced(balance='0.1')} --set victim.mixup=0.75 "
                   "--set victim.mixup_images=signs --set victim.balance_plain=true", "leave_one_out_cfm_signs_plain_sharp",
                   "the same at balancing temperature 0.1, at 30% of the face"),
+    leave_one_out("transfer_loo_cfm_signs_plain_log", f"{balanced(balance='0.1')} --set victim.mixup=0.75 "
+                  "--set victim.mixup_images=signs --set victim.balance_plain=true --set scene.world.pose.distance_scale=log",
+                  "leave_one_out_cfm_signs_plain_log", "the same with the views' distances uniform in log distance, at 30% "
+                  "of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
