@@ -225,8 +225,10 @@ def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator, stratified: boo
     ``distance_scale: log`` the distance is uniform (and stratified) in log distance instead."""
     ranges.validate() if isinstance(ranges, PoseRanges) else None
     draw = _latin if stratified else _uniform
-    log = getattr(ranges, "distance_scale", "linear") == "log"
-    d = draw(tuple(math.log(x) for x in ranges.distance_m), n, g).exp() if log else draw(ranges.distance_m, n, g)
+    if ranges.distance_scale == "log":
+        d = draw(tuple(math.log(x) for x in ranges.distance_m), n, g).exp()
+    else:
+        d = draw(ranges.distance_m, n, g)
     a = draw(ranges.angle_deg, n, g) * torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
     e = _uniform(ranges.elevation_deg, n, g)
     r = _uniform(ranges.roll_deg, n, g)
