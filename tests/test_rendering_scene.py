@@ -137,5 +137,5 @@ def test_log_distance_scale_is_uniform_in_log_distance_and_stratified_there():
     assert ks(r) < 1.63 / n**0.5 < ks(replace(r, distance_scale="linear"))
     poses = sample_poses(12, r, torch.Generator().manual_seed(4), stratified=True)
     assert sorted(int(np.log(p.distance / lo) / np.log(hi / lo) * 12) for p in poses) == list(range(12))
-    with pytest.raises(ValueError, match="distance_scale"):
-        replace(r, distance_scale="cubic").validate()
+    with pytest.raises(PhysadvError, match=r"world.pose.distance_scale: 'cubic' is not one of"):
+        from_dict(SceneConfig, {"world": {"pose": {"distance_scale": "cubic"}}}, "scene")

@@ -83,8 +83,6 @@ class PoseRanges:
 
     def validate(self) -> None:
         _check_range("distance_m", self.distance_m, lo=0.05)
-        if self.distance_scale not in ("linear", "log"):
-            raise ValueError(f"distance_scale must be linear or log, got {self.distance_scale!r}")
         _check_range("angle_deg", self.angle_deg, lo=0.0, hi=85.0)
         _check_range("elevation_deg", self.elevation_deg, lo=-85.0, hi=85.0)
         _check_range("roll_deg", self.roll_deg)
@@ -223,7 +221,7 @@ def sample_poses(n: int, ranges: PoseRanges, g: torch.Generator, stratified: boo
     ``stratified``: distance and angle by Latin hypercube sampling (each of ``n`` equal strata of either range holds
     exactly one view), so a small batch still spreads over every distance and angle (McKay et al. 1979). With
     ``distance_scale: log`` the distance is uniform (and stratified) in log distance instead."""
-    ranges.validate() if isinstance(ranges, PoseRanges) else None
+    ranges.validate()
     draw = _latin if stratified else _uniform
     if ranges.distance_scale == "log":
         d = draw(tuple(math.log(x) for x in ranges.distance_m), n, g).exp()
@@ -465,7 +463,7 @@ GENERATOR_VERSION = 1  # bump when the generator's output changes, so caches are
 
 
 def world_hash(cfg: WorldConfig) -> str:
-    return config_hash({"world": to_dict(cfg, for_hash=True), "generator": GENERATOR_VERSION})  # options added later: only when set
+    return config_hash({"world": cfg, "generator": GENERATOR_VERSION})  # options added later count only when set
 
 
 def load_signs(split: str, cfg: WorldConfig | None = None, progress: bool = True) -> ImageSet:
