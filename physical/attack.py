@@ -47,6 +47,9 @@ class DesignConfig:
     optimizer: Literal["adam", "momentum"] = "adam"  # momentum: MI-FGSM's normalised momentum, sign steps (Dong et al.)
     momentum: float = 1.0  # MI-FGSM's decay mu
     grad_sigma: float = added_later(0.0)  # TI (Dong et al. 2019): the texture gradient smoothed by a Gaussian, texels
+    # min-max over views (after Wang et al., NeurIPS 2021: the robust attack over data transformations): each
+    # step's views weighted by softmax(their loss / T), this temperature T (0: off, EOT's plain mean over views)
+    view_balance: float = added_later(0.0)
     val_views: int = 96  # fixed held-out views on which the best design is chosen
     val_every: int = 25
     # an ensemble's best design: by its fused verdict, or by its least-fooled member (every member fooled)
@@ -66,6 +69,8 @@ class DesignConfig:
             raise ValueError("steps, batch, val_views, val_every, checkpoint_every and restarts must be at least 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.view_balance < 0:
+            raise ValueError(f"view_balance is a softmax temperature over the views' losses (0: off), got {self.view_balance}")
         if self.grad_sigma < 0:
             raise ValueError(f"grad_sigma is a Gaussian's width in texels (0: off), got {self.grad_sigma}")
         if not 0 <= self.restart_until <= 1:
@@ -223,9 +228,11 @@ class PhysicalAttack:
 
     # ------------------------------------------------------------------ shared pieces
     def adversarial_loss(self, views: Views) -> torch.Tensor:
-        """The victim's mean loss on ``views`` for the objective (timed: the victim's share of a step)."""
+        """The victim's mean loss on ``views`` for the objective (timed: the victim's share of a step); with
+        ``view_balance`` = T > 0, the views' losses weighted by ``softmax(loss / T)`` (``view_weighted``)."""
         t0 = time.perf_counter()
-        out = self.victim.loss(views, self.objective).mean()
+        per_view = self.victim.loss(views, self.objective)
+        out = view_weighted(per_view, self.cfg.view_balance) if self.cfg.view_balance > 0 else per_view.mean()
         self.victim_seconds += time.perf_counter() - t0
         return out
 
@@ -419,6 +426,17 @@ class PhysicalAttack:
         save_checkpoint(p.with_name("best_texture.safetensors"), {"texture": best, "alpha": alpha})
 
 
+def view_weighted(losses: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``sum_v p_v L_v`` with ``p = softmax(L / T)`` held constant (no gradient through the weights): the inner maximum
+    of ``max_{p in simplex} sum_v p_v L_v + T H(p)``, the entropy-regularised worst case over the views. EOT takes the
+    expectation (Athalye et al. 2018), where views already fooled keep pulling; a min-max over transformations (Wang
+    et al., "Adversarial Attack Generation Empowered by Min-Max Optimization", NeurIPS 2021: domain weights on the
+    probability simplex, there with a quadratic regulariser) spends the step on the views not yet fooled. ``T`` ->
+    infinity gives the mean, ``T`` -> 0 the hardest view."""
+    p = torch.softmax(losses.detach().flatten() / temperature, 0)
+    return (p * losses.flatten()).sum()
+
+
 def translation_invariant(grad: torch.Tensor, sigma: float) -> torch.Tensor:
     """TI (Dong, Pang, Su and Zhu, CVPR 2019, eq. 8): the gradient convolved with a Gaussian kernel ``W`` (radius
     ``3 sigma``, reflected at the borders), which stands for the gradients of translated copies of the input and
@@ -453,4 +471,4 @@ def _plain(d):
     return json.loads(json.dumps(d))
 
 
-__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours", "translation_invariant"]
+__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours", "translation_invariant", "view_weighted"]

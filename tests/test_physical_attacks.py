@@ -157,6 +157,33 @@ def test_translation_invariant_steps_on_the_gradient_smoothed_as_opencv_smooths_
     assert (np.sign(w.grad.numpy()) != np.sign(smooth))[sure].mean() > 0.05  # the raw gradient's signs would differ
 
 
+def test_view_balance_steps_on_the_soft_maximum_of_the_views_losses(victim):
+    """Min-max over views: by Danskin's theorem the entropy-regularised maximum ``T log sum_v exp(L_v / T)`` has the
+    gradient ``softmax(L / T) . grad L``, which is the step ``view_balance`` = T takes; T -> 0 is the hardest view's
+    loss, T -> infinity the mean (EOT)."""
+    from physadv.physical.attack import view_weighted
+    from physadv.physical.rp2 import RP2
+
+    losses = torch.tensor([0.1, 0.4, 2.0, 0.3], dtype=torch.float64)
+    assert float(view_weighted(losses, 1e-3)) == pytest.approx(2.0)
+    assert float(view_weighted(losses, 1e4)) == pytest.approx(float(losses.mean()), abs=1e-3)
+
+    scene, T = small_scene(), 0.002  # the untrained victim's losses differ by thousandths
+    attack = RP2(victim, scene, small_rp2(view_balance=T, lam=0.0, nps_weight=0.0, batch=8, mask={"kind": "poster"}))
+    w, draw = attack.start(), scene.sample(8)
+    w1 = w.clone().requires_grad_(True)
+    attack.loss(w1, draw)[0].backward()
+    w2 = w.clone().requires_grad_(True)
+    per_view = victim.loss(attack.views(attack.design(w2), draw), attack.objective)
+    p = torch.softmax(per_view.detach() / T, 0)
+    assert p.max() > 5 * p.min()  # views that weigh differently
+    (T * torch.logsumexp(per_view / T, 0)).backward()
+    assert torch.allclose(w1.grad, w2.grad, rtol=1e-4, atol=1e-7)
+    w3 = w.clone().requires_grad_(True)
+    victim.loss(attack.views(attack.design(w3), draw), attack.objective).mean().backward()
+    assert not torch.allclose(w1.grad, w3.grad, rtol=1e-2, atol=1e-6)  # the plain mean steps elsewhere
+
+
 def test_rp2_bad_input(victim):
     from physadv.physical.rp2 import RP2
 
@@ -169,6 +196,8 @@ def test_rp2_bad_input(victim):
             progress_bar=False)
     with pytest.raises(PhysadvError, match="grad_sigma.*-1"):
         small_rp2(grad_sigma=-1.0)
+    with pytest.raises(PhysadvError, match="view_balance.*-0.5"):
+        small_rp2(view_balance=-0.5)
 
 
 def test_a_nan_loss_keeps_the_best_design(victim, tmp_path, monkeypatch):
