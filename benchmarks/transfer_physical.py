@@ -12,7 +12,8 @@ Designs are saved in ``--out`` and reused when the benchmark runs again with the
 
 Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "clean"}``), ``leave_one_out``
 (``{"held_out", "targeted", "untargeted", "read", "members_targeted_min", "coverage"}``; ``read``: the class the held-out
-model reads most often, and its share; with ``--held-out-seeds``, also
+model reads most often, and its share; ``least_member`` and its targeted success at each grid distance,
+``least_member_by_distance``; with ``--held-out-seeds``, also
 ``held_out_seeds``: the held-out recipe trained from other seeds, judging the same design), with ``targeted_ci95`` (95% Wilson
 interval over the grid's views: a 90% bar on 70 views is 81-95%), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
@@ -83,7 +84,9 @@ def judge(job: RP2Job, result: PhysicalResult, judges: dict, name: str) -> dict:
                                  job.grid, progress_bar=False)
     s, row = summary(js), transfer_table(js)[0]  # the one design's row (the clean sign is no design)
     return {m: {"targeted": v[name]["targeted_success"], "untargeted": v[name]["untargeted_success"], "read": row[f"read:{m}"],
-                "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"]} for m, v in s.items()}, js
+                "targeted_ci95": v[name]["targeted_success_ci95"], "clean": v["clean"]["accuracy"],
+                "by_distance": {d: c["targeted_success"] for d, c in v[name]["by_distance"].items()}}
+            for m, v in s.items()}, js
 
 
 def reference_sticker(job: RP2Job, coverage: float, placement: str = "shrunk") -> PhysicalResult:
@@ -257,6 +260,8 @@ def main() -> None:
                 "held_out": m, "targeted": v[m]["targeted"], "targeted_ci95": v[m]["targeted_ci95"], "untargeted": v[m]["untargeted"],
                 "read": v[m]["read"],
                 "members_targeted_min": min(v[n]["targeted"] for n in members),
+                "least_member": (least := min(members, key=lambda n: v[n]["targeted"])),
+                "least_member_by_distance": v[least]["by_distance"],
                 "hardened_targeted": {n: v[n]["targeted"] for n in hardened},
                 "held_out_seeds": [{"model": t, "targeted": v[t]["targeted"], "untargeted": v[t]["untargeted"]}
                                    for t in reseeded.get(m, [])], "coverage": round(res.coverage, 4),
