@@ -202,7 +202,8 @@ class RP2(PhysicalAttack):
         ``mask.score_views`` fresh views, from the clean face to the design ``x``, per texel: ``-delta . (1/n)
         sum_k grad J(clean + k/n delta)``, a right Riemann sum over ``n = mask.score_steps`` points of the path (one
         point: the first-order Taylor estimate at the design, Molchanov et al., ICLR 2017). The texels sum to about
-        ``J(clean) - J(x)`` on those views (the completeness axiom)."""
+        ``J(clean) - J(x)`` on those views (the completeness axiom; with ``view_balance`` J weighs the views as the
+        steps do, by weights that move along the path, so the sum is only near the fall)."""
         m, delta = self.cfg.mask, x - self.clean
         grad, left = torch.zeros_like(x), m.score_views
         while left > 0:
