@@ -73,6 +73,7 @@ from physadv.core.models import Classifier
 ObjectiveKind = Literal["targeted", "untargeted", "disappearance", "creation"]
 LossKind = Literal["ce", "margin", "logit"]
 Fusion = Literal["mean_probability", "sum_losses", "mean_logits"]
+BalanceBy = Literal["member", "view"]  # what an ensemble's loss balancing weighs: members over the views, or each view's
 
 
 @dataclass(frozen=True)
@@ -436,12 +437,14 @@ class EnsembleVictim(Victim):
 
     def __init__(self, members: Sequence[ClassifierVictim], weights: Sequence[float] | None = None,
                  fusion: Fusion = "mean_probability", name: str | None = None, subset: int = 0, balance: float = 0.0,
-                 balance_plain: bool = False):
+                 balance_plain: bool = False, balance_by: BalanceBy = "member"):
         super().__init__()
         if not members:
             raise PhysadvError("an ensemble victim needs at least one member")
         if fusion not in get_args(Fusion):
             raise PhysadvError(f"ensemble fusion '{fusion}' is not one of {', '.join(get_args(Fusion))}")
+        if balance_by not in get_args(BalanceBy):
+            raise PhysadvError(f"ensemble balance_by '{balance_by}' is not one of {', '.join(get_args(BalanceBy))}")
         if not 0 <= subset <= len(members) or balance < 0:
             raise PhysadvError(f"ensemble subset must be 0..{len(members)} and balance >= 0, got {subset} and {balance}")
         self.members = nn.ModuleList(members)
@@ -455,6 +458,7 @@ class EnsembleVictim(Victim):
             raise PhysadvError(f"ensemble weights must be {len(members)} non-negative numbers, not all 0; got {w.tolist()}")
         self.weights = (w / w.sum()).tolist()
         self.fusion, self.subset, self.balance, self.balance_plain = fusion, subset, balance, balance_plain
+        self.balance_by = balance_by
         self.name = name or "+".join(m.name for m in members)
         self.input_size = max((tuple(m.input_size) for m in members), key=lambda s: s[1] * s[2])
 
@@ -468,11 +472,13 @@ class EnsembleVictim(Victim):
         return [self.members[i].logits(views, diverse)[:, self._order[i].to(self.members[i].device)] for i in idx]
 
     def fused_log_probs(self, logps: list[torch.Tensor], weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
-        """``log sum_i w_i p_i``: Liu et al.'s fusion of the members' probabilities."""
+        """``log sum_i w_i p_i``: Liu et al.'s fusion of the members' probabilities (``weights``: one per member, or
+        members x views)."""
         dev = logps[0].device
         stacked = torch.stack([lp.to(dev) for lp in logps])
         w = torch.as_tensor(self.weights if weights is None else weights, dtype=stacked.dtype, device=dev)
-        return torch.logsumexp(stacked + (w / w.sum()).clamp_min(1e-30).log().view(-1, 1, 1), dim=0)
+        log_w = (w / w.sum(0)).clamp_min(1e-30).log()
+        return torch.logsumexp(stacked + log_w.view(len(log_w), -1, 1), dim=0)
 
     def loss(self, views: Views, objective: Objective) -> torch.Tensor:
         """The fused loss; with ``subset`` a random ``subset`` of members per call (seeded by ``views.seed``), with
@@ -480,7 +486,10 @@ class EnsembleVictim(Victim):
         design does not fool yet weigh more (no member is left behind); cross-entropy whatever the loss, because it
         is on one scale for every member (logits are not). With ``balance_plain`` that cross-entropy is each member's
         on the plain views, as it will be judged (one more forward pass, without gradients): input diversity, ghosts
-        and clean feature mixup hurt members unequally, so their randomised losses can rank them wrongly."""
+        and clean feature mixup hurt members unequally, so their randomised losses can rank them wrongly. With
+        ``balance_by: view`` each view weighs its members by their own cross-entropy on it, ``softmax(CE_mv / T)``
+        over members: a member fooled on average but not on this view leads this view's loss (as T -> 0 the view's
+        loss is its least-fooled member's; the min-max over models of Wang et al., NeurIPS 2021, per view)."""
         s, t = self.classes_of(objective)
         idx = list(range(len(self.members)))
         if self.subset:
@@ -498,14 +507,17 @@ class EnsembleVictim(Victim):
         if self.balance > 0:
             ce = replace(objective, loss="ce")
             judged = [plain.get(i, z) for i, z in zip(idx, zs)]  # what the weights come from
-            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t).mean() for z in judged])
-            w = w * torch.softmax(unfooled / self.balance, 0)
-        w = w / w.sum()
+            unfooled = torch.stack([loss_from_logits(z.detach().to(dev), ce, s, t) for z in judged])  # members x views
+            if self.balance_by == "view":
+                w = w[:, None] * torch.softmax(unfooled / self.balance, 0)
+            else:
+                w = w * torch.softmax(unfooled.mean(1) / self.balance, 0)
+        w = w / w.sum(0)  # per member, or members x views
         if per_member:
             own = torch.stack([loss_from_logits(z.to(dev), objective, s, t) for z in zs])  # members x views
-            return (w[:, None] * own).sum(0)
+            return (w.view(len(w), -1) * own).sum(0)
         if self.fusion == "mean_logits":
-            return loss_from_logits(sum(wi * z.to(dev) for wi, z in zip(w, zs)), objective, s, t)
+            return loss_from_logits(sum(wi.view(-1, 1) * z.to(dev) for wi, z in zip(w, zs)), objective, s, t)
         return log_prob_loss(self.fused_log_probs([F.log_softmax(z, dim=1) for z in zs], w), objective, s, t)
 
     @property
@@ -565,6 +577,8 @@ class VictimConfig:
     balance: float = 0.0  # ensembles: temperature of the per-member loss balancing (0: off)
     balance_plain: bool = added_later(False)  # ...weighing members by their loss on the plain views, as judged (not
     # through input diversity, ghosts or clean feature mixup, which hurt members unequally); one more forward pass
+    balance_by: BalanceBy = added_later("member")  # ...each member by its mean loss over the step's views, or each
+    # view its members by their loss on it (a member fooled on average leads the views it is not fooled on)
     diversity: float = 0.0  # input diversity (Xie et al. 2019): probability of a random resize-and-pad per step
     ghost: float = added_later(0.0)  # ghost networks (Li et al. 2020): dropout erosion rate of every convolution's
     # output per step (0: off), a new virtual member each step
@@ -591,8 +605,9 @@ class VictimConfig:
         if self.subset < 0 or self.balance < 0 or self.margin < 0:
             raise ValueError(f"victim.subset, victim.balance and victim.margin must be >= 0, got {self.subset}, "
                              f"{self.balance} and {self.margin}")
-        if self.balance_plain and self.balance <= 0:
-            raise ValueError("victim.balance_plain weighs the per-member balancing: set victim.balance > 0 as well")
+        if (self.balance_plain or self.balance_by != "member") and self.balance <= 0:
+            raise ValueError("victim.balance_plain and victim.balance_by weigh the per-member balancing: set "
+                             "victim.balance > 0 as well")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
 
@@ -665,7 +680,7 @@ def victim_from(cfg: VictimConfig, models: Mapping[str, Classifier], name: str |
     if len(members) == 1:
         return members[0]
     return EnsembleVictim(members, cfg.member_weights(), cfg.fusion, name, subset=cfg.subset, balance=cfg.balance,
-                          balance_plain=cfg.balance_plain)
+                          balance_plain=cfg.balance_plain, balance_by=cfg.balance_by)
 
 
 def _short(spec: str) -> str:

@@ -175,6 +175,25 @@ def test_balancing_weighs_members_by_the_softmax_of_their_cross_entropy(views):
     np.testing.assert_allclose(got, -(w[:, None] * z).sum(0), rtol=1e-5, atol=1e-6)
 
 
+def test_balancing_by_view_weighs_each_views_members_by_their_own_cross_entropy(views):
+    """``balance_by: view``: on each view the members weigh ``softmax_m(CE_mv / T)``, in Liu et al.'s fused loss
+    ``-log sum_m w_mv p_mv,t``; as T -> 0 each view's loss is its least-fooled member's cross-entropy."""
+    members = [linear_classifier(s) for s in (13, 14, 15)]
+    p = np.stack([softmax(logits_np(m, views.images))[:, 2] for m in members])  # members x views: p(target)
+    ce = -np.log(p)
+    assert (ce.argmax(0) != ce.mean(1).argmax()).any()  # some view's least-fooled member is not the mean's
+    objective = Objective("targeted", target="speed_limit_80")
+    for T in (0.5, 2.0):
+        w = np.exp(ce / T)
+        w /= w.sum(0)
+        ens = EnsembleVictim([ClassifierVictim(m) for m in members], balance=T, balance_by="view")
+        np.testing.assert_allclose(ens.loss(views, objective).detach().double().numpy(), -np.log((w * p).sum(0)), rtol=1e-5)
+    sharp = EnsembleVictim([ClassifierVictim(m) for m in members], balance=1e-3, balance_by="view")
+    np.testing.assert_allclose(sharp.loss(views, objective).detach().double().numpy(), ce.max(0), rtol=1e-4)
+    by_member = EnsembleVictim([ClassifierVictim(m) for m in members], balance=1e-3).loss(views, objective)
+    assert not np.allclose(by_member.detach().double().numpy(), ce.max(0), rtol=1e-2)  # the mean's worst member is not
+
+
 def test_balancing_on_plain_views_weighs_members_as_they_will_be_judged():
     """``balance_plain``: the weights are ``softmax(CE / T)`` of each member's cross-entropy on the plain views
     (how it will be judged), the loss still its randomised one (here input diversity); the activations a feature
@@ -444,6 +463,8 @@ def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its
         load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"), ["victim.ghost=1.5"])
     for key, match in (("victim.diversity=1.5", r"victim.diversity .* in \[0, 1\], got 1.5"),
                        ("victim.subset=-2", r"victim.subset, .* >= 0, got -2"), ("victim.balance=-1", r"got 0, -1.0"),
-                       ("victim.balance_plain=true", r"victim.balance_plain .* set victim.balance > 0")):
+                       ("victim.balance_plain=true", r"victim.balance_plain .* set victim.balance > 0"),
+                       ("victim.balance_by=view", r"victim.balance_by weigh .* set victim.balance > 0"),
+                       ("victim.balance_by=pair", r"victim.balance_by: 'pair' is not one of")):
         with pytest.raises(PhysadvError, match=match):  # at load, before any model is trained or read
             load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"), [key])
