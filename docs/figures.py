@@ -299,6 +299,8 @@ FIGURES = [
                   "the same with the views' distances uniform in log distance, at 30% of the face"),
     leave_one_out("transfer_loo_view_balance", f"{LOG} --set view_balance=1.0", "leave_one_out_view_balance",
                   "the log-distance recipe with each step's views weighted by softmax(loss / 1), at 30% of the face"),
+    leave_one_out("transfer_loo_log_40", f"{LOG} --loo-coverage 0.4", "leave_one_out_log_40",
+                  "the log-distance recipe with stickers on 40% of the face"),
     leave_one_out("transfer_loo_balance_by_view", f"{LOG} --set victim.balance_by=view", "leave_one_out_balance_by_view",
                   "the log-distance recipe with each view weighing its own members (balance_by: view), at 30% of the face"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
