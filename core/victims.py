@@ -73,7 +73,7 @@ from physadv.core.models import Classifier
 ObjectiveKind = Literal["targeted", "untargeted", "disappearance", "creation"]
 LossKind = Literal["ce", "margin", "logit"]
 Fusion = Literal["mean_probability", "sum_losses", "mean_logits"]
-BalanceBy = Literal["member", "view"]  # what an ensemble's loss balancing weighs: members over the views, or each view's
+BalanceBy = Literal["member", "view"]  # an ensemble's loss balancing: each member over the views, or each view's members
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ class DesignConfig:
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.view_balance < 0:
-            raise ValueError(f"view_balance is a softmax temperature over the views' losses (0: off), got {self.view_balance}")
+            raise ValueError(f"view_balance is a softmax temperature over the views' losses (0: off), "
+                             f"got {self.view_balance}")
         if self.grad_sigma < 0:
             raise ValueError(f"grad_sigma is a Gaussian's width in texels (0: off), got {self.grad_sigma}")
         if not 0 <= self.restart_until <= 1:
@@ -427,12 +428,13 @@ class PhysicalAttack:
 
 
 def view_weighted(losses: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``sum_v p_v L_v`` with ``p = softmax(L / T)`` held constant (no gradient through the weights): the inner maximum
-    of ``max_{p in simplex} sum_v p_v L_v + T H(p)``, the entropy-regularised worst case over the views. EOT takes the
-    expectation (Athalye et al. 2018), where views already fooled keep pulling; a min-max over transformations (Wang
-    et al., "Adversarial Attack Generation Empowered by Min-Max Optimization", NeurIPS 2021: domain weights on the
-    probability simplex, there with a quadratic regulariser) spends the step on the views not yet fooled. ``T`` ->
-    infinity gives the mean, ``T`` -> 0 the hardest view."""
+    """``sum_v p_v L_v`` with ``p = softmax(L / T)`` held constant (no gradient through the weights), whose gradient is
+    that of ``max_{p in simplex} sum_v p_v L_v + T H(p) = T log sum_v exp(L_v / T)`` (Danskin), the
+    entropy-regularised worst case over the views. EOT takes the expectation (Athalye et al. 2018), where views already
+    fooled keep pulling; a min-max over transformations (Wang et al., "Adversarial Attack Generation Empowered by
+    Min-Max Optimization", NeurIPS 2021: domain weights on the probability simplex, there with a quadratic
+    regulariser) spends the step on the views not yet fooled. ``T`` -> infinity gives the mean, ``T`` -> 0 the
+    hardest view."""
     p = torch.softmax(losses.detach().flatten() / temperature, 0)
     return (p * losses.flatten()).sum()
 
@@ -471,4 +473,5 @@ def _plain(d):
     return json.loads(json.dumps(d))
 
 
-__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours", "translation_invariant", "view_weighted"]
+__all__ = ["DesignConfig", "PhysicalResult", "PhysicalAttack", "atanh_of", "colours", "translation_invariant",
+           "view_weighted"]
