@@ -208,9 +208,10 @@ def balanced(seeds: str = "[101]", balance: str = "1.0") -> str:
 
 BALANCED = balanced()
 SHARP = balanced(balance="0.25")  # the sharper balancing temperature
-# temperature 0.1, clean feature mixup from the other signs, members weighed on the plain views, distances in log
-LOG = (f"{balanced(balance='0.1')} --set victim.mixup=0.75 --set victim.mixup_images=signs --set victim.balance_plain=true "
-       "--set scene.world.pose.distance_scale=log")
+# temperature 0.1, clean feature mixup from the other signs, members weighed on the plain views; then distances in log
+SIGNS_PLAIN = (f"{balanced(balance='0.1')} --set victim.mixup=0.75 --set victim.mixup_images=signs "
+               "--set victim.balance_plain=true")
+LOG = f"{SIGNS_PLAIN} --set scene.world.pose.distance_scale=log"
 
 
 FIGURES = [
@@ -292,8 +293,7 @@ FIGURES = [
                   f"{SHARP} --set victim.mixup=0.75 --set victim.mixup_images=signs --set victim.balance_plain=true",
                   "leave_one_out_cfm_signs_plain", "the temperature-0.25 recipe with clean feature mixup from the other "
                   "sign classes (0.75), the members balanced by their loss on the plain views, at 30% of the face"),
-    leave_one_out("transfer_loo_cfm_signs_plain_sharp", f"{balanced(balance='0.1')} --set victim.mixup=0.75 "
-                  "--set victim.mixup_images=signs --set victim.balance_plain=true", "leave_one_out_cfm_signs_plain_sharp",
+    leave_one_out("transfer_loo_cfm_signs_plain_sharp", SIGNS_PLAIN, "leave_one_out_cfm_signs_plain_sharp",
                   "the same at balancing temperature 0.1, at 30% of the face"),
     leave_one_out("transfer_loo_cfm_signs_plain_log", LOG, "leave_one_out_cfm_signs_plain_log",
                   "the same with the views' distances uniform in log distance, at 30% of the face"),
