@@ -309,6 +309,8 @@ FIGURES = [
                   "the log-distance recipe with 1,200 sticker steps instead of 400, on the third zoo, at 30% of the face"),
     leave_one_out("transfer_loo_log_grad", f"{LOG} --set mask.score=gradient", "leave_one_out_log_grad",
                   "the log-distance recipe with the mask search keeping the texels that lower the loss most, on the third zoo"),
+    leave_one_out("transfer_loo_log_40_zoo3", f"{LOG} --loo-coverage 0.4", "leave_one_out_log_40_zoo3",
+                  "the log-distance recipe with stickers on 40% of the face, on the third zoo"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
