@@ -212,6 +212,7 @@ SHARP = balanced(balance="0.25")  # the sharper balancing temperature
 SIGNS_PLAIN = (f"{balanced(balance='0.1')} --set victim.mixup=0.75 --set victim.mixup_images=signs "
                "--set victim.balance_plain=true")
 LOG = f"{SIGNS_PLAIN} --set scene.world.pose.distance_scale=log"
+LOG_PLAIN = LOG.replace("--set feature_weight=1.0", "--set feature_weight=0.0")  # without the activation term
 
 
 FIGURES = [
@@ -311,6 +312,8 @@ FIGURES = [
                   "the log-distance recipe with the mask search keeping the texels that lower the loss most, on the third zoo"),
     leave_one_out("transfer_loo_log_40_zoo3", f"{LOG} --loo-coverage 0.4", "leave_one_out_log_40_zoo3",
                   "the log-distance recipe with stickers on 40% of the face, on the third zoo"),
+    leave_one_out("transfer_loo_log_no_features", LOG_PLAIN, "leave_one_out_log_no_features",
+                  "the log-distance recipe without the activation term (feature_weight 0), on the third zoo"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
