@@ -200,19 +200,25 @@ def leave_one_out(name: str, options: str, plot: str, about: str) -> Figure:
 ONE_RUN = "--set restarts=1 --set restart_until=1.0"
 
 
-def balanced(seeds: str = "[101]", balance: str = "1.0") -> str:
-    """The balanced recipe's options, with the member seeds or the balancing temperature changed."""
-    return (f"{ONE_RUN} --set feature_weight=1.0 --set victim.seeds={seeds} --set victim.subset=5 "
+def balanced(seeds: str = "[101]", balance: str = "1.0", feature: str = "1.0") -> str:
+    """The balanced recipe's options, with the member seeds, the balancing temperature or the activation term's
+    weight changed."""
+    return (f"{ONE_RUN} --set feature_weight={feature} --set victim.seeds={seeds} --set victim.subset=5 "
             f"--set victim.balance={balance}")
+
+
+def signs_plain(feature: str = "1.0") -> str:
+    """Temperature 0.1, clean feature mixup from the other signs, members weighed on the plain views."""
+    return (f"{balanced(balance='0.1', feature=feature)} --set victim.mixup=0.75 --set victim.mixup_images=signs "
+            "--set victim.balance_plain=true")
 
 
 BALANCED = balanced()
 SHARP = balanced(balance="0.25")  # the sharper balancing temperature
-# temperature 0.1, clean feature mixup from the other signs, members weighed on the plain views; then distances in log
-SIGNS_PLAIN = (f"{balanced(balance='0.1')} --set victim.mixup=0.75 --set victim.mixup_images=signs "
-               "--set victim.balance_plain=true")
-LOG = f"{SIGNS_PLAIN} --set scene.world.pose.distance_scale=log"
-LOG_PLAIN = LOG.replace("--set feature_weight=1.0", "--set feature_weight=0.0")  # without the activation term
+SIGNS_PLAIN = signs_plain()
+LOG_DISTANCE = "--set scene.world.pose.distance_scale=log"  # the views' distances uniform in log distance
+LOG = f"{SIGNS_PLAIN} {LOG_DISTANCE}"
+LOG_PLAIN = f"{signs_plain(feature='0.0')} {LOG_DISTANCE}"  # without the activation term
 
 
 FIGURES = [
