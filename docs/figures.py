@@ -414,14 +414,19 @@ def run_command(fig: Figure, runs: Path, root: Path) -> Path:
     return out
 
 
-def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT, collect: Path | None = None) -> dict:
+def run_entry(fig: Figure, docs: Path, readme: Path, runs: Path, root: Path = ROOT, collect: Path | None = None,
+              ran: dict[str, Path] | None = None) -> dict:
     """Run one entry's command, copy its files into ``docs`` with their provenance, rewrite its block.
     ``collect``: a folder the same command already wrote (an hour-long benchmark, a demo run): its files are taken
-    as they are, and the provenance says so (the commit is the one at collection)."""
+    as they are, and the provenance says so (the commit is the one at collection). ``ran``: command -> folder of the
+    commands this invocation has run, so entries sharing a command (one recipe on two draws of the zoo) run it once."""
     commit = git_commit(root)
     if collect is not None and not collect.is_dir():
         raise FileNotFoundError(f"--collect {collect}: no such folder")
-    out = collect if collect is not None else run_command(fig, runs, root)
+    ran = {} if ran is None else ran
+    if collect is None and fig.command not in ran:
+        ran[fig.command] = run_command(fig, runs, root)
+    out = collect if collect is not None else ran[fig.command]
     info = {"command": fig.command.replace("{python} ", "python ").replace("{out}", "DIR"), "commit": commit,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %z"), "about": fig.about}
     if collect is not None:
@@ -468,9 +473,11 @@ def main(argv=None, figures: list[Figure] | None = None) -> int:
     if a.collect and len(chosen) != 1:
         print("docs/figures.py: --collect needs exactly one entry in --only", file=sys.stderr)
         return 2
+    ran: dict[str, Path] = {}
     for f in figures:
         if f.name in chosen:
-            info = run_entry(f, Path(a.docs), Path(a.readme), Path(a.runs), collect=Path(a.collect) if a.collect else None)
+            info = run_entry(f, Path(a.docs), Path(a.readme), Path(a.runs), collect=Path(a.collect) if a.collect else None,
+                             ran=ran)
             print(f"{f.name}: {', '.join(f.files)} <- {info['command']} at {info['commit']}")
     return 0
 

@@ -59,6 +59,25 @@ def test_an_entry_writes_its_figure_with_command_and_commit(figures, tmp_path):
         figures.main(argv, figures=[tiny])
 
 
+def test_entries_sharing_a_command_run_it_once(figures, tmp_path):
+    """One recipe collected twice (two draws of the zoo) is one hour-long run, not two, when both are named."""
+    runs_log = tmp_path / "ran.txt"
+    job = JOB.replace("open(out + '/metrics.json', 'w'))",
+                      f"open(out + '/metrics.json', 'w')); open(r'{runs_log}', 'a').write('x')")
+    assert job != JOB
+    docs, readme = tmp_path / "docs", tmp_path / "README.md"
+    readme.write_text("<!-- physadv:a -->\n<!-- /physadv:a -->\n<!-- physadv:b -->\n<!-- /physadv:b -->\n")
+    a = figures.Figure("a", job, {"a.png": "plot.png"}, block=lambda m: f"a {m['rate']:.0%}")
+    b = figures.Figure("b", job, {"b.png": "plot.png"}, block=lambda m: f"b {m['rate']:.0%}")
+    argv = ["--docs", str(docs), "--readme", str(readme), "--runs", str(tmp_path / "runs")]
+    assert figures.main(argv, figures=[a, b]) == 0
+    assert runs_log.read_text() == "x"                                 # the command ran once...
+    assert (docs / "a.png").is_file() and (docs / "b.png").is_file()   # ...and both entries took its files
+    assert "a 50%" in readme.read_text() and "b 50%" in readme.read_text()
+    assert "collected from" not in (docs / "figures.md").read_text()  # run by this invocation, not collected
+    assert figures.main(argv, figures=[a]) == 0 and runs_log.read_text() == "xx"  # a new invocation runs it again
+
+
 def test_the_registry_names_real_commands_and_the_demo_is_manual(figures):
     names = {f.name: f for f in figures.FIGURES}
     assert {"deepfool", "spatial_landscape", "wgan_gp_figure3", "demo"} <= set(names)
