@@ -590,6 +590,9 @@ class VictimConfig:
     # every zoo member named also joins trained from these seeds (NAME@SEED): an ensemble over weights as well as
     # architectures, for designs that transfer to weights they never saw (Liu et al. 2017; cf. Gubri et al. 2022)
     seeds: list[int] = added_later(factory=list)
+    # every zoo member named, and its copies, is taken as its slightly robust copy NAME+pgdEPS, adversarially trained
+    # at this L-inf radius in 1/255 (0: off): robust surrogates' designs carry to other models (Springer et al. 2021)
+    robust_eps_255: float = added_later(0.0)
 
     def validate(self) -> None:
         if not self.models or not all(str(m).strip() for m in self.models):
@@ -610,16 +613,21 @@ class VictimConfig:
                              "victim.balance > 0 as well")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
+        if not 0 <= self.robust_eps_255 <= 16:
+            raise ValueError(f"victim.robust_eps_255: a small L-inf radius in 1/255 (0: off), got {self.robust_eps_255}")
 
     def named(self) -> list[str]:
         """The models as named, one per comma-separated name."""
         return [s.strip() for m in self.models for s in str(m).split(",") if s.strip()]
 
     def _with_copies(self, name: str) -> list[str]:
-        """``name``, then, for a zoo member, its copies from ``seeds``."""
+        """``name``, then, for a zoo member, its copies from ``seeds``; with ``robust_eps_255``, each one's robust copy."""
         from physadv.core.zoo import is_zoo_spec
 
-        return [name, *(f"{name}@{k}" for k in self.seeds)] if "@" not in name and is_zoo_spec(name) else [name]
+        if not is_zoo_spec(name):
+            return [name]
+        names = [name, *(f"{name}@{k}" for k in self.seeds)] if "@" not in name and "+" not in name else [name]
+        return [f"{n}+pgd{self.robust_eps_255:g}" for n in names] if self.robust_eps_255 and "+" not in name else names
 
     def specs(self) -> list[str]:
         """The members: the named models, each zoo member followed by its copies from ``seeds``."""

@@ -28,6 +28,7 @@ from physadv.core.config import load_config
 from physadv.core.errors import PhysadvError
 from physadv.core.models import Classifier
 from physadv.core.resources import packaged
+from physadv.core.robust import PGDConfig
 from physadv.core.train import TrainConfig, cached_classifier_path, cached_metrics, get_classifier
 
 ZOO_FILE = str(packaged("signs/zoo.yaml"))  # the shipped recipes, found from any directory
@@ -73,22 +74,47 @@ def zoo_names(hardened: bool | None = None, path: str | None = None) -> list[str
 
 
 def zoo_member(name: str, path: str | None = None) -> ZooMember:
-    """Member ``name``; ``NAME@SEED`` is the same recipe trained from another seed (a second instance of the
-    architecture, for asking whether a result holds for the architecture or only for one set of weights)."""
-    base, at, seed = name.partition("@")
+    """Member ``name``: ``NAME``, ``NAME@SEED`` (the same recipe trained from another seed: a second instance of the
+    architecture, for asking whether a result holds for the architecture or only for one set of weights), and either
+    with ``+pgdEPS`` (the recipe adversarially trained at the small L-inf radius EPS/255, e.g. ``resnet-8+pgd1``: a
+    slightly robust surrogate, whose adversarial examples carry to other models; Springer et al. 2021, "A little
+    robustness goes a long way")."""
+    spec, plus, eps = name.partition("+")
+    base, at, seed = spec.partition("@")
     members = zoo_config(path).members
     if base not in members:
         raise PhysadvError(f"unknown zoo member '{base}'; known: {', '.join(members)}")
-    if not at:
-        return members[base]
-    if not seed.isdigit():
-        raise PhysadvError(f"zoo member '{name}': after '@' comes a training seed (a non-negative integer), got '{seed}'")
-    return replace(members[base], train=replace(members[base].train, seed=int(seed)))
+    member = members[base]
+    if at:
+        if not seed.isdigit():
+            raise PhysadvError(f"zoo member '{name}': after '@' comes a training seed (a non-negative integer), got '{seed}'")
+        member = replace(member, train=replace(member.train, seed=int(seed)))
+    if plus:
+        radius = _pgd_radius(eps)
+        if radius is None or member.train.adversarial is not None:
+            raise PhysadvError(f"zoo member '{name}': after '+' comes pgdEPS, a small L-inf radius in 1/255 (e.g. "
+                               f"'+pgd1') of a member not adversarially trained already, got '+{eps}'")
+        member = replace(member, hardened=True, train=replace(member.train, adversarial=surrogate_pgd(radius)))
+    return member
+
+
+def _pgd_radius(word: str) -> float | None:
+    try:
+        eps = float(word.removeprefix("pgd")) if word.startswith("pgd") else None
+    except ValueError:
+        return None
+    return eps if eps is not None and 0 < eps <= 16 else None
+
+
+def surrogate_pgd(eps_255: float) -> PGDConfig:
+    """A slightly robust surrogate's adversary (``+pgdEPS``): Madry et al.'s PGD from a random start with 3 steps of
+    2.5 eps / 3 (their step rule), cheap enough at the small radii Springer et al. 2021 use for transfer."""
+    return PGDConfig(eps_255=eps_255, step_255=round(2.5 * eps_255 / 3, 4), steps=3, random_start=True)
 
 
 def is_zoo_spec(spec: str, path: str | None = None) -> bool:
-    """Whether ``spec`` names a zoo member, ``NAME`` or ``NAME@SEED``."""
-    return spec.partition("@")[0] in zoo_config(path).members
+    """Whether ``spec`` names a zoo member: ``NAME``, ``NAME@SEED``, either with ``+pgdEPS``."""
+    return spec.partition("+")[0].partition("@")[0] in zoo_config(path).members
 
 
 def _check_data_registered(cfg: TrainConfig) -> None:

@@ -444,6 +444,7 @@ def test_momentum_sign_is_mi_fgsm():
 
 
 def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its_weight():
+    from dataclasses import replace
     from pathlib import Path
 
     from physadv.core.config import load_config
@@ -456,6 +457,13 @@ def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its
     assert job.victim.specs() == ["gtsrb-cnn", "gtsrb-cnn@101", "gtsrb-cnn@102", "sign", "vgg-bn@7"]
     assert job.victim.member_weights() == [1.0, 1.0, 1.0, 1.0, 1.0]  # gtsrb-cnn's 3 shared by its three copies
     assert VictimConfig(["gtsrb-cnn"]).specs() == ["gtsrb-cnn"]
+    # victim.robust_eps_255: every zoo member and copy as its slightly robust copy; an explicit +pgd copy is kept
+    robust = replace(job.victim, models=["gtsrb-cnn,sign,vgg-bn@7,vgg-bn+pgd2"], weights=None, robust_eps_255=0.5)
+    assert robust.specs() == ["gtsrb-cnn+pgd0.5", "gtsrb-cnn@101+pgd0.5", "gtsrb-cnn@102+pgd0.5", "sign",
+                              "vgg-bn@7+pgd0.5", "vgg-bn+pgd2"]
+    with pytest.raises(PhysadvError, match=r"victim.robust_eps_255: a small L-inf radius in 1/255 .* got -1.0"):
+        load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"),
+                    ["victim.robust_eps_255=-1"])
     for bad in ([-1], [5, 5]):
         with pytest.raises(PhysadvError, match=r"victim.seeds: distinct non-negative integer seeds"):
             load_victim(VictimConfig(["gtsrb-cnn"], seeds=bad))

@@ -2,6 +2,7 @@
 options, the ``physadv signs zoo`` table. The full-size bars are a slow test."""
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -297,3 +298,27 @@ def test_name_at_seed_is_the_members_recipe_trained_from_that_seed(tmp_path, mon
         load_model("m1@x")
     with pytest.raises(PhysadvError, match="unknown zoo member 'm3'"):
         zoo_member("m3@2", str(zoo))
+
+
+def test_name_plus_pgd_is_the_members_recipe_adversarially_trained_at_that_radius(tmp_path, monkeypatch):
+    """``m1+pgd1.2`` against the zoo's own entry with Madry et al.'s adversary written out (eps 1.2/255, 3 steps of
+    2.5 * 1.2 / 3 = 1.0): the same cached weights; and they differ from m1's, trained without the adversary."""
+    from physadv.core.victims import load_model
+    from physadv.core.zoo import train_zoo
+
+    zoo = tmp_path / "zoo.yaml"
+    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, epochs: 1, batch_size: 32, seed: 1{}}}"
+    adversary = ", adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
+    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {recipe.format('')}}}\n"
+                   + f"  m2: {{family: LeNet, train: {recipe.format(adversary)}}}\n")
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
+    assert train_zoo(["m1", "m2"], workers=1, progress=False, path=str(zoo)) == ["m1", "m2"]
+    assert train_zoo(["m1+pgd1.2"], workers=1, progress=False, path=str(zoo)) == []  # m2's weights: the same recipe
+    m1, m2, robust = (load_model(n).state_dict() for n in ("m1", "m2", "m1+pgd1.2"))
+    assert all(torch.equal(robust[k], m2[k]) for k in m2)
+    assert not all(torch.equal(robust[k], m1[k]) for k in m1)
+    assert zoo_member("m1@3+pgd1.2", str(zoo)).train.seed == 3 and zoo_member("m1+pgd1.2", str(zoo)).hardened
+    for bad in ("m1+pgdx", "m1+fgsm1", "m1+pgd0", "m1+pgd40", "m2+pgd1"):  # m2 is adversarially trained already
+        with pytest.raises(PhysadvError, match=f"zoo member '{re.escape(bad)}': after '\\+' comes pgdEPS"):
+            zoo_member(bad, str(zoo))
