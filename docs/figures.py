@@ -116,11 +116,16 @@ def transfer_tables(m: dict) -> str:
     if m.get("leave_one_out"):
         seeds = any(r.get("held_out_seeds") for r in m["leave_one_out"])
         read = all("read" in r for r in m["leave_one_out"])
-        extra = (" it reads most often |" if read else "") + (" the held-out recipe from other seeds: targeted / untargeted |" if seeds else "")
+        # robust copies as members (victim.robust_eps_255): the plain models but the held-out one get their own column
+        others = any(r.get("others_targeted_min", r["members_targeted_min"]) != r["members_targeted_min"]
+                     for r in m["leave_one_out"])
+        extra = ((" the other plain models targeted, at least |" if others else "") + (" it reads most often |" if read else "")
+                 + (" the held-out recipe from other seeds: targeted / untargeted |" if seeds else ""))
         out += ["", "| held-out model (design on all the others) | targeted | untargeted | every member targeted, at least | "
-                    f"stickers |{extra}", "|---|---|---|---|---|" + ("---|" if read else "") + ("---|" if seeds else "")]
+                    f"stickers |{extra}", "|---|---|---|---|---|" + "---|" * (others + read + seeds)]
         out += [f"| {r['held_out']} | {_with_ci(r)} | {r['untargeted']:.1%} | {r['members_targeted_min']:.1%} | "
-                f"{r['coverage']:.1%} |" + (f" {r['read']} |" if read else "") + (f" {_seeds_cell(r)} |" if seeds else "")
+                f"{r['coverage']:.1%} |" + (f" {r.get('others_targeted_min', r['members_targeted_min']):.1%} |" if others else "")
+                + (f" {r['read']} |" if read else "") + (f" {_seeds_cell(r)} |" if seeds else "")
                 for r in m["leave_one_out"]]
         if seeds:
             out += ["", "Last column: the same design judged by the held-out model's recipe trained from other seeds "

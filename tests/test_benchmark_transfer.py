@@ -226,3 +226,32 @@ def test_held_out_seeds_load_only_the_held_out_models_copies(monkeypatch, tmp_pa
                                      "--held-out-seeds", "7,8", "--out", str(tmp_path)])
     bench.main()
     assert sorted(n for n in loaded if "@" in n) == ["lisa-cnn@7", "lisa-cnn@8"]
+
+
+def test_robust_copies_are_the_members_and_the_plain_others_are_judged_apart(monkeypatch, tmp_path):
+    """``victim.robust_eps_255``: the leave-one-out ensemble is the other models' robust copies (``NAME+pgdEPS``, loaded
+    to judge as members), never the held-out model's; ``members_targeted_min`` is the copies' least verdict and
+    ``others_targeted_min`` the plain other models', which judge the design without being members."""
+    import json
+    from types import SimpleNamespace
+
+    bench = _benchmark()
+    loaded, teams = [], []
+    fooled = {"gtsrb-cnn": 0.2, "lisa-cnn": 0.6, "resnet-8": 0.7, "lisa-cnn+pgd1": 0.95, "resnet-8+pgd1": 0.9}
+    monkeypatch.setattr(bench, "load_model", lambda name: loaded.append(name) or torch.nn.Identity())
+    monkeypatch.setattr(bench, "ClassifierVictim", lambda model, name, *a: name)
+    monkeypatch.setattr(bench, "design", lambda job, members, *a, **k: teams.append(members)
+                        or SimpleNamespace(coverage=0.3, timings={}))
+    monkeypatch.setattr(bench, "design_extras", lambda res: {})
+    monkeypatch.setattr(bench, "judge", lambda job, res, judges, name: ({m: {
+        "targeted": fooled[m], "untargeted": 1.0, "read": "x", "targeted_ci95": [0, 1], "by_distance": {}}
+        for m in judges}, []))
+    monkeypatch.setattr("sys.argv", ["transfer_physical.py", "--only", "leave_one_out", "--held-out", "gtsrb-cnn",
+                                     "--models", "gtsrb-cnn,lisa-cnn,resnet-8", "--set", "victim.robust_eps_255=1",
+                                     "--out", str(tmp_path)])
+    bench.main()
+    [row] = json.loads((tmp_path / "result.json").read_text())["leave_one_out"]
+    assert teams == [["lisa-cnn", "resnet-8"]] and "gtsrb-cnn+pgd1" not in loaded
+    assert {"lisa-cnn+pgd1", "resnet-8+pgd1"} <= set(loaded)
+    assert (row["targeted"], row["members_targeted_min"], row["least_member"], row["others_targeted_min"]) == \
+        (0.2, 0.9, "resnet-8+pgd1", 0.6)

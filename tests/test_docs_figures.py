@@ -125,3 +125,14 @@ def test_every_block_of_the_registry_lives_in_one_page_and_every_picture_link_re
             assert (p.parent / target).is_file(), f"{p.name}: picture {target} does not exist"
         for target in re.findall(r"(?<!!)\[[^\]]*\]\(([^)\s#]+\.md)(?:#[^)]*)?\)", t):
             assert (p.parent / target).is_file(), f"{p.name}: link {target} does not exist"
+
+
+def test_the_leave_one_out_table_shows_the_plain_models_apart_only_when_robust_copies_were_the_members(figures):
+    row = {"held_out": "gtsrb-cnn", "targeted": 0.2, "untargeted": 1.0, "members_targeted_min": 0.9, "coverage": 0.3}
+    plain = figures.transfer_tables({"leave_one_out": [{**row, "others_targeted_min": 0.9}]})
+    robust = figures.transfer_tables({"leave_one_out": [{**row, "others_targeted_min": 0.6}, {**row, "held_out": "vgg-bn"}]})
+    assert "other plain models" not in plain
+    header, rule, first, second = robust.splitlines()[1:5]
+    assert "| the other plain models targeted, at least |" in header
+    assert header.count("|") == rule.count("|") == first.count("|") == second.count("|")
+    assert first.endswith("| 30.0% | 60.0% |") and second.endswith("| 30.0% | 90.0% |")  # no column: the members'
