@@ -325,6 +325,8 @@ FIGURES = [
                   "the log-distance recipe with stickers on 40% of the face, on the third zoo"),
     leave_one_out("transfer_loo_log_no_features", LOG_PLAIN, "leave_one_out_log_no_features",
                   "the log-distance recipe without the activation term (feature_weight 0), on the third zoo"),
+    leave_one_out("transfer_loo_log_robust", f"{LOG} --set victim.robust_eps_255=1.0", "leave_one_out_log_robust",
+                  "the log-distance recipe on the members' slightly robust copies (PGD at 1/255), on the third zoo"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),

@@ -302,14 +302,14 @@ def test_name_at_seed_is_the_members_recipe_trained_from_that_seed(tmp_path, mon
 
 def test_name_plus_pgd_is_the_members_recipe_adversarially_trained_at_that_radius(tmp_path, monkeypatch):
     """``m1+pgd1.2`` against the zoo's own entry with Madry et al.'s adversary written out (eps 1.2/255, 3 steps of
-    2.5 * 1.2 / 3 = 1.0): the same cached weights; and they differ from m1's, trained without the adversary."""
+    2.5 * 1.2 / 3 = 1.0, twice the epochs): the same cached weights; they differ from m1's, trained without it."""
     from physadv.core.victims import load_model
     from physadv.core.zoo import train_zoo
 
     zoo = tmp_path / "zoo.yaml"
-    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, epochs: 1, batch_size: 32, seed: 1{}}}"
-    adversary = ", adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
-    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {recipe.format('')}}}\n"
+    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, batch_size: 32, seed: 1{}}}"
+    adversary = ", epochs: 2, adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
+    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {recipe.format(', epochs: 1')}}}\n"
                    + f"  m2: {{family: LeNet, train: {recipe.format(adversary)}}}\n")
     monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
