@@ -79,8 +79,9 @@ def demo_numbers(m: dict) -> str:
 
 def zoo_table(m: dict) -> str:
     """The README's zoo table from ``physadv signs zoo``'s metrics.json."""
-    rows = ["| member | family | input | parameters | held-out accuracy | clean grid (mean / worst cell) | PGD-20 robust accuracy |",
-            "|---|---|---|---|---|---|---|"]
+    pgd = m.get("pgd", {"steps": 20, "eps_255": 8})
+    rows = ["| member | family | input | parameters | held-out accuracy | clean grid (mean / worst cell) | "
+            f"PGD-{pgd['steps']} eps {pgd['eps_255']:g}/255 robust accuracy |", "|---|---|---|---|---|---|---|"]
     for r in m["members"]:
         rows.append(f"| {r['name']}{' (hardened)' if r['hardened'] else ''} | {r['family']} | {r['input_px']} px | "
                     f"{r['params'] / 1e3:.0f}k | {r['held_out_accuracy']:.1%} | {r['grid_mean']:.1%} / {r['grid_worst']:.1%} | "
@@ -325,6 +326,11 @@ FIGURES = [
                   "the log-distance recipe with stickers on 40% of the face, on the third zoo"),
     leave_one_out("transfer_loo_log_no_features", LOG_PLAIN, "leave_one_out_log_no_features",
                   "the log-distance recipe without the activation term (feature_weight 0), on the third zoo"),
+    Figure("zoo_robust_copies", "physadv signs zoo --only " + ",".join(
+               f"{m}{s}{r}" for m in ("gtsrb-cnn", "lisa-cnn", "resnet-8", "mobilenet-v2", "vgg-bn", "convnext-64")
+               for s in ("", "@101") for r in ("", "+pgd1")) + " --set pgd.eps_255=4 --set pgd.step_255=1 --set pgd.steps=10 "
+           "--set pgd_limit=300 --out {out}", {"signs/zoo_robust_copies.png": "zoo.png"}, block=zoo_table,
+           about="the zoo's members, their seed-101 copies and the slightly robust copies of both (+pgd1)"),
     leave_one_out("transfer_loo_log_robust", f"{LOG} --set victim.robust_eps_255=1.0", "leave_one_out_log_robust",
                   "the log-distance recipe on the members' slightly robust copies (PGD at 1/255), on the third zoo"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",

@@ -236,11 +236,14 @@ def test_zoo_job_trains_grades_and_writes_the_table(tmp_path):
     assert "| tiny-vgg | VGG | 32 px |" in md and "PGD-3 eps 8/255" in md
     assert (out / "zoo.png").stat().st_size > 0 and (out / "config.yaml").is_file()
     # a second run reuses the cache; --only picks members (hardened ones too when named)
-    assert main(["signs", "zoo", "--set", f"zoo={zoo}", "--out", str(tmp_path / "again"), "--only", "tiny-vgg,tiny-pgd",
-                 *[a for s in sets for a in ("--set", s)]]) == 0
+    # copies named in --only are graded after the members (a robust copy: trained now)
+    assert main(["signs", "zoo", "--set", f"zoo={zoo}", "--out", str(tmp_path / "again"), "--only",
+                 "tiny-vgg,tiny-pgd,tiny-lisa@5+pgd1", *[a for s in sets for a in ("--set", s)]]) == 0
     again = json.loads((tmp_path / "again" / "zoo.json").read_text())
-    assert [r["name"] for r in again] == ["tiny-vgg", "tiny-pgd"] and again[0]["reused_cache"] is True
-    assert main(["signs", "zoo", "--set", f"zoo={zoo}", "--only", "nope"]) == 2  # one line naming the member
+    assert [r["name"] for r in again] == ["tiny-vgg", "tiny-pgd", "tiny-lisa@5+pgd1"]
+    assert again[0]["reused_cache"] is True and again[2]["reused_cache"] is False
+    for bad in ("nope", "tiny-lisa+pgdx"):  # one line naming the member
+        assert main(["signs", "zoo", "--set", f"zoo={zoo}", "--only", bad]) == 2
 
 
 # --------------------------------------------------------------------------- the bars (full size: slow)
