@@ -593,6 +593,7 @@ class VictimConfig:
     # every zoo member named, and its copies, is taken as its slightly robust copy NAME+pgdEPS, adversarially trained
     # at this L-inf radius in 1/255 (0: off): robust surrogates' designs carry to other models (Springer et al. 2021)
     robust_eps_255: float = added_later(0.0)
+    robust_join: bool = added_later(False)  # ...the robust copies join the members instead of replacing them
 
     def validate(self) -> None:
         if not self.models or not all(str(m).strip() for m in self.models):
@@ -615,6 +616,8 @@ class VictimConfig:
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
         if not 0 <= self.robust_eps_255 <= 16:
             raise ValueError(f"victim.robust_eps_255: a small L-inf radius in 1/255 (0: off), got {self.robust_eps_255}")
+        if self.robust_join and not self.robust_eps_255:
+            raise ValueError("victim.robust_join adds the members' robust copies: set victim.robust_eps_255 > 0 as well")
 
     def named(self) -> list[str]:
         """The models as named, one per comma-separated name."""
@@ -627,7 +630,10 @@ class VictimConfig:
         if not is_zoo_spec(name):
             return [name]
         names = [name, *(f"{name}@{k}" for k in self.seeds)] if "@" not in name and "+" not in name else [name]
-        return [f"{n}+pgd{self.robust_eps_255:g}" for n in names] if self.robust_eps_255 and "+" not in name else names
+        if not self.robust_eps_255 or "+" in name:
+            return names
+        robust = [f"{n}+pgd{self.robust_eps_255:g}" for n in names]
+        return names + robust if self.robust_join else robust
 
     def specs(self) -> list[str]:
         """The members: the named models, each zoo member followed by its copies from ``seeds``."""

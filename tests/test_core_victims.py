@@ -461,6 +461,11 @@ def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its
     robust = replace(job.victim, models=["gtsrb-cnn,sign,vgg-bn@7,vgg-bn+pgd2"], weights=None, robust_eps_255=0.5)
     assert robust.specs() == ["gtsrb-cnn+pgd0.5", "gtsrb-cnn@101+pgd0.5", "gtsrb-cnn@102+pgd0.5", "sign",
                               "vgg-bn@7+pgd0.5", "vgg-bn+pgd2"]
+    joined = replace(robust, models=["gtsrb-cnn,sign"], seeds=[], robust_join=True)
+    assert joined.specs() == ["gtsrb-cnn", "gtsrb-cnn+pgd0.5", "sign"]
+    with pytest.raises(PhysadvError, match=r"victim.robust_join adds .* set victim.robust_eps_255 > 0"):
+        load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"),
+                    ["victim.robust_join=true"])
     with pytest.raises(PhysadvError, match=r"victim.robust_eps_255: a small L-inf radius in 1/255 .* got -1.0"):
         load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"),
                     ["victim.robust_eps_255=-1"])
