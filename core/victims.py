@@ -32,7 +32,7 @@ On a classifier's logits ``z`` (before the softmax):
   i.e. the loss on their averaged logits (their ensemble; Dong et al. 2018, eq. 8), whatever the fusion.
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
-world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed), a
+world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed; ``NAME+pgdEPS``: adversarially trained at EPS/255), a
 ``core.models`` registry name, a physadv classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet
 architecture with local weights, ``core.imagenet``); several names make an ensemble.
 
@@ -636,7 +636,8 @@ class VictimConfig:
         return names + robust if self.robust_join else robust
 
     def specs(self) -> list[str]:
-        """The members: the named models, each zoo member followed by its copies from ``seeds``."""
+        """The members: the named models, each zoo member followed by its copies from ``seeds`` (or replaced by, or
+        followed by, their robust copies: ``robust_eps_255``, ``robust_join``)."""
         return [x for s in self.named() for x in self._with_copies(s)]
 
     def member_weights(self) -> Optional[list[float]]:
@@ -673,7 +674,7 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
     if Path(spec).is_file():
         return load_classifier(spec, device)
     raise PhysadvError(f"model '{spec}' is neither {', '.join(_MODEL_SOURCES) or 'sign'}, a zoo member "
-                       f"({', '.join(zoo_names())}; NAME@SEED: another seed), a model name, a physadv classifier file, "
+                       f"({', '.join(zoo_names())}; NAME@SEED: another seed; NAME+pgdEPS: robust copy), a model name, a physadv classifier file, "
                        "nor ARCH=WEIGHTS for a torchvision/timm ImageNet architecture")
 
 

@@ -6,6 +6,7 @@
     train_zoo(names)                          # the uncached members, two at a time on two cores (progress bar)
     models = [get_zoo_classifier(n) for n in names]   # then from the cache
     other = get_zoo_classifier("resnet-8@101")  # the same recipe from another seed (trained once, cached)
+    robust = get_zoo_classifier("resnet-8+pgd1")  # the recipe adversarially trained at 1/255: a robust surrogate
 
 Every member is a ``core.train.TrainConfig`` (architecture, input size, seed, epochs, lr, ...) trained by
 ``core.train`` and cached by its config hash in ``$PHYSADV_CACHE/classifiers``. Hardened members
