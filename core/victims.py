@@ -32,8 +32,8 @@ On a classifier's logits ``z`` (before the softmax):
   i.e. the loss on their averaged logits (their ensemble; Dong et al. 2018, eq. 8), whatever the fusion.
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
-world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed; ``NAME+pgdEPS``: adversarially trained at EPS/255), a
-``core.models`` registry name, a physadv classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet
+world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed;
+``NAME+pgdEPS``: adversarially trained at EPS/255), a ``core.models`` registry name, a physadv classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet
 architecture with local weights, ``core.imagenet``); several names make an ensemble.
 
 Implementations: ``ClassifierVictim`` (one ``core.models.Classifier``) and ``EnsembleVictim`` (several, each
