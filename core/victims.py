@@ -33,8 +33,9 @@ On a classifier's logits ``z`` (before the softmax):
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
 world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed;
-``NAME+pgdEPS``: adversarially trained at EPS/255), a ``core.models`` registry name, a physadv classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet
-architecture with local weights, ``core.imagenet``); several names make an ensemble.
+``NAME+pgdEPS``: adversarially trained at EPS/255), a ``core.models`` registry name, a physadv classifier file, or
+``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights, ``core.imagenet``); several names make
+an ensemble.
 
 Implementations: ``ClassifierVictim`` (one ``core.models.Classifier``) and ``EnsembleVictim`` (several, each
 seeing the same view through its own input size) whose fusion is a named option:
