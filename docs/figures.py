@@ -213,10 +213,10 @@ def balanced(seeds: str = "[101]", balance: str = "1.0", feature: str = "1.0") -
             f"--set victim.balance={balance}")
 
 
-def signs_plain(feature: str = "1.0") -> str:
+def signs_plain(feature: str = "1.0", seeds: str = "[101]") -> str:
     """Temperature 0.1, clean feature mixup from the other signs, members weighed on the plain views."""
-    return (f"{balanced(balance='0.1', feature=feature)} --set victim.mixup=0.75 --set victim.mixup_images=signs "
-            "--set victim.balance_plain=true")
+    return (f"{balanced(seeds=seeds, balance='0.1', feature=feature)} --set victim.mixup=0.75 "
+            "--set victim.mixup_images=signs --set victim.balance_plain=true")
 
 
 BALANCED = balanced()
@@ -225,6 +225,9 @@ SIGNS_PLAIN = signs_plain()
 LOG_DISTANCE = "--set scene.world.pose.distance_scale=log"  # the views' distances uniform in log distance
 LOG = f"{SIGNS_PLAIN} {LOG_DISTANCE}"
 LOG_PLAIN = f"{signs_plain(feature='0.0')} {LOG_DISTANCE}"  # without the activation term
+ROBUST = "--set victim.robust_eps_255=1.0"  # the members' slightly robust copies (NAME+pgd1)
+# the plain members and their robust copies (no seed copies: ten members, as with the seeds)
+LOG_JOIN = f"{signs_plain(seeds='[]')} {LOG_DISTANCE} {ROBUST} --set victim.robust_join=true"
 
 
 FIGURES = [
@@ -331,8 +334,10 @@ FIGURES = [
                for s in ("", "@101") for r in ("", "+pgd1")) + " --set pgd.eps_255=4 --set pgd.step_255=1 --set pgd.steps=10 "
            "--set pgd_limit=300 --out {out}", {"signs/zoo_robust_copies.png": "zoo.png"}, block=zoo_table,
            about="the zoo's members, their seed-101 copies and the slightly robust copies of both (+pgd1)"),
-    leave_one_out("transfer_loo_log_robust", f"{LOG} --set victim.robust_eps_255=1.0", "leave_one_out_log_robust",
+    leave_one_out("transfer_loo_log_robust", f"{LOG} {ROBUST}", "leave_one_out_log_robust",
                   "the log-distance recipe on the members' slightly robust copies (PGD at 1/255), on the third zoo"),
+    leave_one_out("transfer_loo_log_robust_join", LOG_JOIN, "leave_one_out_log_robust_join",
+                  "the log-distance recipe on the plain members and their slightly robust copies, on the third zoo"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
