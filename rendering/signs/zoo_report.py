@@ -19,7 +19,7 @@ from physadv.core.errors import PhysadvError
 from physadv.core.io import atomic_write_text, cache_dir
 from physadv.core.robust import PGDConfig, robust_accuracy
 from physadv.core.train import cached_classifier_path, cached_metrics, evaluate
-from physadv.core.zoo import ZOO_FILE, get_zoo_classifier, is_zoo_spec, zoo_member, zoo_names
+from physadv.core.zoo import ZOO_FILE, get_zoo_classifier, zoo_member, zoo_names
 from physadv.rendering.signs.classifier import GridConfig, SignsConfig, evaluate_grid
 from physadv.rendering.signs.world import world_from
 
@@ -46,12 +46,14 @@ class ZooReportConfig:
     def members(self) -> list[str]:
         """The members to grade, in file order, then the copies ``only`` names (``NAME@SEED``, ``NAME+pgdEPS``)."""
         known = zoo_names(path=self.zoo)
-        unknown = [n for n in self.only if not is_zoo_spec(n, self.zoo)]
-        if unknown:
-            raise PhysadvError(f"only: unknown zoo member '{unknown[0]}'; known: {', '.join(known)}")
-        copies = [n for n in self.only if n not in known and zoo_member(n, self.zoo)]  # a malformed copy raises here
+        for n in self.only:
+            try:
+                zoo_member(n, self.zoo)  # an unknown member or a malformed copy
+            except PhysadvError as e:
+                raise PhysadvError(f"only: {e}") from None
         names = [n for n in known if not self.only or n in self.only]
-        return [n for n in names if self.hardened or not zoo_member(n, self.zoo).hardened or n in self.only] + copies
+        return ([n for n in names if self.hardened or not zoo_member(n, self.zoo).hardened or n in self.only]
+                + [n for n in self.only if n not in known])
 
 
 ROW_VERSION = 2  # bump when a row gains or changes fields, so cached rows are measured again
