@@ -264,7 +264,7 @@ def main() -> None:
                 "least_member": (least := min(members, key=lambda n: v[n]["targeted"])),
                 "least_member_by_distance": v[least]["by_distance"],
                 # the plain zoo models but m (members themselves unless victim.robust_eps_255 swaps in robust copies)
-                "others_targeted_min": min(v[n]["targeted"] for n in team if n in v),
+                "others_targeted_min": min(v[n]["targeted"] for n in plain if n != m),
                 "hardened_targeted": {n: v[n]["targeted"] for n in hardened},
                 "held_out_seeds": [{"model": t, "targeted": v[t]["targeted"], "untargeted": v[t]["untargeted"]}
                                    for t in reseeded.get(m, [])], "coverage": round(res.coverage, 4),

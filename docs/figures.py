@@ -79,7 +79,7 @@ def demo_numbers(m: dict) -> str:
 
 def zoo_table(m: dict) -> str:
     """The README's zoo table from ``physadv signs zoo``'s metrics.json."""
-    pgd = m.get("pgd", {"steps": 20, "eps_255": 8})
+    pgd = m["pgd"]
     rows = ["| member | family | input | parameters | held-out accuracy | clean grid (mean / worst cell) | "
             f"PGD-{pgd['steps']} eps {pgd['eps_255']:g}/255 robust accuracy |", "|---|---|---|---|---|---|---|"]
     for r in m["members"]:
