@@ -615,7 +615,9 @@ class VictimConfig:
                              "victim.balance > 0 as well")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
-        if not 0 <= self.robust_eps_255 <= 16:
+        from physadv.core.zoo import ROBUST_EPS_MAX
+
+        if not 0 <= self.robust_eps_255 <= ROBUST_EPS_MAX:
             raise ValueError(f"victim.robust_eps_255: a small L-inf radius in 1/255 (0: off), got {self.robust_eps_255}")
         if self.robust_join and not self.robust_eps_255:
             raise ValueError("victim.robust_join adds the members' robust copies: set victim.robust_eps_255 > 0 as well")

@@ -33,6 +33,7 @@ from physadv.core.robust import PGDConfig
 from physadv.core.train import TrainConfig, cached_classifier_path, cached_metrics, get_classifier
 
 ZOO_FILE = str(packaged("signs/zoo.yaml"))  # the shipped recipes, found from any directory
+ROBUST_EPS_MAX = 16.0  # NAME+pgdEPS: the largest radius (1/255) of a robust copy
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _pgd_radius(word: str) -> float | None:
         eps = float(word.removeprefix("pgd")) if word.startswith("pgd") else None
     except ValueError:
         return None
-    return eps if eps is not None and 0 < eps <= 16 else None
+    return eps if eps is not None and 0 < eps <= ROBUST_EPS_MAX else None
 
 
 def surrogate_pgd(eps_255: float) -> PGDConfig:
