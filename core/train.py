@@ -72,9 +72,15 @@ class TrainConfig:
     # stack of rendering.augment, registered by physadv.rendering.signs); augment_args configure it.
     augment: str = added_later("none")
     augment_args: dict = added_later(factory=dict)
+    # Fine-tuning: the recipe whose trained weights training starts from (trained and cached first when missing),
+    # e.g. the adversarial fine-tuning of Jeddi et al. 2020; same model and model_args.
+    init: Optional[TrainConfig] = added_later(None)
 
     def validate(self) -> None:
         get_arch(self.model)
+        if self.init is not None and (self.init.model, self.init.model_args) != (self.model, self.model_args):
+            start, this = ((c.model + (f" {c.model_args}" if c.model_args else "")) for c in (self.init, self))
+            raise ValueError(f"init: starts from a {start} but trains a {this}; fine-tuning keeps the model and model_args")
         if self.epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -85,6 +91,8 @@ class TrainConfig:
     def cache_key(self) -> str:
         d = to_dict(self, for_hash=True)
         d.pop("device")
+        if self.init is not None:
+            d["init"] = self.init.cache_key()
         return f"{self.model}-{config_hash(d)}"
 
 
@@ -131,8 +139,10 @@ def descend(opt: torch.optim.Optimizer, loss: torch.Tensor, where: str, hint: st
 
 def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSet | None = None,
                      progress: bool = True) -> tuple[Classifier, dict]:
-    """Train from scratch; returns the model (eval mode) and metrics."""
+    """Train from scratch, or from ``cfg.init``'s weights; returns the model (eval mode) and metrics."""
     device = resolve_device(cfg.device)
+    # before seeding: training the init here, or loading it from the cache, leaves the same random state behind
+    start = get_classifier(cfg.init, progress=progress) if cfg.init is not None else None
     gen = seed_everything(cfg.seed)
     train_set = train_set or cfg.data.load("train")
     test_set = test_set or cfg.data.load("test")
@@ -145,6 +155,8 @@ def train_classifier(cfg: TrainConfig, train_set: ImageSet | None = None, test_s
     if input_size[0] != spec.input_size[0]:
         raise PhysadvError(f"model '{cfg.model}' wants {spec.input_size[0]}-channel images, dataset '{train_set.name}' has {input_size[0]}")
     model = build_classifier(cfg.model, train_set.classes, input_size=input_size, **cfg.model_args).to(device)
+    if start is not None:
+        load_state_into(model, start.state_dict(), f"init ({cfg.init.cache_key()})")
     params = model.net.parameters()
     if cfg.optimizer == "adam":
         opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

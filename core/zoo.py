@@ -6,7 +6,7 @@
     train_zoo(names)                          # the uncached members, two at a time on two cores (progress bar)
     models = [get_zoo_classifier(n) for n in names]   # then from the cache
     other = get_zoo_classifier("resnet-8@101")  # the same recipe from another seed (trained once, cached)
-    robust = get_zoo_classifier("resnet-8+pgd1")  # the recipe adversarially trained at 1/255: a robust surrogate
+    robust = get_zoo_classifier("resnet-8+pgd1")  # its weights adversarially fine-tuned at 1/255: a robust surrogate
 
 Every member is a ``core.train.TrainConfig`` (architecture, input size, seed, epochs, lr, ...) trained by
 ``core.train`` and cached by its config hash in ``$PHYSADV_CACHE/classifiers``. Hardened members
@@ -78,9 +78,10 @@ def zoo_names(hardened: bool | None = None, path: str | None = None) -> list[str
 def zoo_member(name: str, path: str | None = None) -> ZooMember:
     """Member ``name``: ``NAME``, ``NAME@SEED`` (the same recipe trained from another seed: a second instance of the
     architecture, for asking whether a result holds for the architecture or only for one set of weights), and either
-    with ``+pgdEPS`` (the recipe adversarially trained at the small L-inf radius EPS/255, for twice its epochs, e.g.
-    ``resnet-8+pgd1``: a slightly robust surrogate, whose adversarial examples carry to other models; Springer et al.
-    2021, "A little robustness goes a long way")."""
+    with ``+pgdEPS`` (the member's trained weights adversarially fine-tuned at the small L-inf radius EPS/255 by its
+    own recipe, e.g. ``resnet-8+pgd1``: a slightly robust surrogate, whose adversarial examples carry to other models;
+    Springer et al. 2021, "A little robustness goes a long way", who train from scratch; fine-tuning after Jeddi et al.
+    2020, "A simple fine-tuning is all you need")."""
     spec, plus, eps = name.partition("+")
     base, at, seed = spec.partition("@")
     members = zoo_config(path).members
@@ -96,9 +97,11 @@ def zoo_member(name: str, path: str | None = None) -> ZooMember:
         if radius is None or member.train.adversarial is not None:
             raise PhysadvError(f"zoo member '{name}': after '+' comes pgdEPS, a small L-inf radius in 1/255 (e.g. "
                                f"'+pgd1') of a member not adversarially trained already, got '+{eps}'")
-        # adversarial training converges slower: with the recipe's epochs a MobileNetV2 copy stopped at 77%
+        # from scratch, adversarial training converged slower and less surely (a MobileNetV2 copy stopped at 77% with
+        # the recipe's epochs, one from another seed at 93% with twice them, reading 80 as 50); from the member's
+        # weights it keeps the member's accuracy in the recipe's epochs
         member = replace(member, hardened=True, train=replace(member.train, adversarial=surrogate_pgd(radius),
-                                                             epochs=2 * member.train.epochs))
+                                                             init=member.train))
     return member
 
 
@@ -150,9 +153,10 @@ def get_zoo_classifier(name: str, progress: bool = True, retrain: bool = False, 
 
 
 def train_zoo(names: list[str], workers: int | None = None, progress: bool = True, path: str | None = None) -> list[str]:
-    """Train the members of ``names`` not cached yet and return their names. Each trains on one torch thread (small
-    nets train fastest so), so ``workers`` processes (default: one per CPU core) train that many members at once;
-    with one worker, or on CUDA, they train one after another in this process. A member trains exactly as
+    """Train the members of ``names`` not cached yet (and the members robust copies start from) and return their
+    names. Each trains on one torch thread (small nets train fastest so), so ``workers`` processes (default: one per
+    CPU core) train that many members at once; with one worker, or on CUDA, they train one after another in this
+    process. A member trains exactly as
     ``get_zoo_classifier`` trains it alone: same recipe, seed and thread count, hence the same weights."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -170,10 +174,23 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
         return todo
     for data in {repr(recipes[n].data): recipes[n].data for n in todo}.values():
         data.load("train"), data.load("test")  # generated and cached once, before the workers read it
+    # a fine-tuned recipe (a robust copy) waits for the weights it starts from: wave k holds the recipes k uncached
+    # starts away from scratch, so no two workers train one recipe at once
+    waves: list[dict[str, tuple[str, TrainConfig]]] = []
+    for n in todo:
+        chain, cfg = [], recipes[n]
+        while cfg is not None and not cached_classifier_path(cfg).is_file():
+            chain.insert(0, cfg)
+            cfg = cfg.init
+        for k, cfg in enumerate(chain):
+            waves += [{} for _ in range(k + 1 - len(waves))]
+            waves[k].setdefault(cfg.cache_key(), (n if cfg is recipes[n] else f"{n}'s start", cfg))
+    total = sum(map(len, waves))
     # fork: the workers inherit the registered data sets (core cannot import rendering to register them again)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-        jobs = {pool.submit(_train_member, n, path): n for n in todo}
-        with bar(total=len(todo), desc=f"zoo: training {len(todo)} members, {workers} at a time", disable=not progress) as b:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool, \
+            bar(total=total, desc=f"zoo: training {total} members, {workers} at a time", disable=not progress) as b:
+        for wave in waves:
+            jobs = {pool.submit(_train_recipe, cfg): name for name, cfg in wave.values()}
             for job in as_completed(jobs):
                 job.result()  # a member's error is raised here, naming it
                 b.set_postfix_str(jobs[job])
@@ -181,8 +198,9 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
     return todo
 
 
-def _train_member(name: str, path: str | None) -> None:
-    get_zoo_classifier(name, progress=False, path=path)
+def _train_recipe(cfg: TrainConfig) -> None:
+    with torch_threads(1):  # as get_zoo_classifier trains it
+        get_classifier(cfg, progress=False)
 
 
 def zoo_training_metrics(name: str, path: str | None = None) -> dict | None:

@@ -3,17 +3,19 @@ import csv
 import gzip
 import struct
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from physadv.core.config import from_dict, to_dict
 from physadv.core.data import load_dataset
 from physadv.core.errors import PhysadvError
 from physadv.core.io import write_image
 from physadv.core.models import architecture_names, build_classifier, load_pretrained
-from physadv.core.train import (TrainConfig, default_train_config, get_classifier, load_classifier, save_classifier,
-                        train_classifier)
+from physadv.core.train import (TrainConfig, cached_metrics, default_train_config, get_classifier, load_classifier,
+                                save_classifier, train_classifier)
 
 
 def test_mnist5k_split_is_fixed_stratified_and_disjoint():
@@ -130,6 +132,26 @@ def test_training_is_seeded_and_cached(tmp_path, monkeypatch):
     save_classifier(tmp_path / "mine.safetensors", a)
     d = load_classifier(tmp_path / "mine.safetensors")
     assert d.classes == a.classes and torch.equal(d(torch.rand(2, 1, 28, 28) * 0), a(torch.rand(2, 1, 28, 28) * 0))
+
+
+def test_fine_tuning_starts_from_the_init_recipes_weights(tmp_path, monkeypatch):
+    """``init``: at a learning rate too small to move a weight, training returns the start's weights and accuracy;
+    from scratch (no init) it does not. A start of another model is a one-line config error naming ``init``."""
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path))
+    data = {"name": "digits", "size": 28}
+    start = from_dict(TrainConfig, {"model": "lenet-mnist", "data": data, "epochs": 1, "seed": 3}, "test")
+    still = from_dict(TrainConfig, {"model": "lenet-mnist", "data": data, "epochs": 1, "seed": 4, "lr": 1e-12,
+                                    "init": to_dict(start)}, "test")
+    assert still.cache_key() != replace(still, init=None).cache_key()
+    base = get_classifier(start, progress=False).state_dict()
+    tuned, metrics = train_classifier(still, progress=False)
+    assert all(torch.allclose(tuned.state_dict()[k].float(), base[k].float(), atol=1e-6) for k in base)
+    assert metrics["accuracy"] == cached_metrics(start)["accuracy"] > 0.5
+    scratch, _ = train_classifier(replace(still, init=None), progress=False)
+    assert not all(torch.allclose(scratch.state_dict()[k].float(), base[k].float(), atol=1e-3) for k in base)
+    with pytest.raises(PhysadvError, match=r"\(test\): init: starts from a fc500-150-10-mnist but trains a lenet-mnist; fine-tuning keeps"):
+        from_dict(TrainConfig, {"model": "lenet-mnist", "data": data,
+                                "init": {"model": "fc500-150-10-mnist", "data": data}}, "test")
 
 
 def test_lenet_and_fc_reach_paper_accuracy(tmp_path, monkeypatch):

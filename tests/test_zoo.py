@@ -303,25 +303,30 @@ def test_name_at_seed_is_the_members_recipe_trained_from_that_seed(tmp_path, mon
         zoo_member("m3@2", str(zoo))
 
 
-def test_name_plus_pgd_is_the_members_recipe_adversarially_trained_at_that_radius(tmp_path, monkeypatch):
-    """``m1+pgd1.2`` against the zoo's own entry with Madry et al.'s adversary written out (eps 1.2/255, 3 steps of
-    2.5 * 1.2 / 3 = 1.0, twice the epochs): the same cached weights; they differ from m1's, trained without it."""
+def test_name_plus_pgd_is_the_members_weights_adversarially_fine_tuned_at_that_radius(tmp_path, monkeypatch):
+    """``m1+pgd1.2`` against the zoo's own entry with Madry et al.'s adversary and the start written out (eps 1.2/255,
+    3 steps of 2.5 * 1.2 / 3 = 1.0, from m1's recipe): the same weights, whether m1 was trained inside m2's training
+    or before the copy (in a pool of two workers, the copy waits for m1's weights); they differ from m1's, trained without it."""
     from physadv.core.victims import load_model
     from physadv.core.zoo import train_zoo
 
     zoo = tmp_path / "zoo.yaml"
-    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, batch_size: 32, seed: 1{}}}"
-    adversary = ", epochs: 2, adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
-    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {recipe.format(', epochs: 1')}}}\n"
-                   + f"  m2: {{family: LeNet, train: {recipe.format(adversary)}}}\n")
-    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
+    recipe = "{model: lenet-mnist, data: {name: digits, size: 28}, batch_size: 32, seed: 1, epochs: 1}"
+    adversary = "adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
+    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {recipe}}}\n"
+                   + f"  m2: {{family: LeNet, train: {recipe[:-1]}, {adversary}, init: {recipe}}}}}\n")
     monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
-    assert train_zoo(["m1", "m2"], workers=1, progress=False, path=str(zoo)) == ["m1", "m2"]
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "first"))
+    assert train_zoo(["m1+pgd1.2", "m1@2"], workers=2, progress=False, path=str(zoo)) == ["m1+pgd1.2", "m1@2"]
+    copy = load_model("m1+pgd1.2").state_dict()
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
+    assert train_zoo(["m2", "m1"], workers=1, progress=False, path=str(zoo)) == ["m2", "m1"]  # m2 trains m1 first
     assert train_zoo(["m1+pgd1.2"], workers=1, progress=False, path=str(zoo)) == []  # m2's weights: the same recipe
     m1, m2, robust = (load_model(n).state_dict() for n in ("m1", "m2", "m1+pgd1.2"))
-    assert all(torch.equal(robust[k], m2[k]) for k in m2)
+    assert all(torch.equal(robust[k], m2[k]) and torch.equal(copy[k], m2[k]) for k in m2)
     assert not all(torch.equal(robust[k], m1[k]) for k in m1)
     assert zoo_member("m1@3+pgd1.2", str(zoo)).train.seed == 3 and zoo_member("m1+pgd1.2", str(zoo)).hardened
+    assert zoo_member("m1@3+pgd1.2", str(zoo)).train.init.seed == 3  # from m1@3's weights
     for bad in ("m1+pgdx", "m1+fgsm1", "m1+pgd0", "m1+pgd40", "m2+pgd1"):  # m2 is adversarially trained already
         with pytest.raises(PhysadvError, match=f"zoo member '{re.escape(bad)}': after '\\+' comes pgdEPS"):
             zoo_member(bad, str(zoo))
