@@ -33,7 +33,7 @@ On a classifier's logits ``z`` (before the softmax):
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
 world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed;
-``NAME+pgdEPS``: adversarially trained at EPS/255), a ``core.models`` registry name, a physadv classifier file, or
+``NAME+pgdEPS``: adversarially fine-tuned at EPS/255), a ``core.models`` registry name, a physadv classifier file, or
 ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights, ``core.imagenet``); several names make
 an ensemble.
 
@@ -591,7 +591,7 @@ class VictimConfig:
     # every zoo member named also joins trained from these seeds (NAME@SEED): an ensemble over weights as well as
     # architectures, for designs that transfer to weights they never saw (Liu et al. 2017; cf. Gubri et al. 2022)
     seeds: list[int] = added_later(factory=list)
-    # every zoo member named, and its copies, is taken as its slightly robust copy NAME+pgdEPS, adversarially trained
+    # every zoo member named, and its copies, is taken as its slightly robust copy NAME+pgdEPS, adversarially fine-tuned
     # at this L-inf radius in 1/255 (0: off): robust surrogates' designs carry to other models (Springer et al. 2021)
     robust_eps_255: float = added_later(0.0)
     robust_join: bool = added_later(False)  # ...the robust copies join the members instead of replacing them
