@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import physadv.rendering.signs  # noqa: E402,F401  (registers the sign data and the built-in sign classifier)
 from physadv.core.config import load_config, to_dict  # noqa: E402
 from physadv.core.errors import PhysadvError  # noqa: E402
+from physadv.core.io import weights_fingerprint  # noqa: E402
 from physadv.core.gridreport import summary, transfer_table, write_transfer  # noqa: E402
 from physadv.core.victims import ClassifierVictim, EnsembleVictim, Objective, load_model, victim_from  # noqa: E402
 from physadv.core.zoo import zoo_names  # noqa: E402
@@ -65,7 +66,14 @@ def design(job: RP2Job, members: list[str], zoo: dict, coverage: float, out: Pat
     key = config_hash({"cfg": cfg, "members": members})  # options added later count only when set
     path = out / f"{name}-{key}.safetensors"
     if path.is_file():
-        return PhysicalResult.load(path)
+        result = PhysicalResult.load(path)
+        # the key names the members, not their weights: a recipe changed since (e.g. how NAME+pgdEPS trains) trains
+        # other weights under the same name, and a design made against the old ones is not judged as if made on these
+        stale = [n for n, fp in result.victim.get("weights", {}).items() if n in zoo and weights_fingerprint(zoo[n]) != fp]
+        if stale:
+            raise PhysadvError(f"{path}: designed against other weights of {', '.join(stale)} than the zoo's now; "
+                               "give another --designs folder")
+        return result
     if cached_only:
         return None
     victim = victim_from(replace(job.victim, models=members, weights=None), zoo, name)  # victim.seeds: copies too

@@ -136,6 +136,16 @@ def load_torch_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short SHA-256 of the model's parameters and buffers, in order: which weights a result was made against."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in model.state_dict().values():
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """``load_state_dict`` whose failure is one line naming the file and the first mismatch."""
     own = model.state_dict()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from physadv.core.config import added_later, config_hash
 from physadv.core.errors import PhysadvError
-from physadv.core.io import load_checkpoint, save_checkpoint
+from physadv.core.io import load_checkpoint, save_checkpoint, weights_fingerprint
 from physadv.core.progress import progress
 from physadv.core.victims import LossKind, Objective, Victim, Views, competing_views
 from physadv.rendering.augment import gaussian_blur
@@ -101,7 +101,7 @@ class PhysicalResult:
     timings: dict = field(default_factory=dict)  # seconds, seconds_per_step, victim_share
     object: dict = field(default_factory=dict)  # the object (name, size in metres, source)
     objective: dict = field(default_factory=dict)  # kind, source, target, loss
-    victim: dict = field(default_factory=dict)  # the victim it was designed against: name and members
+    victim: dict = field(default_factory=dict)  # the victim it was designed against: name, members, their weights
 
     _TENSORS = ("texture", "clean", "alpha", "mask")
 
@@ -322,7 +322,9 @@ class PhysicalAttack:
                           "victim_share": round(self.victim_seconds / max(stats["seconds"], 1e-9), 3)}
         result.object = self.scene.obj.describe()
         result.objective = {k: v for k, v in asdict(self.objective).items()}
-        result.victim = {"name": self.victim.name, "members": list(getattr(self.victim, "names", [self.victim.name]))}
+        members = list(getattr(self.victim, "members", [self.victim]))
+        result.victim = {"name": self.victim.name, "members": [m.name for m in members],
+                         "weights": {m.name: weights_fingerprint(getattr(m, "model", m)) for m in members}}
         return result
 
     def optimise(self, w: torch.Tensor, steps: int, val: Draw, checkpoint: str | Path | None, phase: str,

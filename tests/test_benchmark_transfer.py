@@ -255,3 +255,26 @@ def test_robust_copies_are_the_members_and_the_plain_others_are_judged_apart(mon
     assert {"lisa-cnn+pgd1", "resnet-8+pgd1"} <= set(loaded)
     assert (row["targeted"], row["members_targeted_min"], row["least_member"], row["others_targeted_min"]) == \
         (0.2, 0.9, "resnet-8+pgd1", 0.6)
+
+
+def test_a_cached_design_made_against_other_weights_of_a_member_is_refused(tmp_path):
+    """The design key names the members, not their weights: a design is found again while its members' weights are
+    the ones the attack recorded, and refused (one line naming the file and the member) once a member changed."""
+    import pytest
+
+    from physadv.core.errors import PhysadvError
+    from physadv.physical.design_cli import RP2Job
+
+    bench = _benchmark()
+    job = load_config(RP2Job, str(ROOT / "configs/physical/rp2_zoo.yaml"),
+                      ["steps=2", "search_steps=5", "restarts=1", "val_views=4", "val_every=1", "batch=2"])
+    torch.manual_seed(0)
+    zoo = {n: build_classifier("lisa-cnn", sign_classes(), input_size=(3, 32, 32), width=0.25).eval() for n in ("m1", "m2")}
+    made = bench.design(job, ["m1", "m2"], zoo, 0.3, tmp_path, "d")
+    assert set(made.victim["weights"]) == {"m1", "m2"}
+    again = bench.design(job, ["m1", "m2"], zoo, 0.3, tmp_path, "d", cached_only=True)
+    assert torch.equal(again.texture, made.texture)
+    with torch.no_grad():
+        next(zoo["m2"].parameters()).add_(1e-3)
+    with pytest.raises(PhysadvError, match=r"d-\w+\.safetensors: designed against other weights of m2 than"):
+        bench.design(job, ["m1", "m2"], zoo, 0.3, tmp_path, "d", cached_only=True)
