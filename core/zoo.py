@@ -156,8 +156,8 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
     """Train the members of ``names`` not cached yet (and the members robust copies start from) and return their
     names. Each trains on one torch thread (small nets train fastest so), so ``workers`` processes (default: one per
     CPU core) train that many members at once; with one worker, or on CUDA, they train one after another in this
-    process. A member trains exactly as
-    ``get_zoo_classifier`` trains it alone: same recipe, seed and thread count, hence the same weights."""
+    process. A member trains exactly as ``get_zoo_classifier`` trains it alone: same recipe, seed and thread count,
+    hence the same weights."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
