@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -293,7 +294,8 @@ class PhysicalAttack:
             run.val_seed = self.cfg.seed
             key = config_hash({"config": _plain(run._config_key()), "victim": self.victim.name})
             finished = PhysicalResult.load(done) if done is not None and done.is_file() else None
-            if finished is not None and finished.metrics.get("restart_key") == key:  # a finished restart is not run again
+            if (finished is not None and finished.metrics.get("restart_key") == key  # a finished restart is not run again
+                    and finished.victim.get("weights", self.victim_weights) == self.victim_weights):  # (on these weights)
                 results.append(finished)
             else:
                 results.append(run._run_once(ck, progress_bar))
@@ -322,9 +324,7 @@ class PhysicalAttack:
                           "victim_share": round(self.victim_seconds / max(stats["seconds"], 1e-9), 3)}
         result.object = self.scene.obj.describe()
         result.objective = {k: v for k, v in asdict(self.objective).items()}
-        members = list(getattr(self.victim, "members", [self.victim]))
-        result.victim = {"name": self.victim.name, "members": [m.name for m in members],
-                         "weights": {m.name: weights_fingerprint(getattr(m, "model", m)) for m in members}}
+        result.victim = {"name": self.victim.name, "members": list(self.victim_weights), "weights": self.victim_weights}
         return result
 
     def optimise(self, w: torch.Tensor, steps: int, val: Draw, checkpoint: str | Path | None, phase: str,
@@ -379,7 +379,13 @@ class PhysicalAttack:
         save_checkpoint(path, {"w": w.detach(), "best": best, "rng": self.scene.state(), **state,
                                **self.checkpoint_tensors()},
                         {"attack": self.name, "phase": phase, "step": step, "best_rate": best_rate, "best_step": best_step,
-                         "history": history, "config": self._config_key()})
+                         "history": history, "config": self._config_key(), "victim_weights": self.victim_weights})
+
+    @cached_property
+    def victim_weights(self) -> dict[str, str]:
+        """Each member's weights fingerprint (``core.io.weights_fingerprint``), by name: what a design was made against."""
+        members = list(getattr(self.victim, "members", [self.victim]))
+        return {m.name: weights_fingerprint(getattr(m, "model", m)) for m in members}
 
     def _config_key(self) -> dict:
         """The attack's own settings (a run's other sections, e.g. the grid, do not change its optimisation)."""
@@ -389,8 +395,10 @@ class PhysicalAttack:
         return {f.name: d[f.name] for f in fields(self.Config) if f.name in d}
 
     def holds(self, meta: dict) -> bool:
-        """Whether a checkpoint's metadata is this attack's with this config (any other lends nothing to the run)."""
-        return meta.get("attack") == self.name and meta.get("config") == _plain(self._config_key())
+        """Whether a checkpoint's metadata is this attack's with this config, against these weights (any other lends
+        nothing to the run; checkpoints written before the weights were recorded are taken as they are)."""
+        return (meta.get("attack") == self.name and meta.get("config") == _plain(self._config_key())
+                and meta.get("victim_weights", self.victim_weights) == self.victim_weights)
 
     def checkpoint_tensors(self) -> dict[str, torch.Tensor]:
         """Tensors a subclass needs to resume (e.g. RP2's mask)."""

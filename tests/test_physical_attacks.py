@@ -86,6 +86,27 @@ def test_a_checkpoint_of_another_config_lends_nothing(victim, tmp_path):
     assert torch.equal(over.mask, fresh.mask) and torch.equal(over.texture, fresh.texture)
 
 
+def test_a_checkpoint_made_against_other_weights_lends_nothing(random_sign_model, victim, tmp_path):
+    """A finished design's checkpoint at the path, made against the same victim name with other weights (a model
+    retrained under its name): the run designs afresh against these weights, and records their fingerprint."""
+    import copy
+
+    from physadv.physical.rp2 import RP2
+    from physadv.rendering.signs.world import one_thread
+
+    other = copy.deepcopy(random_sign_model)
+    with torch.no_grad():
+        next(other.parameters()).add_(1e-2)
+    moved = ClassifierVictim(other, "random")
+    ck = tmp_path / "ck.safetensors"
+    with one_thread():
+        RP2(victim, small_scene(), small_rp2()).run(ck, progress_bar=False)
+        again = RP2(moved, small_scene(), small_rp2()).run(ck, progress_bar=False)
+        fresh = RP2(moved, small_scene(), small_rp2()).run(progress_bar=False)
+    assert torch.equal(again.texture, fresh.texture) and again.victim["weights"] == fresh.victim["weights"]
+    assert again.victim["weights"] != RP2(victim, small_scene(), small_rp2()).victim_weights
+
+
 KILL_SCRIPT = """
 import sys, torch
 from physadv.core.config import from_dict
