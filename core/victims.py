@@ -33,7 +33,7 @@ On a classifier's logits ``z`` (before the softmax):
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
 world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed;
-``NAME+pgdEPS``: adversarially fine-tuned at EPS/255), a ``core.models`` registry name, a physadv classifier file, or
+``NAME+pgdEPS``: adversarially fine-tuned at EPS/255; ``NAME+lgvK``: its K-th LGV snapshot), a ``core.models`` registry name, a physadv classifier file, or
 ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights, ``core.imagenet``); several names make
 an ensemble.
 
@@ -595,6 +595,10 @@ class VictimConfig:
     # at this L-inf radius in 1/255 (0: off): robust surrogates' designs carry to other models (Springer et al. 2021)
     robust_eps_255: float = added_later(0.0)
     robust_join: bool = added_later(False)  # ...the robust copies join the members instead of replacing them
+    # every zoo member named, and its seed copies, is taken as its first lgv LGV snapshots NAME+lgv1..K (0: off): weights
+    # collected along its training continued at a high constant learning rate (Gubri et al. 2022), a surrogate
+    # ensemble of the vicinity of each member's weights
+    lgv: int = added_later(0)
 
     def validate(self) -> None:
         if not self.models or not all(str(m).strip() for m in self.models):
@@ -621,18 +625,26 @@ class VictimConfig:
             raise ValueError(f"victim.robust_eps_255: a small L-inf radius in 1/255 (0: off), got {self.robust_eps_255}")
         if self.robust_join and not self.robust_eps_255:
             raise ValueError("victim.robust_join adds the members' robust copies: set victim.robust_eps_255 > 0 as well")
+        from physadv.core.zoo import LGV_MAX
+
+        if not 0 <= self.lgv <= LGV_MAX or (self.lgv and self.robust_eps_255):
+            raise ValueError(f"victim.lgv: the number of LGV snapshots per member, 0 (off) to {LGV_MAX}, and not with "
+                             f"victim.robust_eps_255; got {self.lgv}")
 
     def named(self) -> list[str]:
         """The models as named, one per comma-separated name."""
         return [s.strip() for m in self.models for s in str(m).split(",") if s.strip()]
 
     def _with_copies(self, name: str) -> list[str]:
-        """``name``, then, for a zoo member, its copies from ``seeds``; with ``robust_eps_255``, each one's robust copy."""
+        """``name``, then, for a zoo member, its copies from ``seeds``; with ``robust_eps_255``, each one's robust copy;
+        with ``lgv``, each one's LGV snapshots instead."""
         from physadv.core.zoo import is_zoo_spec
 
         if not is_zoo_spec(name):
             return [name]
         names = [name, *(f"{name}@{k}" for k in self.seeds)] if "@" not in name and "+" not in name else [name]
+        if self.lgv and "+" not in name:
+            return [f"{n}+lgv{k}" for n in names for k in range(1, self.lgv + 1)]
         if not self.robust_eps_255 or "+" in name:
             return names
         robust = [f"{n}+pgd{self.robust_eps_255:g}" for n in names]
@@ -677,7 +689,7 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
     if Path(spec).is_file():
         return load_classifier(spec, device)
     raise PhysadvError(f"model '{spec}' is neither {', '.join(_MODEL_SOURCES) or 'sign'}, a zoo member "
-                       f"({', '.join(zoo_names())}; NAME@SEED: another seed; NAME+pgdEPS: robust copy), a model name, a physadv classifier file, "
+                       f"({', '.join(zoo_names())}; NAME@SEED: another seed; NAME+pgdEPS: robust copy; NAME+lgvK: LGV snapshot), a model name, a physadv classifier file, "
                        "nor ARCH=WEIGHTS for a torchvision/timm ImageNet architecture")
 
 

@@ -34,6 +34,7 @@ from physadv.core.train import TrainConfig, cached_classifier_path, cached_metri
 
 ZOO_FILE = str(packaged("signs/zoo.yaml"))  # the shipped recipes, found from any directory
 ROBUST_EPS_MAX = 16.0  # NAME+pgdEPS: the largest radius (1/255) of a robust copy
+LGV_MAX = 40  # NAME+lgvK: the most snapshots (LGV's 10 epochs x 4 per epoch)
 
 
 @dataclass
@@ -81,9 +82,12 @@ def zoo_member(name: str, path: str | None = None) -> ZooMember:
     with ``+pgdEPS`` (the member's trained weights adversarially fine-tuned at the small L-inf radius EPS/255 by its
     own recipe, e.g. ``resnet-8+pgd1``: a slightly robust surrogate, whose adversarial examples carry to other models;
     Springer et al. 2021, "A little robustness goes a long way", who train from scratch; fine-tuning after Jeddi et al.
-    2020, "A simple fine-tuning is all you need")."""
+    2020, "A simple fine-tuning is all you need") or ``+lgvK`` (the K-th LGV snapshot: its training continued at a
+    high constant learning rate, Gubri et al. 2022)."""
     spec, plus, eps = name.partition("+")
     base, at, seed = spec.partition("@")
+    if plus and eps.startswith("lgv"):
+        return _lgv_snapshot(name, zoo_member(spec, path), eps.removeprefix("lgv"))
     members = zoo_config(path).members
     if base not in members:
         raise PhysadvError(f"unknown zoo member '{base}'; known: {', '.join(members)}")
@@ -96,13 +100,27 @@ def zoo_member(name: str, path: str | None = None) -> ZooMember:
         radius = _pgd_radius(eps)
         if radius is None or member.train.adversarial is not None:
             raise PhysadvError(f"zoo member '{name}': after '+' comes pgdEPS, a small L-inf radius in 1/255 (e.g. "
-                               f"'+pgd1') of a member not adversarially trained already, got '+{eps}'")
+                               f"'+pgd1') of a member not adversarially trained already, or lgvK; got '+{eps}'")
         # from scratch, adversarial training converged slower and less surely (a MobileNetV2 copy stopped at 77% with
         # the recipe's epochs, one from another seed at 93% with twice them, reading 80 as 50); from the member's
         # weights it keeps the member's accuracy in the recipe's epochs
         member = replace(member, hardened=True, train=replace(member.train, adversarial=surrogate_pgd(radius),
                                                              init=member.train))
     return member
+
+
+def _lgv_snapshot(name: str, member: ZooMember, k: str) -> ZooMember:
+    """``NAME+lgvK``: the K-th weights of LGV (Gubri et al. 2022, "LGV: boosting adversarial example transferability
+    from large geometric vicinity", Alg. 1), collected along the member's training continued from its trained weights
+    at a constant high learning rate (its recipe's initial one), one epoch per snapshot: snapshot K starts from
+    snapshot K-1's weights (from the member's at K = 1), with the data order of seed + K."""
+    if not k.isdigit() or not 1 <= int(k) <= LGV_MAX or member.train.adversarial is not None or member.train.init:
+        raise PhysadvError(f"zoo member '{name}': after '+' comes lgvK, the K-th LGV snapshot (1 to {LGV_MAX}) of a "
+                           f"member trained from scratch and not adversarially, got '+lgv{k}'")
+    start = member.train
+    for step in range(1, int(k) + 1):
+        start = replace(member.train, epochs=1, lr_schedule="constant", seed=member.train.seed + step, init=start)
+    return replace(member, train=start)
 
 
 def _pgd_radius(word: str) -> float | None:
@@ -120,7 +138,7 @@ def surrogate_pgd(eps_255: float) -> PGDConfig:
 
 
 def is_zoo_spec(spec: str, path: str | None = None) -> bool:
-    """Whether ``spec`` names a zoo member: ``NAME``, ``NAME@SEED``, either with ``+pgdEPS``."""
+    """Whether ``spec`` names a zoo member: ``NAME``, ``NAME@SEED``, either with ``+pgdEPS`` or ``+lgvK``."""
     return spec.partition("+")[0].partition("@")[0] in zoo_config(path).members
 
 

@@ -463,6 +463,13 @@ def test_victim_seeds_add_each_zoo_members_copies_from_other_seeds_and_share_its
                               "vgg-bn@7+pgd0.5", "vgg-bn+pgd2"]
     joined = replace(robust, models=["gtsrb-cnn,sign"], seeds=[], robust_join=True)
     assert joined.specs() == ["gtsrb-cnn", "gtsrb-cnn+pgd0.5", "sign"]
+    # victim.lgv: every zoo member and seed copy as its first LGV snapshots; an explicit copy is kept
+    lgv = replace(job.victim, models=["gtsrb-cnn,sign,vgg-bn+pgd2"], weights=None, seeds=[101], lgv=2)
+    assert lgv.specs() == ["gtsrb-cnn+lgv1", "gtsrb-cnn+lgv2", "gtsrb-cnn@101+lgv1", "gtsrb-cnn@101+lgv2", "sign",
+                           "vgg-bn+pgd2"]
+    with pytest.raises(PhysadvError, match=r"victim.lgv: the number of LGV snapshots .* got 2"):
+        load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"),
+                    ["victim.lgv=2", "victim.robust_eps_255=1"])
     with pytest.raises(PhysadvError, match=r"victim.robust_join adds .* set victim.robust_eps_255 > 0"):
         load_config(RP2Job, str(Path(__file__).resolve().parents[1] / "configs/physical/rp2_zoo.yaml"),
                     ["victim.robust_join=true"])

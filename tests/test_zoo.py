@@ -330,3 +330,30 @@ def test_name_plus_pgd_is_the_members_weights_adversarially_fine_tuned_at_that_r
     for bad in ("m1+pgdx", "m1+fgsm1", "m1+pgd0", "m1+pgd40", "m2+pgd1"):  # m2 is adversarially trained already
         with pytest.raises(PhysadvError, match=f"zoo member '{re.escape(bad)}': after '\\+' comes pgdEPS"):
             zoo_member(bad, str(zoo))
+
+
+def test_name_plus_lgv_is_the_kth_snapshot_of_training_continued_at_a_constant_learning_rate(tmp_path, monkeypatch):
+    """``m1+lgv2`` against the zoo's own entry with LGV's chain written out (Gubri et al. 2022, Alg. 1: the member's
+    training continued from its weights at its initial learning rate, constant, one epoch per snapshot): the same
+    weights; the snapshots move away from the member and from each other."""
+    from physadv.core.victims import load_model
+    from physadv.core.zoo import train_zoo
+
+    zoo = tmp_path / "zoo.yaml"
+    recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, batch_size: 32, seed: {}, epochs: {}{}}}"
+    base = recipe.format(1, 2, "")
+    first = recipe.format(2, 1, f", lr_schedule: constant, init: {base}")
+    second = recipe.format(3, 1, f", lr_schedule: constant, init: {first}")
+    adversary = "adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
+    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {base}}}\n  m2: {{family: LeNet, train: {second}}}\n"
+                   + f"  m3: {{family: LeNet, train: {base[:-1]}, {adversary}}}}}\n")
+    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
+    assert train_zoo(["m1+lgv2", "m1+lgv1"], workers=2, progress=False, path=str(zoo)) == ["m1+lgv2", "m1+lgv1"]
+    assert train_zoo(["m2"], workers=1, progress=False, path=str(zoo)) == []  # the same recipe: m1+lgv2's weights
+    m1, one, two = (load_model(n).state_dict() for n in ("m1", "m1+lgv1", "m1+lgv2"))
+    assert not any(all(torch.equal(a[k], b[k]) for k in a) for a, b in ((m1, one), (one, two), (m1, two)))
+    assert zoo_member("m1@5+lgv3", str(zoo)).train.init.init.init.seed == 5  # from m1@5's weights
+    for bad in ("m1+lgv0", "m1+lgvx", "m1+lgv41", "m3+lgv1", "m2+lgv1"):  # m3 adversarial, m2 fine-tuned already
+        with pytest.raises(PhysadvError, match=f"zoo member '{re.escape(bad)}': after '\\+' comes lgvK"):
+            zoo_member(bad, str(zoo))
