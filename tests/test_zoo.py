@@ -334,7 +334,7 @@ def test_name_plus_pgd_is_the_members_weights_adversarially_fine_tuned_at_that_r
 
 def test_name_plus_lgv_is_the_kth_snapshot_of_training_continued_at_a_constant_learning_rate(tmp_path, monkeypatch):
     """``m1+lgv2`` against the zoo's own entry with LGV's chain written out (Gubri et al. 2022, Alg. 1: the member's
-    training continued from its weights at its initial learning rate, constant, one epoch per snapshot): the same
+    training continued from its weights at half its initial learning rate, constant, one epoch per snapshot): the same
     weights; the snapshots move away from the member and from each other."""
     from physadv.core.victims import load_model
     from physadv.core.zoo import train_zoo
@@ -342,8 +342,8 @@ def test_name_plus_lgv_is_the_kth_snapshot_of_training_continued_at_a_constant_l
     zoo = tmp_path / "zoo.yaml"
     recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, batch_size: 32, seed: {}, epochs: {}{}}}"
     base = recipe.format(1, 2, "")
-    first = recipe.format(2, 1, f", lr_schedule: constant, init: {base}")
-    second = recipe.format(3, 1, f", lr_schedule: constant, init: {first}")
+    first = recipe.format(2, 1, f", lr: 0.0005, lr_schedule: constant, init: {base}")  # half lenet's 1e-3
+    second = recipe.format(3, 1, f", lr: 0.0005, lr_schedule: constant, init: {first}")
     adversary = "adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
     zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {base}}}\n  m2: {{family: LeNet, train: {second}}}\n"
                    + f"  m3: {{family: LeNet, train: {base[:-1]}, {adversary}}}}}\n")
