@@ -344,6 +344,8 @@ FIGURES = [
                   "the log-distance recipe on the members' robust copies fine-tuned at 0.5/255, on the third zoo"),
     leave_one_out("transfer_loo_log_robust_double", f"{LOG} --set victim.robust_eps_255=2.0", "leave_one_out_log_robust_double",
                   "the log-distance recipe on the members' robust copies fine-tuned at 2/255, on the third zoo"),
+    leave_one_out("transfer_loo_log_lgv", f"{LOG} --set victim.lgv=4", "leave_one_out_log_lgv",
+                  "the log-distance recipe on each member's first four LGV snapshots (Gubri et al. 2022), on the third zoo"),
     Figure("reference_sticker", "{python} benchmarks/transfer_physical.py --only reference --coverages 15,30,50 --out {out}",
            {"physical/reference_sticker_targeted.png": "transfer_targeted.png"}, block=reference_table, metrics="result.json",
            about="the control: the target sign itself as a sticker on 15, 30 and 50% of the face, judged by every zoo model"),
