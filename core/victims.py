@@ -33,9 +33,9 @@ On a classifier's logits ``z`` (before the softmax):
 
 Victims by name (``load_model``, ``load_victim``; the ``--victim`` of every job): ``sign`` (registered by the sign
 world: the built-in sign classifier), a zoo member (``core.zoo``; ``NAME@SEED``: its recipe from another seed;
-``NAME+pgdEPS``: adversarially fine-tuned at EPS/255; ``NAME+lgvK``: its K-th LGV snapshot), a ``core.models`` registry name, a physadv classifier file, or
-``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local weights, ``core.imagenet``); several names make
-an ensemble.
+``NAME+pgdEPS``: adversarially fine-tuned at EPS/255; ``NAME+lgvK``: its K-th LGV snapshot), a ``core.models``
+registry name, a physadv classifier file, or ``ARCH=FILE`` (a torchvision or timm ImageNet architecture with local
+weights, ``core.imagenet``); several names make an ensemble.
 
 Implementations: ``ClassifierVictim`` (one ``core.models.Classifier``) and ``EnsembleVictim`` (several, each
 seeing the same view through its own input size) whose fusion is a named option:
@@ -689,7 +689,8 @@ def load_model(spec: str, device: torch.device | str = "cpu") -> Classifier:
     if Path(spec).is_file():
         return load_classifier(spec, device)
     raise PhysadvError(f"model '{spec}' is neither {', '.join(_MODEL_SOURCES) or 'sign'}, a zoo member "
-                       f"({', '.join(zoo_names())}; NAME@SEED: another seed; NAME+pgdEPS: robust copy; NAME+lgvK: LGV snapshot), a model name, a physadv classifier file, "
+                       f"({', '.join(zoo_names())}; NAME@SEED: another seed; NAME+pgdEPS: robust copy; NAME+lgvK: LGV "
+                       "snapshot), a model name, a physadv classifier file, "
                        "nor ARCH=WEIGHTS for a torchvision/timm ImageNet architecture")
 
 

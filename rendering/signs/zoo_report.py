@@ -44,7 +44,8 @@ class ZooReportConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
 
     def members(self) -> list[str]:
-        """The members to grade, in file order, then the copies ``only`` names (``NAME@SEED``, ``NAME+pgdEPS``)."""
+        """The members to grade, in file order, then the copies ``only`` names (``NAME@SEED``, ``NAME+pgdEPS``,
+        ``NAME+lgvK``)."""
         known = zoo_names(path=self.zoo)
         for n in self.only:
             try:
