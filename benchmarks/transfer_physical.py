@@ -14,7 +14,7 @@ Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "c
 (``{"held_out", "targeted", "untargeted", "read", "members_targeted_min", "coverage"}``; ``read``: the class the held-out
 model reads most often, and its share; ``least_member`` and its targeted success at each grid distance,
 ``least_member_by_distance``; ``others_targeted_min``: the least-fooled plain zoo model but i, the members themselves
-unless ``victim.robust_eps_255`` makes the members their slightly robust copies; with ``--held-out-seeds``, also
+unless ``victim.robust_eps_255`` or ``victim.lgv`` makes the members their robust copies or LGV snapshots; with ``--held-out-seeds``, also
 ``held_out_seeds``: the held-out recipe trained from other seeds, judging the same design), with ``targeted_ci95`` (95% Wilson
 interval over the grid's views: a 90% bar on 70 views is 81-95%), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
@@ -271,7 +271,7 @@ def main() -> None:
                 "members_targeted_min": min(v[n]["targeted"] for n in members),
                 "least_member": (least := min(members, key=lambda n: v[n]["targeted"])),
                 "least_member_by_distance": v[least]["by_distance"],
-                # the plain zoo models but m (members themselves unless victim.robust_eps_255 swaps in robust copies)
+                # the plain zoo models but m (members themselves unless victim.robust_eps_255 or lgv swaps in copies)
                 "others_targeted_min": min(v[n]["targeted"] for n in plain if n != m),
                 "hardened_targeted": {n: v[n]["targeted"] for n in hardened},
                 "held_out_seeds": [{"model": t, "targeted": v[t]["targeted"], "untargeted": v[t]["untargeted"]}
