@@ -282,25 +282,32 @@ def test_train_zoo_in_parallel_gives_the_weights_of_training_one_at_a_time(tmp_p
     assert not all(torch.equal(weights[1][0][k], weights[1][1][k]) for k in weights[1][0])  # the seeds differ
 
 
+def _tiny_zoo(tmp_path, monkeypatch, recipes: dict[str, str], cache: str = "cache") -> str:
+    """A zoo file of LeNet members (name -> training recipe in YAML flow style), made the default zoo, with its own
+    cache."""
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text("members:\n" + "".join(f"  {n}: {{family: LeNet, train: {r}}}\n" for n, r in recipes.items()))
+    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
+    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / cache))
+    return str(zoo)
+
+
 def test_name_at_seed_is_the_members_recipe_trained_from_that_seed(tmp_path, monkeypatch):
     """``m1@2`` against the zoo's own seed-2 entry ``m2`` (same recipe, written out): the same weights, not m1's."""
     from physadv.core.victims import load_model
     from physadv.core.zoo import train_zoo
 
-    zoo = tmp_path / "zoo.yaml"
     recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, epochs: 1, batch_size: 32, seed: {}}}"
-    zoo.write_text("members:\n" + "".join(f"  m{s}: {{family: LeNet, train: {recipe.format(s)}}}\n" for s in (1, 2)))
-    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
-    assert train_zoo(["m1", "m2"], workers=1, progress=False, path=str(zoo)) == ["m1", "m2"]
-    assert train_zoo(["m1@2"], workers=1, progress=False, path=str(zoo)) == []  # m2's cached weights: the same recipe
+    zoo = _tiny_zoo(tmp_path, monkeypatch, {f"m{s}": recipe.format(s) for s in (1, 2)})
+    assert train_zoo(["m1", "m2"], workers=1, progress=False, path=zoo) == ["m1", "m2"]
+    assert train_zoo(["m1@2"], workers=1, progress=False, path=zoo) == []  # m2's cached weights: the same recipe
     m1, m2, m1_at_2 = (load_model(n).state_dict() for n in ("m1", "m2", "m1@2"))
     assert all(torch.equal(m1_at_2[k], m2[k]) for k in m2)
     assert not all(torch.equal(m1_at_2[k], m1[k]) for k in m1)
     with pytest.raises(PhysadvError, match="'m1@x': after '@' comes a training seed"):
         load_model("m1@x")
     with pytest.raises(PhysadvError, match="unknown zoo member 'm3'"):
-        zoo_member("m3@2", str(zoo))
+        zoo_member("m3@2", zoo)
 
 
 def test_name_plus_pgd_is_the_members_weights_adversarially_fine_tuned_at_that_radius(tmp_path, monkeypatch):
@@ -310,26 +317,22 @@ def test_name_plus_pgd_is_the_members_weights_adversarially_fine_tuned_at_that_r
     from physadv.core.victims import load_model
     from physadv.core.zoo import train_zoo
 
-    zoo = tmp_path / "zoo.yaml"
     recipe = "{model: lenet-mnist, data: {name: digits, size: 28}, batch_size: 32, seed: 1, epochs: 1}"
     adversary = "adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
-    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {recipe}}}\n"
-                   + f"  m2: {{family: LeNet, train: {recipe[:-1]}, {adversary}, init: {recipe}}}}}\n")
-    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
-    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "first"))
-    assert train_zoo(["m1+pgd1.2", "m1@2"], workers=2, progress=False, path=str(zoo)) == ["m1+pgd1.2", "m1@2"]
+    zoo = _tiny_zoo(tmp_path, monkeypatch, {"m1": recipe, "m2": f"{recipe[:-1]}, {adversary}, init: {recipe}}}"}, "first")
+    assert train_zoo(["m1+pgd1.2", "m1@2"], workers=2, progress=False, path=zoo) == ["m1+pgd1.2", "m1@2"]
     copy = load_model("m1+pgd1.2").state_dict()
     monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
-    assert train_zoo(["m2", "m1"], workers=1, progress=False, path=str(zoo)) == ["m2", "m1"]  # m2 trains m1 first
-    assert train_zoo(["m1+pgd1.2"], workers=1, progress=False, path=str(zoo)) == []  # m2's weights: the same recipe
+    assert train_zoo(["m2", "m1"], workers=1, progress=False, path=zoo) == ["m2", "m1"]  # m2 trains m1 first
+    assert train_zoo(["m1+pgd1.2"], workers=1, progress=False, path=zoo) == []  # m2's weights: the same recipe
     m1, m2, robust = (load_model(n).state_dict() for n in ("m1", "m2", "m1+pgd1.2"))
     assert all(torch.equal(robust[k], m2[k]) and torch.equal(copy[k], m2[k]) for k in m2)
     assert not all(torch.equal(robust[k], m1[k]) for k in m1)
-    assert zoo_member("m1@3+pgd1.2", str(zoo)).train.seed == 3 and zoo_member("m1+pgd1.2", str(zoo)).hardened
-    assert zoo_member("m1@3+pgd1.2", str(zoo)).train.init.seed == 3  # from m1@3's weights
+    assert zoo_member("m1@3+pgd1.2", zoo).train.seed == 3 and zoo_member("m1+pgd1.2", zoo).hardened
+    assert zoo_member("m1@3+pgd1.2", zoo).train.init.seed == 3  # from m1@3's weights
     for bad in ("m1+pgdx", "m1+fgsm1", "m1+pgd0", "m1+pgd40", "m2+pgd1"):  # m2 is adversarially trained already
         with pytest.raises(PhysadvError, match=f"zoo member '{re.escape(bad)}': after '\\+' comes pgdEPS"):
-            zoo_member(bad, str(zoo))
+            zoo_member(bad, zoo)
 
 
 def test_name_plus_lgv_is_the_kth_snapshot_of_training_continued_at_a_constant_learning_rate(tmp_path, monkeypatch):
@@ -339,21 +342,17 @@ def test_name_plus_lgv_is_the_kth_snapshot_of_training_continued_at_a_constant_l
     from physadv.core.victims import load_model
     from physadv.core.zoo import train_zoo
 
-    zoo = tmp_path / "zoo.yaml"
     recipe = "{{model: lenet-mnist, data: {{name: digits, size: 28}}, batch_size: 32, seed: {}, epochs: {}{}}}"
     base = recipe.format(1, 2, "")
     first = recipe.format(2, 1, f", lr: 0.0005, lr_schedule: constant, init: {base}")  # half lenet's 1e-3
     second = recipe.format(3, 1, f", lr: 0.0005, lr_schedule: constant, init: {first}")
     adversary = "adversarial: {eps_255: 1.2, step_255: 1.0, steps: 3, random_start: true}"
-    zoo.write_text("members:\n" + f"  m1: {{family: LeNet, train: {base}}}\n  m2: {{family: LeNet, train: {second}}}\n"
-                   + f"  m3: {{family: LeNet, train: {base[:-1]}, {adversary}}}}}\n")
-    monkeypatch.setenv("PHYSADV_ZOO", str(zoo))
-    monkeypatch.setenv("PHYSADV_CACHE", str(tmp_path / "cache"))
-    assert train_zoo(["m1+lgv2", "m1+lgv1"], workers=2, progress=False, path=str(zoo)) == ["m1+lgv2", "m1+lgv1"]
-    assert train_zoo(["m2"], workers=1, progress=False, path=str(zoo)) == []  # the same recipe: m1+lgv2's weights
+    zoo = _tiny_zoo(tmp_path, monkeypatch, {"m1": base, "m2": second, "m3": f"{base[:-1]}, {adversary}}}"})
+    assert train_zoo(["m1+lgv2", "m1+lgv1"], workers=2, progress=False, path=zoo) == ["m1+lgv2", "m1+lgv1"]
+    assert train_zoo(["m2"], workers=1, progress=False, path=zoo) == []  # the same recipe: m1+lgv2's weights
     m1, one, two = (load_model(n).state_dict() for n in ("m1", "m1+lgv1", "m1+lgv2"))
     assert not any(all(torch.equal(a[k], b[k]) for k in a) for a, b in ((m1, one), (one, two), (m1, two)))
-    assert zoo_member("m1@5+lgv3", str(zoo)).train.init.init.init.seed == 5  # from m1@5's weights
+    assert zoo_member("m1@5+lgv3", zoo).train.init.init.init.seed == 5  # from m1@5's weights
     for bad in ("m1+lgv0", "m1+lgvx", "m1+lgv41", "m3+lgv1", "m2+lgv1"):  # m3 adversarial, m2 fine-tuned already
         with pytest.raises(PhysadvError, match=f"zoo member '{re.escape(bad)}': after '\\+' comes lgvK"):
-            zoo_member(bad, str(zoo))
+            zoo_member(bad, zoo)
