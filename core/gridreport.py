@@ -314,24 +314,26 @@ def transfer_line(row: dict) -> str:
 
 
 def transfer_png(rows: list[dict], key: str = "targeted") -> bytes | None:
-    """The transfer matrix of ``key`` (targeted or untargeted success) as a heatmap: designs x judging victims."""
+    """The transfer matrix of ``key`` (targeted or untargeted success) as a heatmap: designs x judging victims, or,
+    when the judges outnumber the designs and a dozen (an ensemble's many members), judges down the page."""
     from physadv.core.plots import figure_png, pyplot
 
-    cols = [k.split(":", 1)[1] for k in (rows[0] if rows else {}) if k.startswith(f"{key}:")]
-    if not rows or not cols:
+    judges = [k.split(":", 1)[1] for k in (rows[0] if rows else {}) if k.startswith(f"{key}:")]
+    if not rows or not judges:
         return None
-    grid = np.array([[np.nan if r[f"{key}:{c}"] is None else r[f"{key}:{c}"] for c in cols] for r in rows], dtype=float)
-    fig, ax = pyplot().subplots(figsize=(max(1.1 * len(cols) + 3, 6.0), max(0.55 * len(rows) + 1.6, 3.0)))  # room for the labels
+    grid = np.array([[np.nan if r[f"{key}:{c}"] is None else r[f"{key}:{c}"] for c in judges] for r in rows], dtype=float)
+    designs = [r["design"] for r in rows]
+    down = len(judges) > max(12, len(rows))
+    ylabels, xlabels, grid = (judges, designs, grid.T) if down else (designs, judges, grid)
+    fig, ax = pyplot().subplots(figsize=(max(1.1 * len(xlabels) + 3, 6.0), max(0.55 * len(ylabels) + 1.6, 3.0)))
     ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(rows)), [r["design"] for r in rows], fontsize=8)
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            if np.isfinite(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                        color="w" if grid[i, j] < 0.5 else "k")
-    ax.set_xlabel("judged by")
-    ax.set_title(f"{key} success: each design (row) as each model sees it (column)", fontsize=9, wrap=True)
+    ax.set_xticks(range(len(xlabels)), xlabels, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(ylabels)), ylabels, fontsize=8)
+    for i, j in zip(*np.nonzero(np.isfinite(grid))):
+        ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8, color="w" if grid[i, j] < 0.5 else "k")
+    (ax.set_ylabel if down else ax.set_xlabel)("judged by")
+    where = ("column", "row") if down else ("row", "column")
+    ax.set_title(f"{key} success: each design ({where[0]}) as each model sees it ({where[1]})", fontsize=9, wrap=True)
     return figure_png(fig)
 
 

@@ -170,6 +170,23 @@ def test_transfer_matrix_rates_by_hand():
     assert transfer_line(rows[1]) == "d2: targeted:a 0.0%, untargeted:a 0.0%, read:a s (100%)"  # b judged no view of d2
 
 
+def test_transfer_heatmap_puts_an_ensembles_many_judges_down_the_page():
+    """Four designs judged by 40 models: a tall figure (judges as rows); by 6 models: designs as rows, judges across."""
+    import io
+
+    from PIL import Image
+
+    from physadv.core.gridreport import transfer_png
+
+    def size(judges: int) -> tuple[int, int]:
+        rows = [{"design": f"all but m{i}", **{f"targeted:member-{j}": (i + j) % 5 / 4 for j in range(judges)}}
+                for i in range(4)]
+        return Image.open(io.BytesIO(transfer_png(rows))).size
+
+    (w40, h40), (w6, h6) = size(40), size(6)
+    assert h40 > 2 * w40 and w6 > h6 and h40 > 4 * h6
+
+
 def test_physical_result_round_trip_and_demo_design_key(tmp_path):
     from physadv.core.models import build_classifier
     from physadv.physical.attack import PhysicalResult
