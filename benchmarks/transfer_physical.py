@@ -14,8 +14,8 @@ Prints JSON: ``white_box`` (``{"model", "targeted", "untargeted", "coverage", "c
 (``{"held_out", "targeted", "untargeted", "read", "members_targeted_min", "coverage"}``; ``read``: the class the held-out
 model reads most often, and its share; ``least_member`` and its targeted success at each grid distance,
 ``least_member_by_distance``; ``others_targeted_min``: the least-fooled plain zoo model but i, the members themselves
-unless ``victim.robust_eps_255`` or ``victim.lgv`` makes the members their robust copies or LGV snapshots; with ``--held-out-seeds``, also
-``held_out_seeds``: the held-out recipe trained from other seeds, judging the same design), with ``targeted_ci95`` (95% Wilson
+unless ``victim.robust_eps_255`` or ``victim.lgv`` makes the members their robust copies or LGV snapshots; with
+``--held-out-seeds``, also ``held_out_seeds``: the held-out recipe trained from other seeds, judging the same design), with ``targeted_ci95`` (95% Wilson
 interval over the grid's views: a 90% bar on 70 views is 81-95%), ``coverage_curve`` (per model, per
 coverage: targeted and untargeted), ``step_cost`` (seconds per RP2 step on one model and on an ensemble of five,
 the views rendered once) and the paths of the plots and of the transfer matrix. ``transfer_options`` (not run by
