@@ -619,14 +619,12 @@ class VictimConfig:
                              "victim.balance > 0 as well")
         if any(not isinstance(k, int) or k < 0 for k in self.seeds) or len(set(self.seeds)) < len(self.seeds):
             raise ValueError(f"victim.seeds: distinct non-negative integer seeds, got {self.seeds}")
-        from physadv.core.zoo import ROBUST_EPS_MAX
+        from physadv.core.zoo import LGV_MAX, ROBUST_EPS_MAX
 
         if not 0 <= self.robust_eps_255 <= ROBUST_EPS_MAX:
             raise ValueError(f"victim.robust_eps_255: a small L-inf radius in 1/255 (0: off), got {self.robust_eps_255}")
         if self.robust_join and not self.robust_eps_255:
             raise ValueError("victim.robust_join adds the members' robust copies: set victim.robust_eps_255 > 0 as well")
-        from physadv.core.zoo import LGV_MAX
-
         if not 0 <= self.lgv <= LGV_MAX or (self.lgv and self.robust_eps_255):
             raise ValueError(f"victim.lgv: the number of LGV snapshots per member, 0 (off) to {LGV_MAX}, and not with "
                              f"victim.robust_eps_255; got {self.lgv}")
@@ -640,19 +638,20 @@ class VictimConfig:
         with ``lgv``, each one's LGV snapshots instead."""
         from physadv.core.zoo import is_zoo_spec
 
-        if not is_zoo_spec(name):
+        if not is_zoo_spec(name) or "+" in name:  # an explicit copy is kept as named
             return [name]
-        names = [name, *(f"{name}@{k}" for k in self.seeds)] if "@" not in name and "+" not in name else [name]
-        if self.lgv and "+" not in name:
+        names = [name] if "@" in name else [name, *(f"{name}@{k}" for k in self.seeds)]
+        if self.lgv:
             return [f"{n}+lgv{k}" for n in names for k in range(1, self.lgv + 1)]
-        if not self.robust_eps_255 or "+" in name:
+        if not self.robust_eps_255:
             return names
         robust = [f"{n}+pgd{self.robust_eps_255:g}" for n in names]
         return names + robust if self.robust_join else robust
 
     def specs(self) -> list[str]:
         """The members: the named models, each zoo member followed by its copies from ``seeds`` (or replaced by, or
-        followed by, their robust copies: ``robust_eps_255``, ``robust_join``)."""
+        followed by, their robust copies: ``robust_eps_255``, ``robust_join``; or replaced by their LGV snapshots:
+        ``lgv``)."""
         return [x for s in self.named() for x in self._with_copies(s)]
 
     def member_weights(self) -> Optional[list[float]]:
