@@ -10,6 +10,8 @@ import torch
 from physadv.core.gridreport import html_table
 from physadv.core.html import Page
 
+ROLES = ("white-box", "surrogate", "held-out")  # the order of the models table
+
 
 def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, digital: dict, metrics: dict) -> Path:
     r = rp2["result"]
@@ -18,11 +20,13 @@ def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, dig
     by_angle = ", ".join(f"{a}°: {v:.0%}" for a, v in s["targeted_by_angle"].items())
     members = ", ".join(n for n, m in s["models"].items() if m["role"] == "white-box")
     held = ", ".join(n for n, m in s["models"].items() if m["role"] == "held-out")
-    page.raw(f"<p>Designed on the ensemble {html.escape(members)}: every member reads “speed limit 80” in at least "
+    surrogates = ", ".join(n for n, m in s["models"].items() if m["role"] == "surrogate")
+    made_on = f"their slightly robust copies ({html.escape(surrogates)})" if surrogates else "them as one ensemble"
+    page.raw(f"<p>The victims {html.escape(members)}, designed on {made_on}: every victim reads “speed limit 80” in at least "
              f"<span class='num' id='targeted'>{s['targeted_success']:.1%}</span> of {s['adversarial_photos']} simulated "
              f"photos of the printed sign with stickers; every model reads the clean printed sign as “stop” in at least "
              f"<span class='num' id='clean'>{s['clean_accuracy']:.1%}</span> of {s['clean_photos']} photos. "
-             f"All members at once, per angle: {html.escape(by_angle)}.</p>")
+             f"All victims at once, per angle: {html.escape(by_angle)}.</p>")
     if held:
         page.raw(f"<p>Models the design never saw ({html.escape(held)}): at worst "
                  f"<span class='num' id='held_out_untargeted'>{s['held_out_untargeted']:.1%}</span> of the photos not read "
@@ -31,7 +35,7 @@ def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, dig
     page.heading("White-box and held-out models, side by side")
     page.table([{"model": n, "role": m["role"], "targeted": f"{m['targeted_success']:.1%}",
                  "untargeted": f"{m['untargeted_success']:.1%}", "clean accuracy": f"{m['clean_accuracy']:.1%}"}
-                for n, m in sorted(s["models"].items(), key=lambda kv: kv[1]["role"] != "white-box")], table_id="models")
+                for n, m in sorted(s["models"].items(), key=lambda kv: ROLES.index(kv[1]["role"]))], table_id="models")
     page.heading("What to print")
     page.image(torch.cat([r.clean, r.alpha]), "the clean sign")
     page.image(torch.cat([r.texture, r.alpha]), "the sign with RP2 stickers")

@@ -99,3 +99,15 @@ def test_the_demos_design_recipe_is_the_shipped_one_whatever_the_working_directo
     monkeypatch.chdir(tmp_path)
     job = load_config(RP2Job, DemoPlan().rp2_config)
     assert (job.target, job.steps, job.search_steps) == ("speed_limit_80", 400, 750)
+
+
+def test_the_demos_robust_surrogates_are_checked_in_one_line():
+    """``robust_eps_255`` (the stickers designed on the victims' robust copies) out of range, or with the quick sign
+    set whose models have no robust copies, is a one-line error naming the key, before anything trains."""
+    from physadv.physical.demo import demo_plan
+
+    for quick, value in ((False, "-1"), (False, "17"), (True, "1")):
+        with pytest.raises(Exception, match="robust_eps_255") as err:
+            demo_plan(quick, [f"robust_eps_255={value}"])
+        assert "\n" not in str(err.value)
+    assert demo_plan(False, ["robust_eps_255=0"]).surrogates() == demo_plan(False).victims
