@@ -79,6 +79,24 @@ def demo_numbers(m: dict) -> str:
         f"- DeepFool on LeNet/MNIST: success {df['success']:.0%}, rho_adv {df['rho_adv_l2']:.3f} over {df['images']} images."])
 
 
+def demo_surrogates_table(m: dict) -> str:
+    """benchmarks/demo_surrogates.py's result: each model's targeted / untargeted success per run (designed on the
+    victims or on their robust copies, per design seed), and the unseen models' mean targeted success."""
+    runs = m["runs"]
+    head = [(f"their copies at {r['robust_eps_255']:g}/255" if r["robust_eps_255"] else "the victims") + f", seed {r['seed']}"
+            for r in runs]
+    first = runs[0]["models"]
+    names = [n for n in first if first[n]["role"] == "white-box"] + list(m["unseen"])
+    out = ["| judged by | role | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(runs)]
+    for n in names:
+        role = "white-box" if first[n]["role"] == "white-box" else "never seen"
+        out.append(f"| {n} | {role} | " + " | ".join(f"{r['models'][n]['targeted']:.0%} / {r['models'][n]['untargeted']:.0%}"
+                                                 for r in runs) + " |")
+    out.append(f"| mean of the {len(m['unseen'])} never seen, targeted | | "
+               + " | ".join(f"**{r['unseen_targeted_mean']:.1%}**" for r in runs) + " |")
+    return "\n".join(out + ["", "Cells: \"speed limit 80\" / not \"stop\", over the simulated photos of the print."])
+
+
 def zoo_table(m: dict) -> str:
     """The README's zoo table from ``physadv signs zoo``'s metrics.json."""
     pgd = m["pgd"]
@@ -358,6 +376,9 @@ FIGURES = [
     Figure("coverage_curve", "{python} benchmarks/transfer_physical.py --only coverage_curve --set restarts=1 --out {out}",
            {"physical/coverage_curve.png": "coverage_curve.png"}, block=coverage_table, manual=True, metrics="result.json",
            about="RP2 (rp2_zoo.yaml, one run per point) white-box on every zoo model at 5-50% of the face"),
+    Figure("demo_surrogates", "{python} benchmarks/demo_surrogates.py --out {out}", {}, block=demo_surrogates_table,
+           manual=True, metrics="result.json",
+           about="the demo designed on its victims or on their slightly robust copies, judged by nine models it never saw"),
     Figure("demo", "physadv demo --out {out}",
            {"demo/texture.png": "design/texture.png", "demo/stickers.png": "design/stickers.png",
             "demo/photo_20ft_30deg.jpg": "capture/adversarial/photos/d20ft_a30_normal.jpg",
