@@ -22,7 +22,7 @@ def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, dig
     held = ", ".join(n for n, m in s["models"].items() if m["role"] == "held-out")
     surrogates = ", ".join(n for n, m in s["models"].items() if m["role"] == "surrogate")
     made_on = f"their slightly robust copies ({html.escape(surrogates)})" if surrogates else "them as one ensemble"
-    page.raw(f"<p>The victims {html.escape(members)}, designed on {made_on}: every victim reads “speed limit 80” in at least "
+    page.raw(f"<p>Stickers for the victims {html.escape(members)}, designed on {made_on}: every victim reads “speed limit 80” in at least "
              f"<span class='num' id='targeted'>{s['targeted_success']:.1%}</span> of {s['adversarial_photos']} simulated "
              f"photos of the printed sign with stickers; every model reads the clean printed sign as “stop” in at least "
              f"<span class='num' id='clean'>{s['clean_accuracy']:.1%}</span> of {s['clean_photos']} photos. "

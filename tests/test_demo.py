@@ -111,3 +111,20 @@ def test_the_demos_robust_surrogates_are_checked_in_one_line():
             demo_plan(quick, [f"robust_eps_255={value}"])
         assert "\n" not in str(err.value)
     assert demo_plan(False, ["robust_eps_255=0"]).surrogates() == demo_plan(False).victims
+
+
+def test_demo_surrogates_benchmark_refuses_a_bad_list_before_any_run(tmp_path, capsys):
+    """benchmarks/demo_surrogates.py: a radius or seed that is not a number is exit code 2 with a one-line message,
+    and nothing is written."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "demo_surrogates.py"
+    spec = importlib.util.spec_from_file_location("demo_surrogates", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for args in (["--radii", "0,one"], ["--seeds", "0,1.5"]):
+        assert bench.main([*args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--radii" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
