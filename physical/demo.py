@@ -74,12 +74,23 @@ class DemoPlan:
         if not 0 <= self.robust_eps_255 <= ROBUST_EPS_MAX or (self.robust_eps_255 and self.signs_quick):
             raise ValueError(f"robust_eps_255: a small L-inf radius in 1/255, 0 (off) to {ROBUST_EPS_MAX:g}, and 0 with "
                              f"the quick sign set (its models have no robust copies); got {self.robust_eps_255}")
+        if not self.victims:
+            raise ValueError("victims: at least one zoo member to design on")
+        if not self.signs_quick:  # an unknown name fails here, before the run folder or any training
+            from physadv.core.zoo import zoo_member
+
+            for name in dict.fromkeys([*self.surrogates(), *self.held_out]):
+                try:
+                    zoo_member(name)
+                except PhysadvError as err:
+                    raise ValueError(str(err)) from None
 
     def surrogates(self) -> list[str]:
-        """The models the stickers are designed on: the victims, or their robust copies (``robust_eps_255``)."""
+        """The models the stickers are designed on: the victims, or their robust copies (``robust_eps_255``; a victim
+        named as a copy already, ``NAME+...``, is kept as named)."""
         if not self.robust_eps_255:
             return list(self.victims)
-        return [f"{n}+pgd{self.robust_eps_255:g}" for n in self.victims]
+        return [n if "+" in n else f"{n}+pgd{self.robust_eps_255:g}" for n in self.victims]
 
     @staticmethod
     def quick() -> "DemoPlan":

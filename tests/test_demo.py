@@ -111,6 +111,17 @@ def test_the_demos_robust_surrogates_are_checked_in_one_line():
             demo_plan(quick, [f"robust_eps_255={value}"])
         assert "\n" not in str(err.value)
     assert demo_plan(False, ["robust_eps_255=0"]).surrogates() == demo_plan(False).victims
+    # a victim named as a copy already is designed on as named, not as a copy of a copy
+    assert demo_plan(False, ["victims=[vgg-bn+pgd2,resnet-8]"]).surrogates() == ["vgg-bn+pgd2", "resnet-8+pgd1"]
+
+
+def test_the_demo_refuses_an_unknown_model_before_it_makes_a_run_folder(tmp_path, capsys):
+    for key, value in (("victims", "[nosuch]"), ("held_out", "[vgg-bn@x]")):
+        out = tmp_path / key
+        assert main(["demo", "--set", f"{key}={value}", "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and value.strip("[]") in err[0]
+        assert not out.exists()
 
 
 def test_demo_surrogates_benchmark_refuses_a_bad_list_before_any_run(tmp_path, capsys):
