@@ -37,12 +37,12 @@ class DemoPlan:
     """Sizes of each stage; ``quick()`` shrinks everything for the test suite."""
 
     signs_quick: bool = False  # a small sign set and short training (its own cache entry)
-    victims: list[str] = field(default_factory=lambda: list(DEMO_VICTIMS))  # the white-box victims (designed on, or on their copies);
+    victims: list[str] = field(default_factory=lambda: list(DEMO_VICTIMS))  # the white-box victims (see robust_eps_255);
     # more members did not transfer better to the six unseen mobilenet-v2 and convnext-64 (seeds 0/101/102), mean
     # targeted success: these three 64.5/63.2% (design seeds 0/1), + gtsrb-cnn 49.2/36.4%, each also from seed 101 46.8%
     held_out: list[str] = field(default_factory=lambda: list(DEMO_HELD_OUT))  # zoo members that never see the design
-    robust_eps_255: float = 1.0  # the stickers are designed on each victim's slightly robust copy NAME+pgdEPS (its weights
-    # fine-tuned on PGD at EPS/255; Springer et al., NeurIPS 2021), and judged by the plain victims (white-box) too.
+    robust_eps_255: float = 1.0  # the stickers are designed on each victim's slightly robust copy NAME+pgdEPS (its
+    # weights fine-tuned on PGD at EPS/255; Springer et al., NeurIPS 2021), and judged by the plain victims too.
     # Measured on nine zoo models the design never saw (mobilenet-v2, gtsrb-cnn, convnext-64 from seeds 0/101/102),
     # mean targeted success over the photos, design seeds 0/1: 56.0/57.8% on the plain victims, 69.2/68.3% on their
     # copies; the plain victims themselves 92.9-100% either way. 0: the plain victims (no copies to train)
@@ -72,8 +72,8 @@ class DemoPlan:
         from physadv.core.zoo import ROBUST_EPS_MAX
 
         if not 0 <= self.robust_eps_255 <= ROBUST_EPS_MAX or (self.robust_eps_255 and self.signs_quick):
-            raise ValueError(f"robust_eps_255: a small L-inf radius in 1/255, 0 (off) to {ROBUST_EPS_MAX:g}, and 0 with "
-                             f"the quick sign set (its models have no robust copies); got {self.robust_eps_255}")
+            raise ValueError(f"robust_eps_255: a small L-inf radius in 1/255, 0 (off) to {ROBUST_EPS_MAX:g}, and 0 "
+                             f"with the quick sign set (its models have no robust copies); got {self.robust_eps_255}")
         if not self.victims:
             raise ValueError("victims: at least one zoo member to design on")
         if not self.signs_quick:  # an unknown name fails here, before the run folder or any training
@@ -94,8 +94,8 @@ class DemoPlan:
 
     @staticmethod
     def quick() -> "DemoPlan":
-        return DemoPlan(signs_quick=True, victims=["quick-gtsrb-cnn"], held_out=["quick-lisa-cnn"], robust_eps_255=0.0, coverage=0.15,
-                        rp2_steps=30, mask_search_steps=20, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
+        return DemoPlan(signs_quick=True, victims=["quick-gtsrb-cnn"], held_out=["quick-lisa-cnn"], robust_eps_255=0.0,
+                        coverage=0.15, rp2_steps=30, mask_search_steps=20, distances_ft=[5.0, 20.0, 40.0], angles=[0.0, 45.0],
                         lights=["normal"], photo_px=(1280, 960), print_dpi=60.0, deepfool_images=16, gan_steps=20)
 
 
