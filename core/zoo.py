@@ -179,7 +179,7 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
     process. A member trains exactly as ``get_zoo_classifier`` trains it alone: same recipe, seed and thread count,
     hence the same weights."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from physadv.core.progress import progress as bar
 
@@ -194,26 +194,38 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
         return todo
     for data in {repr(recipes[n].data): recipes[n].data for n in todo}.values():
         data.load("train"), data.load("test")  # generated and cached once, before the workers read it
-    # a fine-tuned recipe (a robust copy) waits for the weights it starts from: wave k holds the recipes k uncached
-    # starts away from scratch, so no two workers train one recipe at once
-    waves: list[dict[str, tuple[str, TrainConfig]]] = []
+    # a fine-tuned recipe (a robust copy, an LGV snapshot) waits for the weights it starts from, and starts as soon as
+    # they are there; of the recipes ready, the longest chain of recipes waiting on it goes first (critical path)
+    waiting: dict[str, tuple[str, TrainConfig, str | None]] = {}  # cache key -> (name, recipe, the key it waits for)
     for n in todo:
-        chain, cfg = [], recipes[n]
+        cfg = recipes[n]
         while cfg is not None and not cached_classifier_path(cfg).is_file():
-            chain.insert(0, cfg)
+            start = cfg.init if cfg.init is not None and not cached_classifier_path(cfg.init).is_file() else None
+            waiting.setdefault(cfg.cache_key(), (n if cfg is recipes[n] else f"{n}'s start", cfg,
+                                                 start.cache_key() if start is not None else None))
             cfg = cfg.init
-        for k, cfg in enumerate(chain):
-            waves += [{} for _ in range(k + 1 - len(waves))]
-            waves[k].setdefault(cfg.cache_key(), (n if cfg is recipes[n] else f"{n}'s start", cfg))
-    total = sum(map(len, waves))
+    chain = dict.fromkeys(waiting, 1)  # recipes from this one to the end of the longest chain through it
+    for key in waiting:
+        below, up = 1, waiting[key][2]
+        while up is not None:
+            below += 1
+            chain[up] = max(chain[up], below)
+            up = waiting[up][2]
+    total, done, running = len(waiting), set(), {}
     # fork: the workers inherit the registered data sets (core cannot import rendering to register them again)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool, \
             bar(total=total, desc=f"zoo: training {total} members, {workers} at a time", disable=not progress) as b:
-        for wave in waves:
-            jobs = {pool.submit(_train_recipe, cfg): name for name, cfg in wave.values()}
-            for job in as_completed(jobs):
+        while waiting or running:
+            ready = sorted((k for k, (_, _, up) in waiting.items() if up is None or up in done), key=lambda k: -chain[k])
+            for key in ready[:workers - len(running)]:
+                name, cfg, _ = waiting.pop(key)
+                running[pool.submit(_train_recipe, cfg)] = (key, name)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for job in finished:
+                key, name = running.pop(job)
                 job.result()  # a member's error is raised here, naming it
-                b.set_postfix_str(jobs[job])
+                done.add(key)
+                b.set_postfix_str(name)
                 b.update()
     return todo
 
