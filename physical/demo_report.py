@@ -32,7 +32,8 @@ def write_demo_report(run_dir: Path, rp2: dict, prints: dict, verdict: dict, dig
                  f"<span class='num' id='held_out_untargeted'>{s['held_out_untargeted']:.1%}</span> of the photos not read "
                  f"as “stop”, <span class='num' id='held_out_targeted'>{s['held_out_targeted']:.1%}</span> read as “speed "
                  "limit 80”.</p>")
-    page.heading("White-box and held-out models, side by side")
+    page.heading("White-box, surrogate and held-out models, side by side" if surrogates else
+                 "White-box and held-out models, side by side")
     page.table([{"model": n, "role": m["role"], "targeted": f"{m['targeted_success']:.1%}",
                  "untargeted": f"{m['untargeted_success']:.1%}", "clean accuracy": f"{m['clean_accuracy']:.1%}"}
                 for n, m in sorted(s["models"].items(), key=lambda kv: ROLES.index(kv[1]["role"]))], table_id="models")
