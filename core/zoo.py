@@ -197,20 +197,16 @@ def train_zoo(names: list[str], workers: int | None = None, progress: bool = Tru
     # a fine-tuned recipe (a robust copy, an LGV snapshot) waits for the weights it starts from, and starts as soon as
     # they are there; of the recipes ready, the longest chain of recipes waiting on it goes first (critical path)
     waiting: dict[str, tuple[str, TrainConfig, str | None]] = {}  # cache key -> (name, recipe, the key it waits for)
+    chain: dict[str, int] = {}  # cache key -> recipes from it to the end of the longest chain through it
     for n in todo:
-        cfg = recipes[n]
+        steps, cfg = [], recipes[n]
         while cfg is not None and not cached_classifier_path(cfg).is_file():
-            start = cfg.init if cfg.init is not None and not cached_classifier_path(cfg.init).is_file() else None
-            waiting.setdefault(cfg.cache_key(), (n if cfg is recipes[n] else f"{n}'s start", cfg,
-                                                 start.cache_key() if start is not None else None))
+            steps.insert(0, cfg)
             cfg = cfg.init
-    chain = dict.fromkeys(waiting, 1)  # recipes from this one to the end of the longest chain through it
-    for key in waiting:
-        below, up = 1, waiting[key][2]
-        while up is not None:
-            below += 1
-            chain[up] = max(chain[up], below)
-            up = waiting[up][2]
+        for k, cfg in enumerate(steps):
+            key = cfg.cache_key()
+            waiting.setdefault(key, (n if cfg is recipes[n] else f"{n}'s start", cfg, steps[k - 1].cache_key() if k else None))
+            chain[key] = max(chain.get(key, 0), len(steps) - k)
     total, done, running = len(waiting), set(), {}
     # fork: the workers inherit the registered data sets (core cannot import rendering to register them again)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool, \

@@ -64,7 +64,7 @@ def demo_numbers(m: dict) -> str:
              for n, v in get("capture", "models").items()]
     return "\n".join([
         f"Stickers designed on the ensemble {' + '.join(r['victims'])} ("
-        + ("the white-box victims' slightly robust copies; " if any("+pgd" in v for v in r["victims"]) else "")
+        + ("the white-box victims' slightly robust copies; " if m["plan"].get("robust_eps_255") else "")
         + f"{r['mask_coverage']:.0%} of the face), printed, and "
         f"photographed in simulation: {c['adversarial_photos']} photos of the stickered print and {c['clean_photos']} of the "
         f"clean print (5-40 ft x 0-60 degrees, lights: {', '.join(get('plan', 'lights'))}); {c['not_found']} photos not "

@@ -79,18 +79,28 @@ class DemoPlan:
         if not self.signs_quick:  # an unknown name fails here, before the run folder or any training
             from physadv.core.zoo import zoo_member
 
-            for name in dict.fromkeys([*self.surrogates(), *self.held_out]):
+            for name in self.roles():
                 try:
                     zoo_member(name)
                 except PhysadvError as err:
                     raise ValueError(str(err)) from None
 
     def surrogates(self) -> list[str]:
-        """The models the stickers are designed on: the victims, or their robust copies (``robust_eps_255``; a victim
-        named as a copy already, ``NAME+...``, is kept as named)."""
-        if not self.robust_eps_255:
-            return list(self.victims)
-        return [n if "+" in n else f"{n}+pgd{self.robust_eps_255:g}" for n in self.victims]
+        """The models the stickers are designed on: the victims, or their robust copies (``robust_eps_255``, named as
+        ``victim.robust_eps_255`` names them; a victim named as a copy already is kept as named)."""
+        from physadv.core.victims import VictimConfig
+
+        return VictimConfig(models=list(self.victims), robust_eps_255=self.robust_eps_255).specs()
+
+    def roles(self) -> dict[str, str]:
+        """Every model the demo loads, in judging order, with its role: white-box (a victim, whose weights the attacker
+        holds), surrogate (a robust copy the design was made on), held-out (a model the design never saw)."""
+        roles = dict.fromkeys(self.victims, "white-box")
+        for name in self.surrogates():
+            roles.setdefault(name, "surrogate")
+        for name in self.held_out:
+            roles.setdefault(name, "held-out")
+        return roles
 
     @staticmethod
     def quick() -> "DemoPlan":
@@ -134,7 +144,7 @@ def demo_models(plan: DemoPlan, device, trained: list | None = None) -> dict:
     if not plan.signs_quick:
         from physadv.core.zoo import train_zoo
 
-        names = list(dict.fromkeys([*plan.victims, *plan.surrogates(), *plan.held_out]))
+        names = list(plan.roles())
         made = train_zoo(names)  # the first run trains them, one per CPU core at a time
         if trained is not None:
             trained.extend(made)
@@ -226,11 +236,12 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
                   val_every=max(5, plan.rp2_steps // 8), val_views=96 if plan.rp2_steps >= 100 else 32,
                   restarts=1, seed=plan.seed)  # one run: the demo's time budget
     vc = replace(job.victim, balance=plan.balance)
-    victim = victim_from(replace(vc, models=plan.surrogates(), weights=None, seeds=[]), models)
+    surrogates = plan.surrogates()
+    victim = victim_from(replace(vc, models=surrogates, weights=None, seeds=[]), models)
     from physadv.rendering.scene import build_scene
 
     scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]))
-    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in plan.surrogates()], [cfg, vc])}.safetensors"
+    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in surrogates], [cfg, vc])}.safetensors"
     if cached.is_file():  # the same recipe against the same weights: the same design
         print(f"reusing the RP2 design cached in {cached}")
         r = PhysicalResult.load(cached)
@@ -240,16 +251,10 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     save_texture(out, "texture", r.texture, r.alpha, {"mask": r.mask, "clean": r.clean}, r.object)
     write_image(out / "stickers.png", r.stickers)
     loss_curve(out / "loss.png", {k: v for k, v in r.history.items() if not k.endswith("success")}, "RP2 loss terms")
-    metrics = {"victims": plan.surrogates(), "mask_coverage": round(r.coverage, 4), "val_targeted": r.metrics["val_success"],
+    metrics = {"victims": surrogates, "mask_coverage": round(r.coverage, 4), "val_targeted": r.metrics["val_success"],
                "best_step": r.metrics["best_step"], "steps": cfg.steps, "seconds": r.timings["seconds"],
                "seconds_per_step": r.timings["seconds_per_step"], "victim_share_of_step": r.timings["victim_share"]}
     return {"result": r, "config": cfg, "dir": out, "metrics": metrics}
-
-
-def _role(name: str, plan: DemoPlan) -> str:
-    """white-box: a victim (the attacker holds its weights); surrogate: a robust copy the design was made on;
-    held-out: a model the design never saw."""
-    return "white-box" if name in plan.victims else "surrogate" if name in plan.surrogates() else "held-out"
 
 
 def design_key(models, cfg) -> str:
@@ -307,7 +312,8 @@ def photograph_and_judge(models: dict, prints: dict, plan: DemoPlan, out: Path) 
         sets[name] = out / name
     layout = PrintLayout.from_json(prints["adversarial"]["dir"] / "layout.json")
     judge = JudgeConfig(true_class="stop", target_class="speed_limit_80", report_unit="ft")
-    main, *others = dict.fromkeys([*plan.victims, *plan.surrogates(), *plan.held_out])
+    roles = plan.roles()
+    main, *others = roles
     results, report = evaluate_photos(models[main], judge, sets["adversarial"], sets["adversarial"] / "manifest.csv",
                                       layout=layout, clean_photos=sets["clean"], clean_manifest=sets["clean"] / "manifest.csv",
                                       judges={n: models[n] for n in others})
@@ -316,7 +322,7 @@ def photograph_and_judge(models: dict, prints: dict, plan: DemoPlan, out: Path) 
     clean = [r for r in results if r.set == "clean" and r.status == "ok"]
     if not adv or not clean:
         raise PhysadvError(f"no photo could be judged (see {files['html']})")
-    per_model = {n: _rates(models[n], adv, clean, None if n == main else n) | {"role": _role(n, plan)} for n in [main, *others]}
+    per_model = {n: _rates(models[n], adv, clean, None if n == main else n) | {"role": roles[n]} for n in roles}
     white = [m for m in per_model.values() if m["role"] == "white-box"]
     held = [m for m in per_model.values() if m["role"] == "held-out"]
     by_angle: dict = {}
