@@ -286,7 +286,12 @@ class MeshScene(Scene):
         b = boxes[idx].clone()
         size = torch.stack([b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]] * 2, 1)
         images = camera_effects(images, torch.ones(n), self.world.effects, None, g)
-        return Views(images, b + jit * size, draw.seed)
+        b = b + jit * size
+        if self.world.square_crops:  # these views' crops keep the object's aspect (world.square_crops)
+            square = torch.rand(n, generator=g) < self.world.square_crops
+            centre, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]).max(1, keepdim=True).values / 2
+            b = torch.where(square[:, None], torch.cat([centre - half, centre + half], 1), b)
+        return Views(images, b, draw.seed)
 
 
 class FlatScene(Scene):

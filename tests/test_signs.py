@@ -110,6 +110,29 @@ def test_sample_poses_respect_ranges():
     assert any(p.azimuth < 0 for p in poses) and any(p.azimuth > 0 for p in poses)
 
 
+@pytest.mark.parametrize("square", [0.0, 1.0])
+def test_square_crops_keep_an_oblique_signs_aspect(square):
+    """A sign turned 60 degrees spans cos 60 = 1/2 of its height in width (a far sign: closed form). GTSRB-style the
+    crop stretches it to fill the square; with ``square_crops`` it keeps its aspect. The sign's region is where a white
+    face and a black one, photographed alike, differ."""
+    from physadv.rendering.signs.world import CameraEffects, LightConfig, photograph_sign
+
+    world = replace(SMALL, square_crops=square, box_jitter=0.0, light=LightConfig(gain=(1, 1), shading=0.0),
+                    effects=CameraEffects(blur_px=(0, 0), noise_std=(0, 0), contrast=(1, 1), brightness=(0, 0),
+                                          jpeg_quality=(100, 100)))
+    poses = [Pose(8.0, azimuth=60), Pose(8.0, azimuth=-60)]
+    shots = [photograph_sign(torch.full((3, 128, 128), v), "stop", poses, world, torch.Generator().manual_seed(1)).images
+             for v in (1.0, 0.0)]
+    sign = (shots[0] - shots[1]).amax(1) > 0.5
+    for m in sign:
+        cols, rows = m.any(0).sum().item(), m.any(1).sum().item()
+        expected = 0.5 if square else 1.0
+        assert cols / rows == pytest.approx(expected, abs=0.08), (cols, rows)
+        assert rows == pytest.approx(m.shape[0] / (1 + 2 * world.margin), abs=2)  # the height fills the crop but its margin
+    with pytest.raises(ValueError, match="square_crops"):
+        replace(SMALL, square_crops=1.5).validate()
+
+
 def test_gtsrb_crop_takes_the_box_plus_margin():
     """A box of a known colour inside a larger image: the crop with margin 0 is that colour, with margin it is not."""
     img = torch.zeros(3, 100, 120)

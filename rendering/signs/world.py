@@ -133,6 +133,9 @@ class WorldConfig:
     crop_px: int = 32  # classifier input size
     margin: float = 0.1  # GTSRB: the crop holds the sign plus 10% on each side
     box_jitter: float = 0.05  # the crop box is off by up to this fraction of its size (detector error)
+    # the share of views cropped square around the box, its aspect kept (as a pipeline that pads a detector's box to a
+    # square sees an oblique sign: narrow), the rest GTSRB-style (the box stretched to the square, the sign filling it)
+    square_crops: float = added_later(0.0)
     work_px: int = 64  # rendering grid of the crop window (>= crop_px)
     supersample: int = 2
     texture_px: int = 128
@@ -149,6 +152,8 @@ class WorldConfig:
             raise ValueError("train_per_class and test_per_class must be at least 1")
         if self.supersample < 1:
             raise ValueError(f"supersample must be at least 1, got {self.supersample}")
+        if not 0 <= self.square_crops <= 1:
+            raise ValueError(f"square_crops is a share of the views, 0 to 1, got {self.square_crops}")
 
 
 # --------------------------------------------------------------------------- the crop, public for capture/
@@ -366,13 +371,22 @@ def crop_windows(poses: list[Pose], outlines: list[np.ndarray], intr: Intrinsics
     n = len(poses)
     windows, widths = [], []
     jit = (torch.rand(n, 4, generator=g, dtype=torch.float64) * 2 - 1) * cfg.box_jitter
+    square = torch.rand(n, generator=g) < cfg.square_crops if cfg.square_crops else torch.zeros(n, dtype=torch.bool)
     for i, pose in enumerate(poses):
         box = bbox_of(apply_homography(plane_homography(pose, intr), outlines[i]))
         w, h = box[2] - box[0], box[3] - box[1]
         box = box + jit[i].numpy() * np.array([w, h, w, h])
-        windows.append(crop_window(box, cfg.margin))
+        window = crop_window(box, cfg.margin)
+        windows.append(square_window(window) if square[i] else window)
         widths.append(w)
     return windows, widths
+
+
+def square_window(window) -> tuple[float, float, float, float]:
+    """The square with the window's centre and longer side: the object keeps its aspect in the crop."""
+    x0, y0, x1, y1 = window
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) / 2
+    return cx - half, cy - half, cx + half, cy + half
 
 
 def camera_effects(image: torch.Tensor, scale: torch.Tensor, e: CameraEffects, out_px: int | None,
