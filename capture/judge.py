@@ -1,8 +1,8 @@
 """Judging photos of a print with a classifier, by distance and angle (RP2's evaluation).
 
 Each photo is located (fiducials, else the manifest's corners), cropped as the classifier expects
-(``crop = "box"``: GTSRB-style, the object's bounding box plus a margin, perspective kept;
-``"rectified"``: the object warped flat; ``"full"``: the whole frame) and classified. Every row of
+(``crop = "box"``: GTSRB-style, the object's bounding box plus a margin, perspective kept, stretched to the
+square; ``"square"``: the square around that box, the object's aspect kept; ``"rectified"``: the object warped flat; ``"full"``: the whole frame) and classified. Every row of
 the manifest gets a status (ok, unreadable, missing file, object not found); nothing is skipped
 silently.
 
@@ -27,7 +27,7 @@ from physadv.core.errors import PhysadvError
 
 @dataclass
 class JudgeConfig:
-    crop: str = "box"  # "box" (GTSRB-style), "rectified" or "full"
+    crop: str = "box"  # "box" (GTSRB-style), "square" (aspect kept), "rectified" or "full"
     margin: float = 0.1  # per side, as a fraction of the object's size
     true_class: str = ""  # class name (or index); blank: the clean set's top class per cell
     target_class: str = ""  # for targeted success; blank: untargeted only
@@ -39,8 +39,8 @@ class JudgeConfig:
     thumb: int = 96  # thumbnail side in the HTML report
 
     def validate(self) -> None:
-        if self.crop not in ("box", "rectified", "full"):
-            raise ValueError(f"crop {self.crop!r} must be box, rectified or full")
+        if self.crop not in ("box", "square", "rectified", "full"):
+            raise ValueError(f"crop {self.crop!r} must be box, square, rectified or full")
         if not 0 <= self.margin < 1:
             raise ValueError(f"margin {self.margin} must be in [0, 1)")
         if self.report_unit and self.report_unit not in UNITS_M:
@@ -104,7 +104,7 @@ def classifier_input(image: np.ndarray, loc, layout, model, cfg: JudgeConfig) ->
     elif cfg.crop == "rectified" and loc.homography is not None and layout is not None:
         crop = crop_rectified(image, loc.homography, layout, (w, h), cfg.margin)
     else:
-        crop = crop_box(image, loc.quad, (w, h), cfg.margin)
+        crop = crop_box(image, loc.quad, (w, h), cfg.margin, square=cfg.crop == "square")
     if c == 1:
         crop = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[:, :, None]
     return crop

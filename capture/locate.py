@@ -200,8 +200,10 @@ def locate(image: np.ndarray, layout, camera=None, corners: np.ndarray | None = 
 
 
 # --------------------------------------------------------------------------- crops
-def crop_box(image: np.ndarray, quad: np.ndarray, size: tuple[int, int], margin: float = 0.1) -> np.ndarray:
-    """GTSRB-style crop: the object's bounding box plus ``margin`` per side, resized to ``size = (S, S)``.
+def crop_box(image: np.ndarray, quad: np.ndarray, size: tuple[int, int], margin: float = 0.1,
+             square: bool = False) -> np.ndarray:
+    """GTSRB-style crop: the object's bounding box plus ``margin`` per side, resized to ``size = (S, S)``;
+    ``square``: the square around that box instead (the object keeps its aspect, as ``world.square_crops``).
 
     The perspective of the photo is kept (the classifier sees what the camera saw). The crop is
     ``rendering.signs.gtsrb_crop`` (the one the sign world trains its classifier on), applied to
@@ -209,13 +211,15 @@ def crop_box(image: np.ndarray, quad: np.ndarray, size: tuple[int, int], margin:
     """
     import torch
 
-    from physadv.rendering.signs.world import crop_window, gtsrb_crop
+    from physadv.rendering.signs.world import crop_window, gtsrb_crop, square_window
 
     w, h = size
     if w != h:
         raise PhysadvError(f"GTSRB-style crops are square; the classifier wants {w}x{h} (use crop: rectified or full)")
     x0, y0 = np.asarray(quad).min(axis=0) + 0.5  # OpenCV pixel centres -> pixel edges
     x1, y1 = np.asarray(quad).max(axis=0) + 0.5
+    if square:
+        x0, y0, x1, y1 = square_window((x0, y0, x1, y1))
     wx0, wy0, wx1, wy1 = crop_window((x0, y0, x1, y1), margin)
     H, W = image.shape[:2]
     ix0, iy0 = int(np.clip(math.floor(wx0) - 1, 0, W - 1)), int(np.clip(math.floor(wy0) - 1, 0, H - 1))

@@ -456,7 +456,7 @@ def test_tiled_print_pdf_is_assembled(tmp_path):
         load_print(tmp_path / lay.tiles[0].file)
 
 
-@pytest.mark.parametrize("crop", ["box", "rectified", "full"])
+@pytest.mark.parametrize("crop", ["box", "square", "rectified", "full"])
 def test_crop_modes_feed_the_classifier_its_input_size(printed, model, crop):
     from physadv.capture.judge import judge_image
 
@@ -485,6 +485,22 @@ def test_box_crop_is_the_sign_worlds_gtsrb_crop():
         x1, y1 = quad.max(axis=0) + 0.5
         ref = gtsrb_crop(torch.from_numpy(img).permute(2, 0, 1).float() / 255, (x0, y0, x1, y1), 32, 0.1)
         assert np.abs(ours - ref.permute(1, 2, 0).numpy() * 255).max() <= 1.0
+
+
+def test_square_crop_keeps_the_objects_aspect():
+    """A white 120 x 60 rectangle: the GTSRB box crop (margin 0) is all white; the square crop keeps 2:1, so the
+    rectangle spans the crop's width and half its height (cv2.resize of the known square window: the reference)."""
+    import cv2
+
+    from physadv.capture.locate import crop_box
+
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[100:160, 140:260] = 255
+    quad = np.array([[140.0, 100], [259, 100], [259, 159], [140, 159]])  # pixel centres of the corner pixels
+    assert crop_box(img, quad, (32, 32), 0.0).min() >= 250
+    ours = crop_box(img, quad, (32, 32), 0.0, square=True).astype(float)
+    ref = cv2.resize(img[70:190, 140:260], (32, 32), interpolation=cv2.INTER_AREA).astype(float)
+    assert np.abs(ours - ref).mean() < 6 and (ours[:, :, 0] > 127).mean() == pytest.approx(0.5, abs=0.04)
 
 
 def test_simulate_resumes_and_is_deterministic(printed, tmp_path):
