@@ -241,7 +241,8 @@ def design_rp2(models: dict, plan: DemoPlan, out: Path, device) -> dict:
     from physadv.rendering.scene import build_scene
 
     scene = build_scene(job.scene, device, min_view_px=max(victim.input_size[1:]))
-    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in surrogates], [cfg, vc])}.safetensors"
+    # the design's identity: the recipe, the victims' weights and the scene it is designed in
+    cached = cache_dir("demo") / f"rp2-{design_key([models[n] for n in surrogates], [cfg, vc, job.scene])}.safetensors"
     if cached.is_file():  # the same recipe against the same weights: the same design
         print(f"reusing the RP2 design cached in {cached}")
         r = PhysicalResult.load(cached)
