@@ -97,6 +97,26 @@ def demo_surrogates_table(m: dict) -> str:
     return "\n".join(out + ["", "Cells: \"speed limit 80\" / not \"stop\", over the simulated photos of the print."])
 
 
+def outside_judges_table(m: dict) -> str:
+    """benchmarks/outside_judges.py's result: per judge its accuracy, its clean accuracy on the OpenCV photos and, per
+    design, its targeted success with either crop."""
+    designs, kinds = m["designs"], list(m["designs"][0]["crops"])
+    out = [f"| judge | trained by | sign test set | clean photos read \"stop\" ({' / '.join(kinds)}) | "
+           + " | ".join(d["label"] for d in designs) + " |", "|---|---|---|---|" + "---|" * len(designs)]
+    for k, j in enumerate(designs[0]["judges"]):
+        by = "outside" if j["judge"] in m["outside"] else "physadv zoo"
+        acc = "" if j["test_accuracy"] is None else f"{j['test_accuracy']:.1%}"
+        clean = " / ".join(f"{j[c]['clean_accuracy']:.0%}" for c in kinds)
+        out.append(f"| {j['judge']} | {by} | {acc} | {clean} | "
+                   + " | ".join(" / ".join(f"{d['judges'][k][c]['targeted']:.0%}" for c in kinds) for d in designs) + " |")
+    for c in kinds:
+        means = [sum(j[c]["targeted"] for j in d["judges"] if j["judge"] in m["outside"]) / len(m["outside"]) for d in designs]
+        out.append(f"| mean of the {len(m['outside'])} outside judges, {c} crops | | | | "
+                   + " | ".join(f"**{x:.1%}**" for x in means) + " |")
+    return "\n".join(out + ["", f"Cells: \"speed limit 80\" with {' / '.join(kinds)} crops, over {designs[0]['photos']} OpenCV "
+                            "photos per design (the same poses, backgrounds and lights for every design and judge)."])
+
+
 def zoo_table(m: dict) -> str:
     """The README's zoo table from ``physadv signs zoo``'s metrics.json."""
     pgd = m["pgd"]
@@ -379,6 +399,11 @@ FIGURES = [
     Figure("demo_surrogates", "{python} benchmarks/demo_surrogates.py --out {out}", {}, block=demo_surrogates_table,
            manual=True, metrics="result.json",
            about="the demo designed on its victims or on their slightly robust copies, judged by nine models it never saw"),
+    Figure("outside_judges", "{python} benchmarks/outside_judges.py --zoo vgg-bn,resnet-8,lisa-cnn,mobilenet-v2,gtsrb-cnn,"
+           "convnext-64 --out {out}",
+           {"physical/outside_photos.png": "design0/photos.png"}, block=outside_judges_table, manual=True,
+           metrics="result.json",
+           about="the demo's design judged by classifiers trained outside the project, in photos rendered by OpenCV"),
     Figure("demo", "physadv demo --out {out}",
            {"demo/texture.png": "design/texture.png", "demo/stickers.png": "design/stickers.png",
             "demo/photo_20ft_30deg.jpg": "capture/adversarial/photos/d20ft_a30_normal.jpg",
