@@ -45,7 +45,9 @@ class DemoPlan:
     # weights fine-tuned on PGD at EPS/255; Springer et al., NeurIPS 2021), and judged by the plain victims too.
     # Measured on nine zoo models the design never saw (mobilenet-v2, gtsrb-cnn, convnext-64 from seeds 0/101/102),
     # mean targeted success over the photos, design seeds 0/1: 56.0/57.8% on the plain victims, 69.2/68.3% on their
-    # copies; the plain victims themselves 92.9-100% either way. 0: the plain victims (no copies to train)
+    # copies; the plain victims themselves 92.9-100% either way. Not so for four classifiers trained outside the
+    # project, in OpenCV photos (benchmarks/outside_judges.py): 69.6/50.1% plain, 58.1/61.0% on the copies.
+    # 0: the plain victims (no copies to train)
     # the design recipe, the shipped file whatever the working directory holds (steps below override its own)
     rp2_config: str = field(default_factory=lambda: str(packaged("physical/rp2_zoo.yaml")))
     coverage: float = 0.30  # share of the face under stickers (the transfer benchmark's leave-one-out setting)
