@@ -2,9 +2,9 @@
 
 Each photo is located (fiducials, else the manifest's corners), cropped as the classifier expects
 (``crop = "box"``: GTSRB-style, the object's bounding box plus a margin, perspective kept, stretched to the
-square; ``"square"``: the square around that box, the object's aspect kept; ``"rectified"``: the object warped flat; ``"full"``: the whole frame) and classified. Every row of
-the manifest gets a status (ok, unreadable, missing file, object not found); nothing is skipped
-silently.
+square; ``"square"``: the square around that box, the object's aspect kept; ``"rectified"``: the object warped
+flat; ``"full"``: the whole frame) and classified. Every row of the manifest gets a status (ok, unreadable, missing
+file, object not found); nothing is skipped silently.
 
 Per cell (distance x angle x light, per set) the class probabilities are averaged over its photos;
 the top and second class with their confidences follow RP2's Table 5. Success: untargeted = the top

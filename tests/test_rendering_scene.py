@@ -98,6 +98,22 @@ def test_mesh_scene_boxes_the_sign_face_where_opencv_projects_it():
     assert len(grid) == 2 and scene.render(scene.obj.texture, grid).images.shape == (2, 3, 64, 64)
 
 
+def test_mesh_scene_square_crops_are_the_square_around_the_faces_box():
+    """``world.square_crops: 1``: every view's box is the square around the face's box (OpenCV's projection, jittered
+    as a detector's), so the crop keeps the face's aspect."""
+    scene = scene_of(kind="mesh", object={"kind": "sign", "texture_px": 64}, mesh={"image_size": [64, 64], "pool_size": 3},
+                     world={**SMALL_WORLD, "square_crops": 1.0})
+    draw = scene.sample(3)
+    views = scene.render(scene.obj.texture, draw)
+    jitter = scene.world.box_jitter
+    for k, idx in enumerate(draw.items):
+        ref = projected_box(scene.pool.poses[idx], scene.camera, scene.obj.outline_m)
+        side, tol = max(ref[2] - ref[0], ref[3] - ref[1]), 2 * jitter * max(ref[2] - ref[0], ref[3] - ref[1]) + 0.6
+        x0, y0, x1, y1 = views.boxes[k].numpy()
+        assert x1 - x0 == pytest.approx(y1 - y0, abs=1e-4) and abs((x1 - x0) - side) <= tol
+        assert abs((x0 + x1) / 2 - (ref[0] + ref[2]) / 2) <= tol and abs((y0 + y1) / 2 - (ref[1] + ref[3]) / 2) <= tol
+
+
 def test_flat_carriers_leave_out_the_target_class():
     scene = build_scene(from_dict(SceneConfig, {"kind": "flat", "carriers": "digits"}), exclude_class="3")
     from physadv.core.data import load_dataset
