@@ -110,6 +110,14 @@ class Judge(torch.nn.Module):
         return self.net((x - 0.5) / 0.25 if self.normalise else x).argmax(1).numpy()
 
 
+@torch.no_grad()
+def test_accuracy(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int = 500) -> float:
+    """The share of ``images`` (N x 3 x 32 x 32 in [0, 1]) an outside judge classifies right."""
+    right = sum(int((net((images[i:i + batch] - 0.5) / 0.25).argmax(1) == labels[i:i + batch]).sum())
+                for i in range(0, len(images), batch))
+    return right / len(images)
+
+
 def _train_cached(job: tuple) -> tuple[str, float]:
     arch, seed, epochs, path = job
     from safetensors.torch import save_file
@@ -120,13 +128,10 @@ def _train_cached(job: tuple) -> tuple[str, float]:
     data = DataConfig(name="signs")
     tr, te = data.load("train"), data.load("test")
     net = train_judge(arch, seed, epochs, tr.images, tr.labels)
-    with torch.no_grad():
-        acc = float(np.mean([(net((te.images[i:i + 500] - 0.5) / 0.25).argmax(1) == te.labels[i:i + 500]).float().mean()
-                             for i in range(0, len(te.images), 500)]))
     tmp = path.with_suffix(".tmp")
-    save_file(net.state_dict(), str(tmp), {"arch": arch, "seed": str(seed), "epochs": str(epochs), "accuracy": str(acc)})
+    save_file(net.state_dict(), str(tmp), {"arch": arch, "seed": str(seed), "epochs": str(epochs)})
     tmp.replace(path)  # atomic: a cached judge is whole
-    return arch, acc
+    return arch, test_accuracy(net, te.images, te.labels)
 
 
 def outside_judges(archs: list[str], seed: int, epochs: int, workers: int = 2) -> list[Judge]:
@@ -134,11 +139,11 @@ def outside_judges(archs: list[str], seed: int, epochs: int, workers: int = 2) -
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     import physadv.rendering.signs  # noqa: F401  (registers the sign world's data set)
     from physadv.core.data import DataConfig
+    from physadv.core.errors import PhysadvError
     from physadv.core.io import cache_dir
 
     data = DataConfig(name="signs")
@@ -152,13 +157,15 @@ def outside_judges(archs: list[str], seed: int, epochs: int, workers: int = 2) -
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("fork")) as pool:
             for arch, acc in pool.map(_train_cached, todo):
                 print(f"  {arch}: {acc:.1%} on the sign test set", file=sys.stderr)
+    test = data.load("test")
     judges = []
     for arch, _, _, path in jobs:
         net = build(arch, len(classes))
-        net.load_state_dict(load_file(str(path)))
-        with safe_open(str(path), "pt") as f:
-            acc = float(f.metadata()["accuracy"])
-        judges.append(Judge(arch, net.eval(), 32, True, acc))
+        try:
+            net.load_state_dict(load_file(str(path)))
+        except (RuntimeError, OSError, ValueError) as err:  # another architecture's or a damaged file
+            raise PhysadvError(f"{path}: not a {arch} judge ({str(err).splitlines()[0]}); delete it to train it again") from None
+        judges.append(Judge(arch, net.eval(), 32, True, test_accuracy(net.eval(), test.images, test.labels)))
     return judges
 
 
