@@ -36,6 +36,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -97,10 +98,13 @@ def train_judge(arch: str, seed: int, epochs: int, images: torch.Tensor, labels:
     return net.eval()
 
 
-class Judge(torch.nn.Module):
-    def __init__(self, name: str, net: torch.nn.Module, size: int, normalise: bool, accuracy: float | None):
-        super().__init__()
-        self.name, self.net, self.size, self.normalise, self.accuracy = name, net, size, normalise, accuracy
+@dataclass
+class Judge:
+    name: str
+    net: torch.nn.Module
+    size: int  # input side in pixels
+    normalise: bool  # an outside judge takes (x - 0.5) / 0.25; a physadv classifier normalises itself
+    accuracy: float | None  # on the sign test set
 
     @torch.no_grad()
     def predict(self, crops: np.ndarray) -> np.ndarray:
@@ -428,8 +432,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(a.out)
     try:
-        for d in a.design:
-            read_design(Path(d))  # a bad design fails before any training
+        given = [(Path(d).parent.parent.name or d, Path(d), read_design(Path(d))) for d in a.design]  # before training
         import physadv.rendering.signs  # noqa: F401  (registers the sign world's data set)
         from physadv.core.data import DataConfig
 
@@ -440,10 +443,9 @@ def main(argv=None) -> int:
         start = time.time()
         zoo = zoo_judges([x for x in a.zoo.split(",") if x])
         judges = outside_judges(archs, a.seed, a.epochs) + zoo
-        designs = [(Path(d).parent.parent.name or d, Path(d)) for d in a.design] or demo_designs(out, radii, seeds)
+        designs = given or [(label, path, read_design(path)) for label, path in demo_designs(out, radii, seeds)]
         runs = []
-        for k, (label, path) in enumerate(designs):
-            adv, clean, obj = read_design(path)
+        for k, (label, path, (adv, clean, obj)) in enumerate(designs):
             width = float(obj.get("width_m") or 0.75)  # the object's real width, as the design recorded it
             runs.append({"label": label, "design": str(path), "width_m": width,
                          **judge((adv, clean), width, judges, distances, angles, lights, a.repeats,

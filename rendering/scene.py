@@ -34,7 +34,7 @@ from physadv.rendering.augment import FlatConfig
 from physadv.rendering.camera import Pose, feet
 from physadv.rendering.lights import LightConfig as PhongLights
 from physadv.rendering.objects import ObjectConfig, PhysicalObject, load_object
-from physadv.rendering.signs.world import WorldConfig
+from physadv.rendering.signs.world import WorldConfig, square_window
 
 
 @dataclass
@@ -289,8 +289,7 @@ class MeshScene(Scene):
         b = b + jit * size
         if self.world.square_crops:  # these views' crops keep the object's aspect (world.square_crops)
             square = torch.rand(n, generator=g) < self.world.square_crops
-            centre, half = (b[:, :2] + b[:, 2:]) / 2, (b[:, 2:] - b[:, :2]).max(1, keepdim=True).values / 2
-            b = torch.where(square[:, None], torch.cat([centre - half, centre + half], 1), b)
+            b[square] = torch.tensor([square_window(w) for w in b[square].tolist()], dtype=b.dtype).view(-1, 4)
         return Views(images, b, draw.seed)
 
 

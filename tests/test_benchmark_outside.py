@@ -1,6 +1,7 @@
 """benchmarks/outside_judges.py: its OpenCV photographer against closed forms, and its refusals."""
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def bench():
     spec = importlib.util.spec_from_file_location("outside_judges", ROOT / "benchmarks" / "outside_judges.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as importlib's recipe does: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
